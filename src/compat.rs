@@ -1,0 +1,103 @@
+//! The rules old uchat clients depend on, kept in one place (design.md §3).
+//!
+//! The uchat GTK client is the reference: it speaks integer codes, exits on a
+//! message type it does not know, checks the token's form, and reads `power`
+//! and member `id` fields. Each rule it relies on is a function or constant
+//! here, so that nobody breaks one by accident somewhere else:
+//!
+//! - the first request fixes a connection's dialect ([`dialect_for_first_request`]);
+//! - unsolicited pushes with Parley's own codes reach an integer-dialect
+//!   connection only once it has used such a code itself ([`push_allowed`]);
+//! - tokens are 64 lowercase hex characters followed by the login
+//!   ([`format_token`], [`split_token`]);
+//! - room, message and edit objects carry `power`, member objects carry `id`,
+//!   and string fields are never null (the object types in `protocol`);
+//! - history pages are newest first (`store`'s history queries).
+
+/// The language a connection is answered in, fixed by its first request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Symbolic names: `"type":"RQ_MSG"`, `"error_code":"ER_NOT_FOUND"`.
+    Names,
+    /// The original integer codes: `"type":3`, `"error_code":103`.
+    Codes,
+}
+
+/// Codes from here up are Parley's additions, unknown to old clients.
+pub const FIRST_PARLEY_CODE: i64 = 100;
+
+/// The dialect a connection takes from its first request: integers if that
+/// request gave `type` as an integer, names otherwise.
+pub fn dialect_for_first_request(type_was_code: bool) -> Dialect {
+    if type_was_code {
+        Dialect::Codes
+    } else {
+        Dialect::Names
+    }
+}
+
+/// Whether an unsolicited push of the given code may go to a connection.
+///
+/// Name-dialect connections get every push. An integer-dialect connection
+/// gets a push with a Parley code only after it sent such a code itself,
+/// because the uchat client exits on any type it does not know. Direct
+/// replies are not pushes and are always sent.
+pub fn push_allowed(dialect: Dialect, used_parley_codes: bool, push_code: i64) -> bool {
+    dialect == Dialect::Names || used_parley_codes || push_code < FIRST_PARLEY_CODE
+}
+
+/// Length of the random part of a token, in hex characters.
+pub const TOKEN_HEX_LEN: usize = 64;
+
+/// A token as the client sees it: the random part in lowercase hex, then the login.
+pub fn format_token(random: &[u8; 32], login: &str) -> String {
+    let mut token = hex::encode(random);
+    token.push_str(login);
+    token
+}
+
+/// Splits a client's token into its random bytes and the login after them.
+/// `None` when the token does not have the documented form.
+pub fn split_token(token: &str) -> Option<([u8; 32], &str)> {
+    if token.len() <= TOKEN_HEX_LEN || !token.is_char_boundary(TOKEN_HEX_LEN) {
+        return None;
+    }
+    let (hex_part, login) = token.split_at(TOKEN_HEX_LEN);
+    if hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut random = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut random).ok()?;
+    Some((random, login))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip() {
+        let random = [0xabu8; 32];
+        let token = format_token(&random, "alice");
+        assert_eq!(token.len(), 64 + 5);
+        assert!(token[..64].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(split_token(&token), Some((random, "alice")));
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        assert_eq!(split_token(""), None);
+        assert_eq!(split_token(&"a".repeat(64)), None, "no login");
+        assert_eq!(split_token(&format!("{}bob", "A".repeat(64))), None);
+        assert_eq!(split_token(&format!("{}bob", "g".repeat(64))), None);
+        assert_eq!(split_token(&format!("{}é{}", "a".repeat(63), "bob")), None);
+    }
+
+    #[test]
+    fn old_clients_never_see_unknown_pushes() {
+        assert!(push_allowed(Dialect::Names, false, 110));
+        assert!(push_allowed(Dialect::Codes, false, 21));
+        assert!(!push_allowed(Dialect::Codes, false, 110));
+        assert!(push_allowed(Dialect::Codes, true, 110));
+    }
+}

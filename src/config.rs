@@ -1,0 +1,114 @@
+//! Server settings: defaults that work, a TOML file, and flags on top.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How hard SQLite works to keep an acknowledged write across a crash.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is on disk before it is acknowledged,
+    /// so an acknowledged message survives power loss and `kill -9`.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the server process, but the
+    /// last commits may be lost if the machine itself goes down.
+    Normal,
+}
+
+/// Every setting of `parleyd`. Field names are the TOML keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the database and stored files; created if missing.
+    pub data_dir: PathBuf,
+    /// Worker threads executing requests (default: 2 × cores).
+    pub workers: usize,
+    /// error, warn, info, debug or trace.
+    pub log_level: String,
+    /// Connections held at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Longest request line in bytes; longer ones get ER_TOO_LARGE.
+    pub max_line_bytes: usize,
+    /// Bytes queued for one client before it is cut off as too slow.
+    pub max_outbound_bytes: usize,
+    /// Requests waiting for a worker, all connections together; beyond it, ER_BUSY.
+    pub job_queue: usize,
+    /// A connection that has not logged in after this long is closed.
+    pub login_timeout_ms: u64,
+    /// A token unused for this many days stops working.
+    pub token_ttl_days: u64,
+    /// Failed log-ins for one login within the window before ER_RATE_LIMITED.
+    pub login_failures_per_login: u32,
+    /// Failed log-ins from one source address within the window before ER_RATE_LIMITED.
+    pub login_failures_per_addr: u32,
+    /// The window, in seconds, over which failed log-ins are counted.
+    pub login_failure_window_secs: u64,
+    /// Argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// SQLite durability of acknowledged writes.
+    pub durability: Durability,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from("parley-data"),
+            workers: 2 * cores,
+            log_level: "info".into(),
+            max_connections: 100_000,
+            max_line_bytes: 64 * 1024,
+            max_outbound_bytes: 1024 * 1024,
+            job_queue: 4096,
+            login_timeout_ms: 30_000,
+            token_ttl_days: 30,
+            login_failures_per_login: 5,
+            login_failures_per_addr: 30,
+            login_failure_window_secs: 60,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            durability: Durability::Full,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Path of the SQLite database inside the data directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("parley.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_only_what_it_names() {
+        let cfg: Config = toml::from_str("listen = \"0.0.0.0:9000\"\nworkers = 3\ndurability = \"normal\"\n").unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.workers, 3);
+        assert_eq!(cfg.durability, Durability::Normal);
+        assert_eq!(cfg.max_line_bytes, 64 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("listn = \"x\"").is_err());
+    }
+}

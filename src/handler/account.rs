@@ -1,0 +1,171 @@
+//! Accounts: sign-up, log-in, token resume, log-out, profile, member info.
+
+use super::{validate, Ctx};
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::job::{Outcome, Revoke, Session};
+use crate::model::{now_ms, User};
+use crate::protocol::{
+    DescBody, ErrorCode, Kind, LogIn, LogOut, LogOutBody, MemberInfo, MemberInfoBody, NameBody,
+    Outgoing, SignUp, TokenBody, TokenResume, UpdUserDesc, UpdUserName,
+};
+
+const MS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// The password field, checked for form and lower-cased.
+fn password_digest(pass: &str) -> Result<String> {
+    if auth::is_password_digest(pass) {
+        Ok(pass.to_ascii_lowercase())
+    } else {
+        Err(Error::bad_request(
+            "pass must be the SHA-256 of the password as 64 hex characters",
+        ))
+    }
+}
+
+/// Refuses to switch a logged-in connection to another user.
+fn ensure_same_user(ctx: &Ctx, user_id: Option<i64>) -> Result<()> {
+    match (ctx.session, user_id) {
+        (Some(s), Some(id)) if s.user_id == id => Ok(()),
+        (Some(_), _) => Err(Error::client(
+            ErrorCode::ClientExists,
+            "this connection is already logged in as another user",
+        )),
+        (None, _) => Ok(()),
+    }
+}
+
+/// The RQ_TOKEN answer, and the session the connection takes.
+fn logged_in(user: User, token: String, token_hash: [u8; 32]) -> Outcome {
+    let session = Session {
+        user_id: user.id,
+        login: user.login.clone(),
+        token_hash,
+    };
+    let body = TokenBody {
+        token,
+        login: user.login,
+        name: user.name,
+        desc: user.desc,
+        user_id: user.id,
+    };
+    Outcome {
+        reply: Some(Outgoing::new(Kind::Token, &body)),
+        log_in: Some(session),
+        ..Outcome::default()
+    }
+}
+
+fn issue_token(ctx: &mut Ctx, user: User) -> Result<Outcome> {
+    let (token, hash) = auth::new_token(&user.login).map_err(Error::Internal)?;
+    ctx.store.insert_token(&hash, user.id, now_ms())?;
+    Ok(logged_in(user, token, hash))
+}
+
+pub fn sign_up(ctx: &mut Ctx, req: SignUp) -> Result<Outcome> {
+    ensure_same_user(ctx, None)?;
+    validate::login(&req.login)?;
+    let digest = password_digest(&req.pass)?;
+    let name = validate::trimmed("name", &req.name, 0, validate::MAX_USER_NAME_CHARS)?;
+    let name = if name.is_empty() { req.login.as_str() } else { name };
+    let desc = validate::trimmed("desc", &req.desc, 0, validate::MAX_DESC_CHARS)?;
+    if ctx.store.user_by_login(&req.login)?.is_some() {
+        return Err(Error::client(ErrorCode::UserExists, "that login is taken"));
+    }
+    let pass_hash = ctx.shared.hasher.hash(&digest).map_err(Error::Internal)?;
+    let user = ctx
+        .store
+        .create_user(&req.login, name, desc, &pass_hash, now_ms())?
+        .ok_or_else(|| Error::client(ErrorCode::UserExists, "that login is taken"))?;
+    log::info!("user {} signed up from {}", user.login, ctx.peer);
+    issue_token(ctx, user)
+}
+
+pub fn log_in(ctx: &mut Ctx, req: LogIn) -> Result<Outcome> {
+    let throttle = &ctx.shared.login_throttle;
+    if throttle.is_blocked(&req.login, ctx.peer) {
+        return Err(Error::client(
+            ErrorCode::RateLimited,
+            "too many failed log-ins; wait a minute and try again",
+        ));
+    }
+    let digest = password_digest(&req.pass)?;
+    let verified = match ctx.store.user_with_pass_hash(&req.login)? {
+        Some((user, stored)) => ctx.shared.hasher.verify(&digest, &stored).then_some(user),
+        None => {
+            ctx.shared.hasher.verify_decoy(&digest);
+            None
+        }
+    };
+    let Some(user) = verified else {
+        throttle.record_failure(&req.login, ctx.peer);
+        log::info!("failed log-in for {:?} from {}", req.login, ctx.peer);
+        return Err(Error::client(ErrorCode::AuthData, "wrong login or password"));
+    };
+    ensure_same_user(ctx, Some(user.id))?;
+    throttle.record_success(&req.login);
+    issue_token(ctx, user)
+}
+
+pub fn resume(ctx: &mut Ctx, req: TokenResume) -> Result<Outcome> {
+    let invalid = || Error::client(ErrorCode::AuthData, "invalid, expired or revoked token");
+    let (hash, login) = auth::parse_token(&req.token).ok_or_else(invalid)?;
+    let now = now_ms();
+    let ttl = ctx.shared.config.token_ttl_days as i64 * MS_PER_DAY;
+    let user = ctx
+        .store
+        .use_token(&hash, login, now - ttl, now)?
+        .ok_or_else(invalid)?;
+    ensure_same_user(ctx, Some(user.id))?;
+    Ok(logged_in(user, req.token, hash))
+}
+
+pub fn log_out(ctx: &mut Ctx, req: LogOut) -> Result<Outcome> {
+    let session = ctx.user()?.clone();
+    let unknown = || Error::client(ErrorCode::AuthData, "not a token of this user");
+    let (hash, _) = auth::parse_token(&req.token).ok_or_else(unknown)?;
+    if !ctx.store.revoke_token(&hash, session.user_id)? {
+        return Err(unknown());
+    }
+    let msg = Outgoing::new(Kind::LogOut, &LogOutBody { token: req.token });
+    Ok(Outcome {
+        reply: Some(msg.clone()),
+        revoke: Some(Revoke {
+            user_id: session.user_id,
+            token_hash: hash,
+            notice: msg,
+        }),
+        ..Outcome::default()
+    })
+}
+
+pub fn update_desc(ctx: &mut Ctx, req: UpdUserDesc) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    let desc = validate::trimmed("desc", &req.desc, 0, validate::MAX_DESC_CHARS)?;
+    ctx.store.set_user_desc(user_id, desc)?;
+    let body = DescBody { desc: desc.to_owned() };
+    Ok(Outcome::reply(Outgoing::new(Kind::UpdUserDesc, &body)))
+}
+
+pub fn update_name(ctx: &mut Ctx, req: UpdUserName) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    let name = validate::trimmed("name", &req.name, 1, validate::MAX_USER_NAME_CHARS)?;
+    ctx.store.set_user_name(user_id, name)?;
+    let body = NameBody { name: name.to_owned() };
+    Ok(Outcome::reply(Outgoing::new(Kind::UpdUserName, &body)))
+}
+
+pub fn member_info(ctx: &mut Ctx, req: MemberInfo) -> Result<Outcome> {
+    let user = ctx
+        .store
+        .user_by_id(req.user_id)?
+        .ok_or_else(|| Error::not_found(format!("no user with id {}", req.user_id)))?;
+    let body = MemberInfoBody {
+        online: ctx.shared.presence.is_online(user.id),
+        user_id: user.id,
+        login: user.login,
+        name: user.name,
+        desc: user.desc,
+    };
+    Ok(Outcome::reply(Outgoing::new(Kind::MemberInfo, &body)))
+}

@@ -1,0 +1,70 @@
+//! Request handlers: one family of requests per file, no sockets anywhere.
+//!
+//! [`handle`] checks that the connection may make the request, runs the
+//! kind's handler against the worker's store, and turns a refusal into an
+//! `RQ_ERROR_MSG` for the client (internal failures are logged, and the
+//! client sees only `ER_INTERNAL`).
+
+mod account;
+mod validate;
+
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+use crate::job::{Job, Outcome, Session};
+use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
+use crate::shared::Shared;
+use crate::store::Store;
+
+/// What a handler works with.
+pub struct Ctx<'a> {
+    pub store: &'a mut Store,
+    pub shared: &'a Shared,
+    pub session: Option<&'a Session>,
+    pub peer: IpAddr,
+}
+
+impl Ctx<'_> {
+    /// The logged-in session; `handle` has already refused anonymous callers
+    /// of requests that need one, so this cannot fail for them.
+    fn user(&self) -> Result<&Session> {
+        self.session
+            .ok_or_else(|| Error::client(ErrorCode::Unauthorized, "log in first"))
+    }
+}
+
+/// Requests a connection may make before it has logged in.
+pub fn allowed_before_log_in(kind: Kind) -> bool {
+    matches!(kind, Kind::SignUp | Kind::LogIn | Kind::Token | Kind::Ping)
+}
+
+/// Runs one job to its outcome.
+pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
+    let kind = job.kind;
+    if job.session.is_none() && !allowed_before_log_in(kind) {
+        return Outcome::error(ErrorCode::Unauthorized, "log in first", kind);
+    }
+    let mut ctx = Ctx {
+        store,
+        shared,
+        session: job.session.as_ref(),
+        peer: job.peer,
+    };
+    let result = match job.request {
+        Request::SignUp(r) => account::sign_up(&mut ctx, r),
+        Request::LogIn(r) => account::log_in(&mut ctx, r),
+        Request::Token(r) => account::resume(&mut ctx, r),
+        Request::LogOut(r) => account::log_out(&mut ctx, r),
+        Request::UpdUserDesc(r) => account::update_desc(&mut ctx, r),
+        Request::UpdUserName(r) => account::update_name(&mut ctx, r),
+        Request::MemberInfo(r) => account::member_info(&mut ctx, r),
+        Request::Ping => Ok(Outcome::reply(Outgoing::empty(Kind::Ping))),
+    };
+    result.unwrap_or_else(|err| {
+        if !matches!(err, Error::Client { .. }) {
+            log::error!("{} from conn {} failed: {err}", kind.name(), job.conn);
+        }
+        let (code, msg) = err.to_wire();
+        Outcome::error(code, msg, kind)
+    })
+}

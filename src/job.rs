@@ -1,0 +1,85 @@
+//! What the reactor and the workers send each other: jobs and their outcomes.
+//!
+//! A [`Job`] carries a decoded request with a snapshot of the connection's
+//! session; the worker answers with an [`Outcome`]: the direct reply, the
+//! pushes to fan out, and changes to connection state that only the reactor
+//! may make (it owns the connections).
+
+use std::net::IpAddr;
+
+use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
+
+/// Identifies a connection for as long as the server runs (never reused).
+pub type ConnId = u64;
+
+/// Who a logged-in connection is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: i64,
+    pub login: String,
+    /// Hash of the token the connection logged in with, so that revoking that
+    /// token logs out exactly the connections that use it.
+    pub token_hash: [u8; 32],
+}
+
+/// A request on its way to a worker.
+#[derive(Debug)]
+pub struct Job {
+    pub conn: ConnId,
+    pub peer: IpAddr,
+    pub session: Option<Session>,
+    pub kind: Kind,
+    pub request: Request,
+}
+
+/// A message for every online connection of some users.
+#[derive(Debug)]
+pub struct Push {
+    /// The recipients, by user id.
+    pub to: Vec<i64>,
+    pub msg: Outgoing,
+    /// When true this push is the request's answer: the requesting
+    /// connection's copy carries the request's `req_id`.
+    pub answers_request: bool,
+}
+
+/// A token was revoked: every connection using it is told and logged out.
+#[derive(Debug)]
+pub struct Revoke {
+    pub user_id: i64,
+    pub token_hash: [u8; 32],
+    /// What those connections (other than the requester) receive.
+    pub notice: Outgoing,
+}
+
+/// The result of one job.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The direct answer to the requesting connection.
+    pub reply: Option<Outgoing>,
+    /// Pushes to fan out, in order, after the reply.
+    pub pushes: Vec<Push>,
+    /// The requesting connection is now logged in as this session.
+    pub log_in: Option<Session>,
+    pub revoke: Option<Revoke>,
+}
+
+impl Outcome {
+    pub fn reply(msg: Outgoing) -> Outcome {
+        Outcome {
+            reply: Some(msg),
+            ..Outcome::default()
+        }
+    }
+
+    pub fn error(code: ErrorCode, msg: impl Into<String>, kind: Kind) -> Outcome {
+        Outcome::reply(Outgoing::error(code, msg, Some(kind)))
+    }
+}
+
+/// A finished job on its way back to the reactor.
+#[derive(Debug)]
+pub struct Completion {
+    pub conn: ConnId,
+    pub outcome: Outcome,
+}

@@ -1,0 +1,38 @@
+//! Parley: a lightweight chat server speaking newline-delimited JSON over TCP.
+//!
+//! # Layout
+//! - [`server`]: start-up (data directory, database, workers, listener) and shutdown.
+//! - [`reactor`]: the one mio thread owning every socket; framing, dispatch, fan-out.
+//! - [`conn`]: one connection's buffers and state.
+//! - [`framing`]: splitting bytes into lines with a length limit.
+//! - [`protocol`]: kinds, codes, request decoding, reply encoding (no I/O).
+//! - [`compat`]: the rules old uchat clients rely on, in one place.
+//! - [`job`]: messages between the reactor and the workers.
+//! - [`worker`]: the worker threads.
+//! - [`handler`]: one module per family of requests.
+//! - [`store`]: every SQL statement, and the migrations in `db/`.
+//! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
+//! - [`client`]: a small blocking client for tests, the CLI and the load generator.
+
+pub mod auth;
+pub mod client;
+pub mod compat;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod framing;
+pub mod handler;
+pub mod job;
+pub mod model;
+pub mod presence;
+pub mod protocol;
+pub mod reactor;
+pub mod server;
+pub mod shared;
+pub mod store;
+pub mod throttle;
+pub mod worker;
+
+pub use config::Config;
+pub use reactor::ShutdownHandle;
+pub use server::Server;

@@ -1,0 +1,146 @@
+//! parleyd: parse flags, set up logging, run the server until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use parley::{Config, Server};
+
+const USAGE: &str = "\
+parleyd: the Parley chat server
+
+USAGE: parleyd [OPTIONS]
+
+OPTIONS:
+  --listen ADDR      address to listen on (default 127.0.0.1:7700)
+  --data DIR         data directory: database and files (default ./parley-data)
+  --workers N        worker threads (default 2 x cores)
+  --config FILE      TOML settings file; flags override it
+  --log-level LEVEL  error, warn, info, debug or trace (default info)
+  -h, --help         print this help
+  -V, --version      print the version
+";
+
+/// Flags given on the command line; each overrides the config file.
+#[derive(Default)]
+struct Flags {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    workers: Option<usize>,
+    config: Option<PathBuf>,
+    log_level: Option<String>,
+}
+
+enum Parsed {
+    Run(Flags),
+    Exit(&'static str),
+}
+
+fn parse_flags() -> anyhow::Result<Parsed> {
+    use lexopt::prelude::*;
+    let mut flags = Flags::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("listen") => flags.listen = Some(parser.value()?.string()?),
+            Long("data") => flags.data = Some(parser.value()?.into()),
+            Long("workers") => flags.workers = Some(parser.value()?.parse()?),
+            Long("config") => flags.config = Some(parser.value()?.into()),
+            Long("log-level") => flags.log_level = Some(parser.value()?.string()?),
+            Short('h') | Long("help") => return Ok(Parsed::Exit(USAGE)),
+            Short('V') | Long("version") => {
+                return Ok(Parsed::Exit(concat!("parleyd ", env!("CARGO_PKG_VERSION"), "\n")))
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(Parsed::Run(flags))
+}
+
+fn build_config(flags: Flags) -> anyhow::Result<Config> {
+    let mut config = match &flags.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = flags.listen {
+        config.listen = listen
+            .parse()
+            .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:7700"))?;
+    }
+    if let Some(data) = flags.data {
+        config.data_dir = data;
+    }
+    if let Some(workers) = flags.workers {
+        config.workers = workers;
+    }
+    if let Some(level) = flags.log_level {
+        config.log_level = level;
+    }
+    Ok(config)
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let filter: log::LevelFilter = level
+        .parse()
+        .with_context(|| format!("log level {level:?} is not one of error, warn, info, debug, trace"))?;
+    let config = simplelog::ConfigBuilder::new()
+        .set_thread_level(log::LevelFilter::Off)
+        .set_target_level(log::LevelFilter::Off)
+        .build();
+    simplelog::TermLogger::init(
+        filter,
+        config,
+        simplelog::TerminalMode::Stderr,
+        simplelog::ColorChoice::Auto,
+    )
+    .context("setting up logging")
+}
+
+/// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.
+fn handle_signals(shutdown: parley::ShutdownHandle) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("parley-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    log::warn!("second signal {signal}: exiting now");
+                    std::process::exit(130);
+                }
+                log::info!("signal {signal} received: shutting down");
+                shutdown.shutdown();
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
+}
+
+fn run() -> anyhow::Result<Option<&'static str>> {
+    let flags = match parse_flags()? {
+        Parsed::Exit(text) => return Ok(Some(text)),
+        Parsed::Run(flags) => flags,
+    };
+    let config = build_config(flags)?;
+    init_logging(&config.log_level)?;
+    let server = Server::bind(config)?;
+    handle_signals(server.shutdown_handle())?;
+    server.run()?;
+    Ok(None)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(Some(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parleyd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Domain types shared by storage and handlers: users, and the enumerations
+//! whose integer codes are both the wire codes and the stored values.
+//!
+//! Nothing here knows about JSON or sockets; the wire names of these enums
+//! live in `protocol`.
+
+/// Declares a fieldless enum with a fixed integer code per variant.
+macro_rules! coded_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn code(self) -> i64 {
+                match self { $($name::$variant => $code),* }
+            }
+
+            pub fn from_code(code: i64) -> Option<$name> {
+                match code { $($code => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+coded_enum!(
+    /// A room's kind.
+    RoomType { Private = 0, Global = 1, Direct = 2 }
+);
+
+coded_enum!(
+    /// A message's kind.
+    MsgType { Text = 0, File = 1, FileText = 2, Sticker = 3 }
+);
+
+coded_enum!(
+    /// A member's standing in a room, highest rank first.
+    Role { Owner = 0, Admin = 1, Moderator = 2, Simple = 3, Banned = 4 }
+);
+
+impl Role {
+    /// True when `self` ranks strictly above `other` (owner is the top).
+    pub fn outranks(self, other: Role) -> bool {
+        self.code() < other.code()
+    }
+}
+
+/// A user account as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub login: String,
+    pub name: String,
+    pub desc: String,
+}
+
+/// Current time in milliseconds since the Unix epoch (the protocol's `date`).
+pub fn now_ms() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,710 @@
+//! The wire protocol: message kinds and codes, request decoding, reply encoding.
+//!
+//! No sockets and no SQL here. A line becomes a typed [`Request`] through
+//! [`decode`]; a reply or push is an [`Outgoing`] (a kind plus a typed body)
+//! that [`Outgoing::encode`] writes in a connection's [`Dialect`].
+//!
+//! Requests cannot be decoded by serde's tagged enums alone: `type` is a name
+//! or a code, and old clients send `type` twice in a new-room request. So the
+//! line is first read into its `type` values plus the other fields, the kind
+//! is looked up in one table ([`Kind`]), and the fields are then deserialized
+//! into that kind's own struct, with errors that name the field.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+pub use crate::compat::Dialect;
+use crate::model::{MsgType, Role, RoomType};
+
+/// Declares a table of (variant, code, wire name) and the lookups both ways.
+macro_rules! wire_table {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal $wire:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            pub fn code(self) -> i64 { match self { $($name::$variant => $code),* } }
+            pub fn name(self) -> &'static str { match self { $($name::$variant => $wire),* } }
+            pub fn from_code(code: i64) -> Option<$name> {
+                match code { $($code => Some($name::$variant),)* _ => None }
+            }
+            pub fn from_name(name: &str) -> Option<$name> {
+                match name { $($wire => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+wire_table!(
+    /// Every request and push type, with its integer code and its name.
+    Kind {
+        LogIn = 0 "RQ_LOG_IN",
+        SignUp = 1 "RQ_SIGN_UP",
+        Token = 2 "RQ_TOKEN",
+        Msg = 3 "RQ_MSG",
+        EditMsg = 4 "RQ_EDIT_MSG",
+        DelMsg = 5 "RQ_DEL_MSG",
+        DelHist = 6 "RQ_DEL_HIST",
+        GetNewMsgs = 7 "RQ_GET_NEW_MSGS",
+        SearchMsgs = 8 "RQ_SEARCH_MSGS",
+        ErrorMsg = 9 "RQ_ERROR_MSG",
+        OldMsgs = 10 "RQ_OLD_MSGS",
+        GetRooms = 11 "RQ_GET_ROOMS",
+        NewRoom = 12 "RQ_NEW_ROOM",
+        DelRoom = 13 "RQ_DEL_ROOM",
+        JoinRoom = 14 "RQ_JOIN_ROOM",
+        UpdRoomName = 15 "RQ_UPD_ROOM_NAME",
+        UpdRoomDesc = 16 "RQ_UPD_ROOM_DESC",
+        UpdRoomPowr = 17 "RQ_UPD_ROOM_POWR",
+        SearchCh = 18 "RQ_SEARCH_CH",
+        GetMembers = 19 "RQ_GET_MEMBERS",
+        MemberInfo = 20 "RQ_MEMBER_INFO",
+        NewMember = 21 "RQ_NEW_MEMBER",
+        BanMember = 22 "RQ_BAN_MEMBER",
+        UpdUserDesc = 23 "RQ_UPD_USER_DESC",
+        UploadFile = 24 "RQ_UPLOAD_FILE",
+        DownloadFile = 25 "RQ_DOWNLOAD_FILE",
+        LogOut = 26 "RQ_LOG_OUT",
+        ReadyRead = 27 "RQ_READY_READ",
+        AddFriend = 100 "RQ_ADD_FRIEND",
+        DelFriend = 101 "RQ_DEL_FRIEND",
+        GetFriends = 102 "RQ_GET_FRIENDS",
+        OpenDm = 103 "RQ_OPEN_DM",
+        AddMember = 104 "RQ_ADD_MEMBER",
+        LeaveRoom = 105 "RQ_LEAVE_ROOM",
+        UpdUserName = 106 "RQ_UPD_USER_NAME",
+        SetRole = 107 "RQ_SET_ROLE",
+        UnbanMember = 108 "RQ_UNBAN_MEMBER",
+        MarkRead = 109 "RQ_MARK_READ",
+        Presence = 110 "RQ_PRESENCE",
+        Ping = 111 "RQ_PING",
+    }
+);
+
+impl Kind {
+    /// Looks a request name up, accepting the documented aliases.
+    pub fn from_request_name(name: &str) -> Option<Kind> {
+        match name {
+            "RQ_SEARCH_MSG" => Some(Kind::SearchMsgs),
+            other => Kind::from_name(other),
+        }
+    }
+}
+
+wire_table!(
+    /// The `error_code` of an `RQ_ERROR_MSG`.
+    ErrorCode {
+        AuthData = 0 "ER_AUTH_DATA",
+        UserExists = 1 "ER_USER_EXST",
+        ClientExists = 2 "ER_CLI_EXST",
+        BadRequest = 100 "ER_BAD_REQUEST",
+        Unauthorized = 101 "ER_UNAUTHORIZED",
+        Forbidden = 102 "ER_FORBIDDEN",
+        NotFound = 103 "ER_NOT_FOUND",
+        TooLarge = 104 "ER_TOO_LARGE",
+        RateLimited = 105 "ER_RATE_LIMITED",
+        Banned = 106 "ER_BANNED",
+        Busy = 107 "ER_BUSY",
+        Internal = 108 "ER_INTERNAL",
+        Conflict = 109 "ER_CONFLICT",
+    }
+);
+
+/// An enumeration that travels as a name or as its integer code.
+pub trait WireEnum: Sized + Copy + 'static {
+    /// What the field holds, for error messages.
+    const WHAT: &'static str;
+    fn wire_name(self) -> &'static str;
+    fn from_wire_name(name: &str) -> Option<Self>;
+    fn wire_code(self) -> i64;
+    fn from_wire_code(code: i64) -> Option<Self>;
+}
+
+macro_rules! wire_enum_impl {
+    ($ty:ty, $what:literal, $names:expr) => {
+        impl WireEnum for $ty {
+            const WHAT: &'static str = $what;
+            fn wire_name(self) -> &'static str {
+                $names
+                    .iter()
+                    .find(|(v, _)| *v == self)
+                    .map(|(_, n)| *n)
+                    .unwrap_or("")
+            }
+            fn from_wire_name(name: &str) -> Option<Self> {
+                $names.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+            }
+            fn wire_code(self) -> i64 {
+                self.code()
+            }
+            fn from_wire_code(code: i64) -> Option<Self> {
+                Self::from_code(code)
+            }
+        }
+    };
+}
+
+const ROOM_TYPE_NAMES: [(RoomType, &str); 3] = [
+    (RoomType::Private, "DB_PRIVAT_CHAT"),
+    (RoomType::Global, "DB_GLOBAL_CHAT"),
+    (RoomType::Direct, "DB_LS_CHAT"),
+];
+const MSG_TYPE_NAMES: [(MsgType, &str); 4] = [
+    (MsgType::Text, "DB_TEXT_MSG"),
+    (MsgType::File, "DB_FILE_MSG"),
+    (MsgType::FileText, "DB_FILE_TEXT_MSG"),
+    (MsgType::Sticker, "DB_STICKER"),
+];
+const ROLE_NAMES: [(Role, &str); 5] = [
+    (Role::Owner, "DB_CUSTOMER"),
+    (Role::Admin, "DB_ADMIN"),
+    (Role::Moderator, "DB_MODERATOR"),
+    (Role::Simple, "DB_SIMPLE"),
+    (Role::Banned, "DB_BANNED"),
+];
+
+wire_enum_impl!(RoomType, "room type", ROOM_TYPE_NAMES);
+wire_enum_impl!(MsgType, "message type", MSG_TYPE_NAMES);
+wire_enum_impl!(Role, "role", ROLE_NAMES);
+
+impl WireEnum for ErrorCode {
+    const WHAT: &'static str = "error code";
+    fn wire_name(self) -> &'static str {
+        self.name()
+    }
+    fn from_wire_name(name: &str) -> Option<Self> {
+        ErrorCode::from_name(name)
+    }
+    fn wire_code(self) -> i64 {
+        self.code()
+    }
+    fn from_wire_code(code: i64) -> Option<Self> {
+        ErrorCode::from_code(code)
+    }
+}
+
+impl WireEnum for Kind {
+    const WHAT: &'static str = "message type";
+    fn wire_name(self) -> &'static str {
+        self.name()
+    }
+    fn from_wire_name(name: &str) -> Option<Self> {
+        Kind::from_request_name(name)
+    }
+    fn wire_code(self) -> i64 {
+        self.code()
+    }
+    fn from_wire_code(code: i64) -> Option<Self> {
+        Kind::from_code(code)
+    }
+}
+
+/// Serializes a wire enum by name; integer-dialect connections get the codes
+/// substituted at encoding time (see [`Outgoing::encode`]).
+pub fn ser_wire<T: WireEnum, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.wire_name())
+}
+
+fn parse_wire<T: WireEnum>(value: &Value) -> Result<T, String> {
+    let found = match value {
+        Value::String(s) => T::from_wire_name(s),
+        Value::Number(n) => n.as_i64().and_then(T::from_wire_code),
+        _ => None,
+    };
+    found.ok_or_else(|| format!("unknown {}: {}", T::WHAT, value))
+}
+
+/// Deserializes a wire enum given as a name or a code.
+pub fn de_wire<'de, T: WireEnum, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    let value = Value::deserialize(d)?;
+    parse_wire(&value).map_err(de::Error::custom)
+}
+
+/// Like [`de_wire`] for an optional field (absent or null is `None`).
+pub fn de_wire_opt<'de, T: WireEnum, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => parse_wire(&value).map(Some).map_err(de::Error::custom),
+    }
+}
+
+/// The request correlation value a client may attach; echoed on the reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReqId(Value);
+
+/// The longest string `req_id` accepted, in bytes.
+pub const MAX_REQ_ID_BYTES: usize = 64;
+
+impl ReqId {
+    fn from_value(value: Value) -> Result<ReqId, String> {
+        match &value {
+            Value::Number(_) => Ok(ReqId(value)),
+            Value::String(s) if s.len() <= MAX_REQ_ID_BYTES => Ok(ReqId(value)),
+            _ => Err(format!(
+                "`req_id` must be a number or a string of at most {MAX_REQ_ID_BYTES} bytes"
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+/// RQ_SIGN_UP.
+#[derive(Debug, Deserialize)]
+pub struct SignUp {
+    pub login: String,
+    pub pass: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub desc: String,
+}
+
+/// RQ_LOG_IN (old clients also send `name` and `desc`; they are ignored).
+#[derive(Debug, Deserialize)]
+pub struct LogIn {
+    pub login: String,
+    pub pass: String,
+}
+
+/// RQ_TOKEN: resume a session with a token.
+#[derive(Debug, Deserialize)]
+pub struct TokenResume {
+    pub token: String,
+}
+
+/// RQ_LOG_OUT: revoke one of the caller's tokens.
+#[derive(Debug, Deserialize)]
+pub struct LogOut {
+    pub token: String,
+}
+
+/// RQ_UPD_USER_DESC.
+#[derive(Debug, Deserialize)]
+pub struct UpdUserDesc {
+    pub desc: String,
+}
+
+/// RQ_UPD_USER_NAME.
+#[derive(Debug, Deserialize)]
+pub struct UpdUserName {
+    pub name: String,
+}
+
+/// RQ_MEMBER_INFO.
+#[derive(Debug, Deserialize)]
+pub struct MemberInfo {
+    pub user_id: i64,
+}
+
+/// A decoded request, one variant per request kind the server serves.
+#[derive(Debug)]
+pub enum Request {
+    SignUp(SignUp),
+    LogIn(LogIn),
+    Token(TokenResume),
+    LogOut(LogOut),
+    UpdUserDesc(UpdUserDesc),
+    UpdUserName(UpdUserName),
+    MemberInfo(MemberInfo),
+    Ping,
+}
+
+/// A decoded line: the request with what the envelope said about it.
+#[derive(Debug)]
+pub struct Envelope {
+    pub kind: Kind,
+    pub req_id: Option<ReqId>,
+    /// True when `type` was given as an integer code.
+    pub type_was_code: bool,
+    pub request: Request,
+}
+
+/// Why a line could not be decoded, with whatever was learnt before failing.
+#[derive(Debug)]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub msg: String,
+    pub kind: Option<Kind>,
+    pub req_id: Option<ReqId>,
+    /// Whether `type` was an integer, when `type` was read at all.
+    pub type_was_code: Option<bool>,
+}
+
+impl DecodeError {
+    fn bad(msg: impl Into<String>) -> DecodeError {
+        DecodeError {
+            code: ErrorCode::BadRequest,
+            msg: msg.into(),
+            kind: None,
+            req_id: None,
+            type_was_code: None,
+        }
+    }
+}
+
+/// A JSON object read key by key, so that repeated `type` keys are all kept.
+struct RawObject {
+    types: Vec<Value>,
+    fields: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut raw = RawObject {
+                    types: Vec::new(),
+                    fields: Map::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    if key == "type" {
+                        raw.types.push(value);
+                    } else {
+                        raw.fields.insert(key, value);
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        d.deserialize_map(RawVisitor)
+    }
+}
+
+/// Deserializes a request body, naming the offending field on failure.
+fn body<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, String> {
+    serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("field `{path}`: {inner}")
+        }
+    })
+}
+
+/// Decodes one line (without its line ending) into a request.
+pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
+    let text = std::str::from_utf8(line).map_err(|_| DecodeError::bad("line is not valid UTF-8"))?;
+    let raw: RawObject = serde_json::from_str(text).map_err(|e| {
+        let what = if e.is_data() { "not a JSON object" } else { "invalid JSON" };
+        DecodeError::bad(format!("{what}: {e}"))
+    })?;
+    let RawObject { types, mut fields } = raw;
+
+    let req_id = match fields.remove("req_id") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(ReqId::from_value(value).map_err(DecodeError::bad)?),
+    };
+    let fail = |msg: String, kind: Option<Kind>, type_was_code: Option<bool>| DecodeError {
+        code: ErrorCode::BadRequest,
+        msg,
+        kind,
+        req_id: req_id.clone(),
+        type_was_code,
+    };
+
+    let (kind, type_was_code) = match types.first() {
+        None => return Err(fail("missing field `type`".into(), None, None)),
+        Some(Value::String(name)) => match Kind::from_request_name(name) {
+            Some(kind) => (kind, false),
+            None => return Err(fail(format!("unknown type {name:?}"), None, Some(false))),
+        },
+        Some(Value::Number(n)) => match n.as_i64().and_then(Kind::from_code) {
+            Some(kind) => (kind, true),
+            None => return Err(fail(format!("unknown type {n}"), None, Some(true))),
+        },
+        Some(other) => {
+            return Err(fail(
+                format!("`type` must be a request name or integer code, not {other}"),
+                None,
+                None,
+            ))
+        }
+    };
+    // The uchat client's new-room request: the second `type` is the room type.
+    if kind == Kind::NewRoom && !fields.contains_key("room_type") {
+        if let Some(room_type) = types.get(1) {
+            fields.insert("room_type".into(), room_type.clone());
+        }
+    }
+
+    let request = match kind {
+        Kind::SignUp => body(fields).map(Request::SignUp),
+        Kind::LogIn => body(fields).map(Request::LogIn),
+        Kind::Token => body(fields).map(Request::Token),
+        Kind::LogOut => body(fields).map(Request::LogOut),
+        Kind::UpdUserDesc => body(fields).map(Request::UpdUserDesc),
+        Kind::UpdUserName => body(fields).map(Request::UpdUserName),
+        Kind::MemberInfo => body(fields).map(Request::MemberInfo),
+        Kind::Ping => Ok(Request::Ping),
+        Kind::ErrorMsg | Kind::NewMember | Kind::Presence | Kind::ReadyRead => {
+            Err(format!("{} is sent by the server, not a request", kind.name()))
+        }
+        other => Err(format!("{} is not served by this server yet", other.name())),
+    }
+    .map_err(|msg| fail(msg, Some(kind), Some(type_was_code)))?;
+
+    Ok(Envelope {
+        kind,
+        req_id,
+        type_was_code,
+        request,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Replies and pushes
+// ---------------------------------------------------------------------------
+
+/// A message from the server: a kind and its body fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    pub kind: Kind,
+    pub body: Map<String, Value>,
+}
+
+/// Fields holding enumerations, rewritten to codes for integer-dialect connections.
+const ENUM_FIELDS: [&str; 4] = ["error_code", "msg_type", "room_type", "role"];
+
+fn rewrite_enum_to_code(key: &str, value: &mut Value) {
+    let Value::String(name) = value else { return };
+    let code = match key {
+        "error_code" => ErrorCode::from_name(name).map(ErrorCode::code),
+        "msg_type" => MsgType::from_wire_name(name).map(MsgType::code),
+        "room_type" => RoomType::from_wire_name(name).map(RoomType::code),
+        "role" => Role::from_wire_name(name).map(Role::code),
+        "type" | "request" => Kind::from_name(name).map(Kind::code),
+        _ => None,
+    };
+    if let Some(code) = code {
+        *value = Value::from(code);
+    }
+}
+
+fn rewrite_nested(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if ENUM_FIELDS.contains(&key.as_str()) {
+                    rewrite_enum_to_code(key, v);
+                } else {
+                    rewrite_nested(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_nested),
+        _ => {}
+    }
+}
+
+impl Outgoing {
+    /// A message whose body is the serialized `body` struct.
+    pub fn new<T: Serialize>(kind: Kind, body: &T) -> Outgoing {
+        let body = match serde_json::to_value(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) | Err(_) => {
+                log::error!("{} body did not serialize to an object", kind.name());
+                Map::new()
+            }
+        };
+        Outgoing { kind, body }
+    }
+
+    /// A message with no fields besides `type`.
+    pub fn empty(kind: Kind) -> Outgoing {
+        Outgoing {
+            kind,
+            body: Map::new(),
+        }
+    }
+
+    /// An `RQ_ERROR_MSG`.
+    pub fn error(code: ErrorCode, msg: impl Into<String>, request: Option<Kind>) -> Outgoing {
+        Outgoing::new(
+            Kind::ErrorMsg,
+            &ErrorBody {
+                error_code: code,
+                msg: msg.into(),
+                request,
+            },
+        )
+    }
+
+    /// The line sent to a connection of the given dialect, `\n` included.
+    pub fn encode(&self, dialect: Dialect, req_id: Option<&ReqId>) -> Vec<u8> {
+        let mut map = self.body.clone();
+        map.insert("type".into(), Value::from(self.kind.name()));
+        if let Some(ReqId(id)) = req_id {
+            map.insert("req_id".into(), id.clone());
+        }
+        let mut value = Value::Object(map);
+        if dialect == Dialect::Codes {
+            if let Value::Object(map) = &mut value {
+                for (key, v) in map.iter_mut() {
+                    if key == "type" || key == "request" || ENUM_FIELDS.contains(&key.as_str()) {
+                        rewrite_enum_to_code(key, v);
+                    } else {
+                        rewrite_nested(v);
+                    }
+                }
+            }
+        }
+        let mut line = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Body of `RQ_ERROR_MSG`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    #[serde(serialize_with = "ser_wire")]
+    pub error_code: ErrorCode,
+    pub msg: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_kind")]
+    pub request: Option<Kind>,
+}
+
+fn ser_opt_kind<S: Serializer>(kind: &Option<Kind>, s: S) -> Result<S::Ok, S::Error> {
+    match kind {
+        Some(kind) => s.serialize_str(kind.name()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Body of `RQ_TOKEN` (the answer to sign-up, log-in and resume).
+#[derive(Debug, Serialize)]
+pub struct TokenBody {
+    pub token: String,
+    pub login: String,
+    pub name: String,
+    pub desc: String,
+    pub user_id: i64,
+}
+
+/// Body of `RQ_LOG_OUT`.
+#[derive(Debug, Serialize)]
+pub struct LogOutBody {
+    pub token: String,
+}
+
+/// Body of `RQ_UPD_USER_DESC`.
+#[derive(Debug, Serialize)]
+pub struct DescBody {
+    pub desc: String,
+}
+
+/// Body of `RQ_UPD_USER_NAME`.
+#[derive(Debug, Serialize)]
+pub struct NameBody {
+    pub name: String,
+}
+
+/// Body of `RQ_MEMBER_INFO`.
+#[derive(Debug, Serialize)]
+pub struct MemberInfoBody {
+    pub user_id: i64,
+    pub login: String,
+    pub name: String,
+    pub desc: String,
+    pub online: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_str(s: &str) -> Result<Envelope, DecodeError> {
+        decode(s.as_bytes())
+    }
+
+    #[test]
+    fn kind_table_is_consistent_both_ways() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_code(kind.code()), Some(*kind));
+            assert_eq!(Kind::from_name(kind.name()), Some(*kind));
+        }
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_code(code.code()), Some(*code));
+        }
+        for role in Role::ALL {
+            assert_eq!(Role::from_wire_name(role.wire_name()), Some(*role));
+        }
+        assert_eq!(Kind::from_request_name("RQ_SEARCH_MSG"), Some(Kind::SearchMsgs));
+    }
+
+    #[test]
+    fn decodes_names_and_codes() {
+        let env = decode_str(r#"{"type":"RQ_LOG_IN","login":"a","pass":"b","req_id":7}"#).unwrap();
+        assert_eq!(env.kind, Kind::LogIn);
+        assert!(!env.type_was_code);
+        assert_eq!(env.req_id, Some(ReqId(Value::from(7))));
+        let env = decode_str(r#"{"type":0,"login":"a","pass":"b"}"#).unwrap();
+        assert_eq!(env.kind, Kind::LogIn);
+        assert!(env.type_was_code);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let err = decode_str(r#"{"type":"RQ_MEMBER_INFO","user_id":"x","req_id":"r"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.msg.contains("user_id"), "{}", err.msg);
+        assert_eq!(err.kind, Some(Kind::MemberInfo));
+        assert_eq!(err.req_id, Some(ReqId(Value::from("r"))));
+        let err = decode_str(r#"{"type":"RQ_LOG_IN","login":"a"}"#).unwrap_err();
+        assert!(err.msg.contains("pass"), "{}", err.msg);
+        assert!(decode_str("[1,2]").unwrap_err().msg.contains("object"));
+        assert!(decode_str("{nope").unwrap_err().msg.contains("invalid JSON"));
+        assert!(decode(b"{\"type\":\"\xff\"}").unwrap_err().msg.contains("UTF-8"));
+        assert!(decode_str(r#"{"type":"RQ_NOPE"}"#).unwrap_err().msg.contains("unknown type"));
+        assert!(decode_str(r#"{"type":999}"#).unwrap_err().msg.contains("unknown type"));
+        assert!(decode_str(r#"{"login":"x"}"#).unwrap_err().msg.contains("type"));
+        let long = "x".repeat(65);
+        let err = decode_str(&format!(r#"{{"type":"RQ_PING","req_id":"{long}"}}"#)).unwrap_err();
+        assert!(err.msg.contains("req_id"));
+    }
+
+    #[test]
+    fn encodes_in_both_dialects() {
+        let msg = Outgoing::error(ErrorCode::NotFound, "no such user", Some(Kind::MemberInfo));
+        let names: Value = serde_json::from_slice(&msg.encode(Dialect::Names, None)).unwrap();
+        assert_eq!(names["type"], "RQ_ERROR_MSG");
+        assert_eq!(names["error_code"], "ER_NOT_FOUND");
+        assert_eq!(names["request"], "RQ_MEMBER_INFO");
+        let id = ReqId(Value::from("abc"));
+        let codes: Value = serde_json::from_slice(&msg.encode(Dialect::Codes, Some(&id))).unwrap();
+        assert_eq!(codes["type"], 9);
+        assert_eq!(codes["error_code"], 103);
+        assert_eq!(codes["request"], 20);
+        assert_eq!(codes["req_id"], "abc");
+    }
+
+    #[test]
+    fn nested_enum_fields_become_codes() {
+        let mut body = Map::new();
+        body.insert(
+            "rooms".into(),
+            serde_json::json!([{"room_type":"DB_GLOBAL_CHAT","role":"DB_ADMIN","name":"DB_ADMIN"}]),
+        );
+        let msg = Outgoing { kind: Kind::GetRooms, body };
+        let v: Value = serde_json::from_slice(&msg.encode(Dialect::Codes, None)).unwrap();
+        assert_eq!(v["rooms"][0]["room_type"], 1);
+        assert_eq!(v["rooms"][0]["role"], 1);
+        assert_eq!(v["rooms"][0]["name"], "DB_ADMIN", "only enum-valued fields change");
+    }
+}

@@ -1,0 +1,549 @@
+//! The reactor: one thread that owns the listener and every socket.
+//!
+//! It accepts connections, reads and splits lines, decodes requests, hands
+//! them to the workers over a bounded channel, and writes replies and pushes
+//! when the workers' completions come back (a `mio::Waker` wakes it). It
+//! never blocks: a full job queue answers ER_BUSY, a client with a request in
+//! flight is not read from beyond a bound, and a client that does not read
+//! its pushes is cut off once its output buffer is over the limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::compat;
+use crate::conn::{Conn, InFlight, ReadStatus};
+use crate::framing::Frame;
+use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session};
+use crate::presence::Presence;
+use crate::protocol::{self, ErrorCode, Kind, Outgoing, Request};
+
+pub const LISTENER: Token = Token(0);
+pub const WAKER: Token = Token(1);
+/// Connection tokens start here and are never reused.
+const FIRST_CONN_TOKEN: usize = 2;
+
+/// How long a shutdown waits for in-flight requests and unsent replies.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The limits the reactor enforces, from the configuration.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_line_bytes: usize,
+    pub max_outbound_bytes: usize,
+    pub max_connections: usize,
+    pub login_timeout: Duration,
+}
+
+impl Limits {
+    /// While a request is in flight, reading stops once this much is buffered.
+    fn read_pause_bytes(&self) -> usize {
+        2 * self.max_line_bytes + 2
+    }
+}
+
+/// Asks a running reactor to shut down gracefully; cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    pub(crate) flag: Arc<AtomicBool>,
+    pub(crate) waker: Arc<mio::Waker>,
+}
+
+impl ShutdownHandle {
+    /// Stop accepting, finish in-flight requests, flush replies, return from `run`.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("waking the reactor for shutdown failed: {e}");
+        }
+    }
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    /// Logged-in connections of each user: where pushes for a user go.
+    by_user: HashMap<i64, Vec<Token>>,
+    jobs: Sender<Job>,
+    done: Receiver<Completion>,
+    presence: Arc<Presence>,
+    /// When each unauthenticated connection must have logged in, oldest first
+    /// (the timeout is constant, so pushing at the back keeps it sorted).
+    login_deadlines: VecDeque<(Instant, Token)>,
+    /// Jobs sent to workers whose completions have not come back.
+    jobs_out: usize,
+    shutdown: Arc<AtomicBool>,
+    /// Set once shutdown began: the moment it gives up waiting.
+    draining_until: Option<Instant>,
+    limits: Limits,
+}
+
+fn conn_id(token: Token) -> ConnId {
+    token.0 as ConnId
+}
+
+impl Reactor {
+    pub fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        jobs: Sender<Job>,
+        done: Receiver<Completion>,
+        presence: Arc<Presence>,
+        shutdown: Arc<AtomicBool>,
+        limits: Limits,
+    ) -> io::Result<Reactor> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            conns: HashMap::new(),
+            next_token: FIRST_CONN_TOKEN,
+            by_user: HashMap::new(),
+            jobs,
+            done,
+            presence,
+            login_deadlines: VecDeque::new(),
+            jobs_out: 0,
+            shutdown,
+            draining_until: None,
+            limits,
+        })
+    }
+
+    /// Runs until a graceful shutdown has finished. Errors only if polling fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => self.conn_event(token, event),
+                }
+            }
+            // Completions are drained on every pass: wakes can merge.
+            self.drain_completions();
+            if self.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
+                self.begin_drain();
+            }
+            self.expire_logins();
+            if let Some(until) = self.draining_until {
+                let flushed = self.conns.values().all(|c| c.pending_out() == 0);
+                if (self.jobs_out == 0 && flushed) || Instant::now() >= until {
+                    log::info!(
+                        "shutdown: {} connections closed, {} requests unfinished",
+                        self.conns.len(),
+                        self.jobs_out
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let login = self.login_deadlines.front().map(|(t, _)| *t);
+        // While draining, poll often so the end condition is checked.
+        let drain = self.draining_until.map(|_| now + Duration::from_millis(50));
+        [login, drain]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    fn begin_drain(&mut self) {
+        log::info!("shutdown requested: no longer accepting; finishing {} requests", self.jobs_out);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.draining_until = Some(Instant::now() + DRAIN_TIMEOUT);
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else { return };
+            let (mut socket, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: the pending connection stays queued.
+                    log::error!("accepting a connection failed: {e}");
+                    return;
+                }
+            };
+            if self.conns.len() >= self.limits.max_connections {
+                log::warn!(
+                    "refused {peer}: connection limit of {} reached",
+                    self.limits.max_connections
+                );
+                continue;
+            }
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            if let Err(e) = socket.set_nodelay(true) {
+                log::debug!("set_nodelay for {peer}: {e}");
+            }
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut socket, token, Interest::READABLE)
+            {
+                log::error!("registering connection from {peer} failed: {e}");
+                continue;
+            }
+            let mut conn = Conn::new(socket, peer, self.limits.max_line_bytes);
+            conn.registered = Some(Interest::READABLE);
+            self.conns.insert(token, conn);
+            self.login_deadlines
+                .push_back((Instant::now() + self.limits.login_timeout, token));
+            log::info!("conn {} opened from {peer}", token.0);
+            // Data may already be waiting; edge-triggered readiness for it
+            // may have fired before registration.
+            self.service(token);
+        }
+    }
+
+    fn conn_event(&mut self, token: Token, _event: &Event) {
+        if self.conns.contains_key(&token) {
+            self.service(token);
+        }
+    }
+
+    /// Reads, dispatches, writes and re-registers one connection until it
+    /// has nothing more to do for now.
+    fn service(&mut self, token: Token) {
+        let pause_at = self.limits.read_pause_bytes();
+        loop {
+            self.dispatch_lines(token);
+            let draining = self.draining_until.is_some();
+            let max_out = self.limits.max_outbound_bytes;
+            let Some(conn) = self.conns.get_mut(&token) else { return };
+            if draining || !wants_read(conn, max_out, pause_at) {
+                break;
+            }
+            match conn.read_available(pause_at) {
+                Ok((_, ReadStatus::Closed)) => {
+                    conn.peer_closed = true;
+                }
+                Ok((0, ReadStatus::Open)) => break,
+                Ok((_, ReadStatus::Open)) => {}
+                Err(e) => {
+                    self.close(token, &format!("read error: {e}"));
+                    return;
+                }
+            }
+        }
+        self.finish_service(token);
+    }
+
+    /// Flushes output, closes a connection that is done, updates its interest.
+    fn finish_service(&mut self, token: Token) {
+        let max_out = self.limits.max_outbound_bytes;
+        let pause_at = self.limits.read_pause_bytes();
+        let Some(conn) = self.conns.get_mut(&token) else { return };
+        if let Some(reason) = conn.doomed.take() {
+            self.close(token, &reason);
+            return;
+        }
+        if let Err(e) = conn.flush() {
+            self.close(token, &format!("write error: {e}"));
+            return;
+        }
+        if conn.peer_closed && conn.in_flight.is_none() && conn.pending_out() == 0 {
+            self.close(token, "closed by peer");
+            return;
+        }
+        let wanted = conn.interest(!conn.peer_closed && wants_read(conn, max_out, pause_at));
+        if wanted != conn.registered {
+            let registry = self.poll.registry();
+            let result = match (conn.registered, wanted) {
+                (None, Some(i)) => registry.register(&mut conn.socket, token, i),
+                (Some(_), Some(i)) => registry.reregister(&mut conn.socket, token, i),
+                (Some(_), None) => registry.deregister(&mut conn.socket),
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = result {
+                self.close(token, &format!("poll registration failed: {e}"));
+                return;
+            }
+            conn.registered = wanted;
+        }
+    }
+
+    /// Takes complete lines off a connection while it has no request in flight.
+    fn dispatch_lines(&mut self, token: Token) {
+        while self.draining_until.is_none() {
+            let Some(conn) = self.conns.get_mut(&token) else { return };
+            if conn.in_flight.is_some() || conn.pending_out() >= self.limits.max_outbound_bytes {
+                return;
+            }
+            let Some(frame) = conn.reader.next_frame() else { return };
+            let line = match frame {
+                Frame::TooLarge => {
+                    let msg = format!("line longer than {} bytes", self.limits.max_line_bytes);
+                    conn.reply(&Outgoing::error(ErrorCode::TooLarge, msg, None), None);
+                    continue;
+                }
+                Frame::Line(line) => line,
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let env = match protocol::decode(&line) {
+                Ok(env) => env,
+                Err(err) => {
+                    if conn.dialect.is_none() {
+                        conn.dialect = err.type_was_code.map(compat::dialect_for_first_request);
+                    }
+                    let msg = Outgoing::error(err.code, err.msg, err.kind);
+                    conn.reply(&msg, err.req_id.as_ref());
+                    continue;
+                }
+            };
+            conn.dialect
+                .get_or_insert(compat::dialect_for_first_request(env.type_was_code));
+            if env.kind.code() >= compat::FIRST_PARLEY_CODE {
+                conn.used_parley_codes = true;
+            }
+            if let Request::Ping = env.request {
+                conn.reply(&Outgoing::empty(Kind::Ping), env.req_id.as_ref());
+                continue;
+            }
+            let job = Job {
+                conn: conn_id(token),
+                peer: conn.peer.ip(),
+                session: conn.session.clone(),
+                kind: env.kind,
+                request: env.request,
+            };
+            match self.jobs.try_send(job) {
+                Ok(()) => {
+                    conn.in_flight = Some(InFlight {
+                        kind: env.kind,
+                        req_id: env.req_id,
+                    });
+                    self.jobs_out += 1;
+                }
+                Err(TrySendError::Full(_)) => {
+                    let msg = Outgoing::error(ErrorCode::Busy, "server busy; try again", Some(env.kind));
+                    conn.reply(&msg, env.req_id.as_ref());
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    let msg = Outgoing::error(ErrorCode::Internal, "server stopping", Some(env.kind));
+                    conn.reply(&msg, env.req_id.as_ref());
+                }
+            }
+        }
+    }
+
+    fn drain_completions(&mut self) {
+        let mut touched = Vec::new();
+        loop {
+            match self.done.try_recv() {
+                Ok(completion) => {
+                    self.jobs_out = self.jobs_out.saturating_sub(1);
+                    self.complete(completion, &mut touched);
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for token in touched {
+            // The requester may read its next request now; others just flush.
+            self.service(token);
+        }
+    }
+
+    /// Applies one job's outcome: session changes, the reply, the pushes.
+    fn complete(&mut self, completion: Completion, touched: &mut Vec<Token>) {
+        let token = Token(completion.conn as usize);
+        let Some(conn) = self.conns.get_mut(&token) else {
+            log::debug!("completion for closed conn {}", completion.conn);
+            return;
+        };
+        let in_flight = conn.in_flight.take();
+        let req_id = in_flight.and_then(|f| f.req_id);
+        touched.push(token);
+        let Outcome {
+            reply,
+            pushes,
+            log_in,
+            revoke,
+        } = completion.outcome;
+
+        if let Some(session) = log_in {
+            self.set_session(token, session);
+        }
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if let Some(reply) = &reply {
+                conn.reply(reply, req_id.as_ref());
+            }
+        }
+        if let Some(revoke) = revoke {
+            self.revoke(token, revoke, touched);
+        }
+        for push in pushes {
+            self.fan_out(token, push, req_id.as_ref(), touched);
+        }
+    }
+
+    fn set_session(&mut self, token: Token, session: Session) {
+        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let user_id = session.user_id;
+        let previous = conn.session.replace(session);
+        match previous {
+            Some(old) if old.user_id == user_id => {}
+            Some(old) => {
+                // Handlers refuse switching users (ER_CLI_EXST); kept correct anyway.
+                self.forget_user_conn(old.user_id, token);
+                self.remember_user_conn(user_id, token);
+            }
+            None => self.remember_user_conn(user_id, token),
+        }
+    }
+
+    fn remember_user_conn(&mut self, user_id: i64, token: Token) {
+        self.by_user.entry(user_id).or_default().push(token);
+        self.presence.connect(user_id);
+    }
+
+    fn forget_user_conn(&mut self, user_id: i64, token: Token) {
+        if let Some(tokens) = self.by_user.get_mut(&user_id) {
+            tokens.retain(|t| *t != token);
+            if tokens.is_empty() {
+                self.by_user.remove(&user_id);
+            }
+        }
+        self.presence.disconnect(user_id);
+    }
+
+    /// Logs out every connection of the user that uses the revoked token.
+    fn revoke(&mut self, requester: Token, revoke: Revoke, touched: &mut Vec<Token>) {
+        let tokens = self.by_user.get(&revoke.user_id).cloned().unwrap_or_default();
+        for token in tokens {
+            let Some(conn) = self.conns.get_mut(&token) else { continue };
+            if conn.session.as_ref().map(|s| s.token_hash) != Some(revoke.token_hash) {
+                continue;
+            }
+            conn.session = None;
+            if token != requester {
+                let line = revoke.notice.encode(conn.dialect(), None);
+                conn.queue(&line);
+                touched.push(token);
+            }
+            self.forget_user_conn(revoke.user_id, token);
+            self.login_deadlines
+                .push_back((Instant::now() + self.limits.login_timeout, token));
+        }
+    }
+
+    /// Sends a push to every online connection of its recipients. The line is
+    /// encoded once per dialect; only the requester's copy differs (req_id).
+    fn fan_out(&mut self, requester: Token, push: Push, req_id: Option<&protocol::ReqId>, touched: &mut Vec<Token>) {
+        let code = push.msg.kind.code();
+        let mut encoded: [Option<Vec<u8>>; 2] = [None, None];
+        let mut requester_reached = false;
+        let max_out = self.limits.max_outbound_bytes;
+        for user_id in &push.to {
+            let Some(tokens) = self.by_user.get(user_id) else { continue };
+            for &token in tokens {
+                let Some(conn) = self.conns.get_mut(&token) else { continue };
+                if push.answers_request && token == requester {
+                    requester_reached = true;
+                    conn.reply(&push.msg, req_id);
+                    continue;
+                }
+                let dialect = conn.dialect();
+                if !compat::push_allowed(dialect, conn.used_parley_codes, code) {
+                    continue;
+                }
+                let slot = &mut encoded[dialect as usize];
+                let line = slot.get_or_insert_with(|| push.msg.encode(dialect, None));
+                if conn.pending_out() + line.len() > max_out {
+                    log::warn!(
+                        "conn {} ({}) is not reading: {} bytes queued; disconnecting it",
+                        token.0,
+                        conn.peer,
+                        conn.pending_out()
+                    );
+                    conn.doomed = Some("too slow reading its messages".into());
+                } else {
+                    conn.queue(line);
+                }
+                touched.push(token);
+            }
+        }
+        if push.answers_request && !requester_reached {
+            if let Some(conn) = self.conns.get_mut(&requester) {
+                conn.reply(&push.msg, req_id);
+            }
+        }
+    }
+
+    fn expire_logins(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, token)) = self.login_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.login_deadlines.pop_front();
+            let Some(conn) = self.conns.get(&token) else { continue };
+            if conn.session.is_some() {
+                continue;
+            }
+            if conn.in_flight.is_some() {
+                // A log-in may be under way; look again after another period.
+                self.login_deadlines
+                    .push_back((now + self.limits.login_timeout, token));
+                continue;
+            }
+            let secs = self.limits.login_timeout.as_secs_f64();
+            self.close(token, &format!("no log-in within {secs} s"));
+        }
+    }
+
+    fn close(&mut self, token: Token, reason: &str) {
+        let Some(mut conn) = self.conns.remove(&token) else { return };
+        if conn.registered.is_some() {
+            let _ = self.poll.registry().deregister(&mut conn.socket);
+        }
+        if let Some(session) = &conn.session {
+            self.forget_user_conn(session.user_id, token);
+        }
+        log::info!("conn {} closed from {}: {reason}", token.0, conn.peer);
+    }
+}
+
+/// Whether to read more from a connection now.
+fn wants_read(conn: &Conn, max_out: usize, pause_at: usize) -> bool {
+    if conn.peer_closed || conn.doomed.is_some() {
+        return false;
+    }
+    // A client that does not read its replies gets no more requests served.
+    if conn.pending_out() >= max_out {
+        return false;
+    }
+    // With a request in flight, buffer at most a bounded amount of what follows.
+    !(conn.in_flight.is_some() && conn.reader.buffered() >= pause_at)
+}

@@ -1,0 +1,164 @@
+//! Assembles a server: data directory, database, workers, listener, reactor.
+//!
+//! [`Server::bind`] does everything that can fail at start-up (so `parleyd`
+//! can report it in one line and exit non-zero); [`Server::run`] then serves
+//! until a graceful shutdown completes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use mio::{Poll, Waker};
+
+use crate::config::Config;
+use crate::presence::Presence;
+use crate::reactor::{Limits, Reactor, ShutdownHandle, WAKER};
+use crate::shared::Shared;
+use crate::store::{self, Store};
+use crate::worker::Worker;
+
+/// File descriptors kept for the listener, the database and logs.
+const SPARE_FDS: u64 = 64;
+
+/// A bound, not yet running server.
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    listener: mio::net::TcpListener,
+    local_addr: SocketAddr,
+    waker: Arc<Waker>,
+    shutdown: Arc<AtomicBool>,
+    stores: Vec<Store>,
+}
+
+/// Fails with a clear message unless `dir` exists (created if needed) and is writable.
+fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let probe = dir.join(".parley-write-test");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("data directory {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Raises the open-file limit towards what `max_connections` needs.
+fn raise_fd_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + SPARE_FDS;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => log::warn!(
+            "open-file limit is {got}; about {} connections can be held, not {max_connections}",
+            got.saturating_sub(SPARE_FDS)
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("could not raise the open-file limit: {e}"),
+    }
+}
+
+impl Server {
+    pub fn bind(config: Config) -> anyhow::Result<Server> {
+        if config.workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        prepare_data_dir(&config)?;
+        let db_path = config.db_path();
+        store::migrate(&db_path)?;
+        // Every worker's connection is opened before any thread starts, so a
+        // bad database fails here rather than in a worker.
+        let stores = (0..config.workers)
+            .map(|_| Store::open(&db_path, config.durability))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        raise_fd_limit(config.max_connections);
+
+        let std_listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        std_listener.set_nonblocking(true)?;
+        let local_addr = std_listener.local_addr()?;
+        let listener = mio::net::TcpListener::from_std(std_listener);
+        let poll = Poll::new().context("creating the poll")?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating the waker")?);
+        Ok(Server {
+            config,
+            poll,
+            listener,
+            local_addr,
+            waker,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            stores,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.shutdown.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Serves until shut down; then waits for the workers and closes the database.
+    pub fn run(self) -> anyhow::Result<()> {
+        let config = self.config;
+        let presence = Arc::new(Presence::default());
+        let shared = Arc::new(Shared::new(config.clone(), presence.clone()).map_err(anyhow::Error::msg)?);
+        let (job_tx, job_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(config.job_queue + config.workers);
+
+        let mut handles = Vec::new();
+        for (i, store) in self.stores.into_iter().enumerate() {
+            let worker = Worker {
+                jobs: job_rx.clone(),
+                done: done_tx.clone(),
+                waker: self.waker.clone(),
+                store,
+                shared: shared.clone(),
+            };
+            let handle = thread::Builder::new()
+                .name(format!("parley-worker-{i}"))
+                .spawn(move || worker.run())
+                .context("spawning a worker thread")?;
+            handles.push(handle);
+        }
+        drop((job_rx, done_tx));
+
+        let limits = Limits {
+            max_line_bytes: config.max_line_bytes,
+            max_outbound_bytes: config.max_outbound_bytes,
+            max_connections: config.max_connections,
+            login_timeout: Duration::from_millis(config.login_timeout_ms),
+        };
+        log::info!(
+            "parleyd {} listening on {} with {} workers, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            self.local_addr,
+            config.workers,
+            config.data_dir.display()
+        );
+        let reactor = Reactor::new(self.poll, self.listener, job_tx, done_rx, presence, self.shutdown, limits)?;
+        let result = reactor.run();
+        // The reactor is gone with its job sender: workers finish and return their stores.
+        let mut stores = Vec::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(store) => stores.push(store),
+                Err(_) => log::error!("a worker thread panicked"),
+            }
+        }
+        if let Some(store) = stores.first() {
+            if let Err(e) = store.checkpoint() {
+                log::warn!("final WAL checkpoint failed: {e}");
+            }
+        }
+        drop(stores);
+        result.context("reactor failed")?;
+        log::info!("parleyd stopped");
+        Ok(())
+    }
+}

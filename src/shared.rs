@@ -1,0 +1,34 @@
+//! State shared by all workers: settings, the password hasher, throttles, presence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::PasswordHasher;
+use crate::config::Config;
+use crate::presence::Presence;
+use crate::throttle::LoginThrottle;
+
+/// Everything a handler may read besides its own store.
+pub struct Shared {
+    pub config: Config,
+    pub hasher: PasswordHasher,
+    pub login_throttle: LoginThrottle,
+    pub presence: Arc<Presence>,
+}
+
+impl Shared {
+    pub fn new(config: Config, presence: Arc<Presence>) -> Result<Shared, String> {
+        let hasher = PasswordHasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
+        let login_throttle = LoginThrottle::new(
+            config.login_failures_per_login,
+            config.login_failures_per_addr,
+            Duration::from_secs(config.login_failure_window_secs),
+        );
+        Ok(Shared {
+            config,
+            hasher,
+            login_throttle,
+            presence,
+        })
+    }
+}

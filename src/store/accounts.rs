@@ -1,0 +1,172 @@
+//! Users and session tokens.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::Store;
+use crate::model::User;
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        login: row.get(1)?,
+        name: row.get(2)?,
+        desc: row.get(3)?,
+    })
+}
+
+impl Store {
+    /// Creates an account; `None` when the login is taken.
+    pub fn create_user(
+        &mut self,
+        login: &str,
+        name: &str,
+        desc: &str,
+        pass_hash: &str,
+        now: i64,
+    ) -> rusqlite::Result<Option<User>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.prepare_cached(
+            "INSERT INTO users (login, name, \"desc\", pass_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(login) DO NOTHING",
+        )?
+        .execute(params![login, name, desc, pass_hash, now])?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(User {
+            id,
+            login: login.to_owned(),
+            name: name.to_owned(),
+            desc: desc.to_owned(),
+        }))
+    }
+
+    /// The account with this login and its stored password hash.
+    pub fn user_with_pass_hash(&self, login: &str) -> rusqlite::Result<Option<(User, String)>> {
+        self.conn
+            .prepare_cached("SELECT id, login, name, \"desc\", pass_hash FROM users WHERE login = ?1")?
+            .query_row([login], |row| Ok((user_from_row(row)?, row.get(4)?)))
+            .optional()
+    }
+
+    pub fn user_by_id(&self, id: i64) -> rusqlite::Result<Option<User>> {
+        self.conn
+            .prepare_cached("SELECT id, login, name, \"desc\" FROM users WHERE id = ?1")?
+            .query_row([id], user_from_row)
+            .optional()
+    }
+
+    pub fn user_by_login(&self, login: &str) -> rusqlite::Result<Option<User>> {
+        self.conn
+            .prepare_cached("SELECT id, login, name, \"desc\" FROM users WHERE login = ?1")?
+            .query_row([login], user_from_row)
+            .optional()
+    }
+
+    /// Records a new token (by its hash) for a user.
+    pub fn insert_token(&mut self, hash: &[u8; 32], user_id: i64, now: i64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO tokens (hash, user_id, created_at, last_used) VALUES (?1, ?2, ?3, ?3)")?
+            .execute(params![&hash[..], user_id, now])?;
+        Ok(())
+    }
+
+    /// The user a token belongs to, if it exists, names `login`, and was used
+    /// after `not_before`. A valid token's last use becomes `now`; an expired
+    /// one is deleted.
+    pub fn use_token(
+        &mut self,
+        hash: &[u8; 32],
+        login: &str,
+        not_before: i64,
+        now: i64,
+    ) -> rusqlite::Result<Option<User>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = tx
+            .prepare_cached(
+                "SELECT u.id, u.login, u.name, u.\"desc\", t.last_used FROM tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = ?1",
+            )?
+            .query_row([&hash[..]], |row| Ok((user_from_row(row)?, row.get::<_, i64>(4)?)))
+            .optional()?;
+        let user = match found {
+            Some((user, last_used)) if last_used < not_before => {
+                tx.prepare_cached("DELETE FROM tokens WHERE hash = ?1")?.execute([&hash[..]])?;
+                drop(user);
+                None
+            }
+            Some((user, _)) if user.login == login => {
+                tx.prepare_cached("UPDATE tokens SET last_used = ?2 WHERE hash = ?1")?
+                    .execute(params![&hash[..], now])?;
+                Some(user)
+            }
+            _ => None,
+        };
+        tx.commit()?;
+        Ok(user)
+    }
+
+    /// Deletes a user's token; false when it was not theirs or did not exist.
+    pub fn revoke_token(&mut self, hash: &[u8; 32], user_id: i64) -> rusqlite::Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM tokens WHERE hash = ?1 AND user_id = ?2")?
+            .execute(params![&hash[..], user_id])?;
+        Ok(n > 0)
+    }
+
+    pub fn set_user_desc(&mut self, user_id: i64, desc: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE users SET \"desc\" = ?2 WHERE id = ?1")?
+            .execute(params![user_id, desc])?;
+        Ok(())
+    }
+
+    pub fn set_user_name(&mut self, user_id: i64, name: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE users SET name = ?2 WHERE id = ?1")?
+            .execute(params![user_id, name])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Durability;
+    use crate::store::{migrate, Store};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        migrate(&path).unwrap();
+        let store = Store::open(&path, Durability::Normal).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn users_are_unique_by_login() {
+        let (_dir, mut s) = store();
+        let u = s.create_user("bob", "Bob", "", "h", 1).unwrap().unwrap();
+        assert!(s.create_user("bob", "Other", "", "h", 2).unwrap().is_none());
+        assert_eq!(s.user_by_id(u.id).unwrap(), Some(u.clone()));
+        assert_eq!(s.user_with_pass_hash("bob").unwrap().unwrap().1, "h");
+    }
+
+    #[test]
+    fn tokens_expire_and_revoke() {
+        let (_dir, mut s) = store();
+        let u = s.create_user("bob", "Bob", "", "h", 1).unwrap().unwrap();
+        let hash = [7u8; 32];
+        s.insert_token(&hash, u.id, 100).unwrap();
+        assert!(s.use_token(&hash, "alice", 0, 150).unwrap().is_none(), "login must match");
+        assert_eq!(s.use_token(&hash, "bob", 0, 200).unwrap(), Some(u.clone()));
+        assert!(s.use_token(&hash, "bob", 201, 300).unwrap().is_none(), "unused since 200");
+        assert!(s.use_token(&hash, "bob", 0, 300).unwrap().is_none(), "expired tokens are deleted");
+        s.insert_token(&hash, u.id, 400).unwrap();
+        assert!(!s.revoke_token(&hash, u.id + 1).unwrap());
+        assert!(s.revoke_token(&hash, u.id).unwrap());
+        assert!(s.use_token(&hash, "bob", 0, 500).unwrap().is_none());
+    }
+}
