@@ -22,7 +22,8 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(memory_kib: u32, iterations: u32) -> Result<PasswordHasher, String> {
-        let params = Params::new(memory_kib, iterations, 1, None).map_err(|e| format!("argon2 parameters: {e}"))?;
+        let params =
+            Params::new(memory_kib, iterations, 1, None).map_err(|e| format!("argon2 parameters: {e}"))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut hasher = PasswordHasher {
             argon2,
@@ -43,7 +44,10 @@ impl PasswordHasher {
     /// Whether the digest matches a stored PHC string.
     pub fn verify(&self, client_digest: &str, stored: &str) -> bool {
         match PasswordHash::new(stored) {
-            Ok(parsed) => self.argon2.verify_password(client_digest.as_bytes(), &parsed).is_ok(),
+            Ok(parsed) => self
+                .argon2
+                .verify_password(client_digest.as_bytes(), &parsed)
+                .is_ok(),
             Err(_) => false,
         }
     }

@@ -80,7 +80,9 @@ mod tests {
         let random = [0xabu8; 32];
         let token = format_token(&random, "alice");
         assert_eq!(token.len(), 64 + 5);
-        assert!(token[..64].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(token[..64]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(split_token(&token), Some((random, "alice")));
     }
 

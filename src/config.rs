@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn toml_overrides_only_what_it_names() {
-        let cfg: Config = toml::from_str("listen = \"0.0.0.0:9000\"\nworkers = 3\ndurability = \"normal\"\n").unwrap();
+        let cfg: Config =
+            toml::from_str("listen = \"0.0.0.0:9000\"\nworkers = 3\ndurability = \"normal\"\n").unwrap();
         assert_eq!(cfg.listen.port(), 9000);
         assert_eq!(cfg.workers, 3);
         assert_eq!(cfg.durability, Durability::Normal);

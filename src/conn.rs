@@ -103,7 +103,9 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok((total, ReadStatus::Closed)),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok((total, ReadStatus::Closed))
+                }
                 Err(e) => return Err(e),
             }
         }

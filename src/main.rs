@@ -99,7 +99,8 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
 /// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.
 fn handle_signals(shutdown: parley::ShutdownHandle) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("parley-signals".into())
         .spawn(move || {

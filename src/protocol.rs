@@ -401,7 +401,11 @@ fn body<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, String> {
 pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
     let text = std::str::from_utf8(line).map_err(|_| DecodeError::bad("line is not valid UTF-8"))?;
     let raw: RawObject = serde_json::from_str(text).map_err(|e| {
-        let what = if e.is_data() { "not a JSON object" } else { "invalid JSON" };
+        let what = if e.is_data() {
+            "not a JSON object"
+        } else {
+            "invalid JSON"
+        };
         DecodeError::bad(format!("{what}: {e}"))
     })?;
     let RawObject { types, mut fields } = raw;
@@ -671,8 +675,14 @@ mod tests {
         assert!(decode_str("[1,2]").unwrap_err().msg.contains("object"));
         assert!(decode_str("{nope").unwrap_err().msg.contains("invalid JSON"));
         assert!(decode(b"{\"type\":\"\xff\"}").unwrap_err().msg.contains("UTF-8"));
-        assert!(decode_str(r#"{"type":"RQ_NOPE"}"#).unwrap_err().msg.contains("unknown type"));
-        assert!(decode_str(r#"{"type":999}"#).unwrap_err().msg.contains("unknown type"));
+        assert!(decode_str(r#"{"type":"RQ_NOPE"}"#)
+            .unwrap_err()
+            .msg
+            .contains("unknown type"));
+        assert!(decode_str(r#"{"type":999}"#)
+            .unwrap_err()
+            .msg
+            .contains("unknown type"));
         assert!(decode_str(r#"{"login":"x"}"#).unwrap_err().msg.contains("type"));
         let long = "x".repeat(65);
         let err = decode_str(&format!(r#"{{"type":"RQ_PING","req_id":"{long}"}}"#)).unwrap_err();
@@ -701,10 +711,16 @@ mod tests {
             "rooms".into(),
             serde_json::json!([{"room_type":"DB_GLOBAL_CHAT","role":"DB_ADMIN","name":"DB_ADMIN"}]),
         );
-        let msg = Outgoing { kind: Kind::GetRooms, body };
+        let msg = Outgoing {
+            kind: Kind::GetRooms,
+            body,
+        };
         let v: Value = serde_json::from_slice(&msg.encode(Dialect::Codes, None)).unwrap();
         assert_eq!(v["rooms"][0]["room_type"], 1);
         assert_eq!(v["rooms"][0]["role"], 1);
-        assert_eq!(v["rooms"][0]["name"], "DB_ADMIN", "only enum-valued fields change");
+        assert_eq!(
+            v["rooms"][0]["name"], "DB_ADMIN",
+            "only enum-valued fields change"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -29,6 +29,9 @@ pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
 /// Connection tokens start here and are never reused.
 const FIRST_CONN_TOKEN: usize = 2;
+
+/// Read-and-dispatch rounds one connection gets before others have a turn.
+const SERVICE_ROUNDS: usize = 16;
 
 /// How long a shutdown waits for in-flight requests and unsent replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +88,8 @@ pub struct Reactor {
     /// Set once shutdown began: the moment it gives up waiting.
     draining_until: Option<Instant>,
     limits: Limits,
+    /// Connections that used up their turn with work left, served next pass.
+    ready: Vec<Token>,
 }
 
 fn conn_id(token: Token) -> ConnId {
@@ -117,6 +122,7 @@ impl Reactor {
             shutdown,
             draining_until: None,
             limits,
+            ready: Vec::new(),
         })
     }
 
@@ -140,6 +146,9 @@ impl Reactor {
             }
             // Completions are drained on every pass: wakes can merge.
             self.drain_completions();
+            for token in std::mem::take(&mut self.ready) {
+                self.service(token);
+            }
             if self.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
                 self.begin_drain();
             }
@@ -159,6 +168,9 @@ impl Reactor {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let now = Instant::now();
         let login = self.login_deadlines.front().map(|(t, _)| *t);
         // While draining, poll often so the end condition is checked.
@@ -171,7 +183,10 @@ impl Reactor {
     }
 
     fn begin_drain(&mut self) {
-        log::info!("shutdown requested: no longer accepting; finishing {} requests", self.jobs_out);
+        log::info!(
+            "shutdown requested: no longer accepting; finishing {} requests",
+            self.jobs_out
+        );
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -229,28 +244,49 @@ impl Reactor {
         }
     }
 
-    /// Reads, dispatches, writes and re-registers one connection until it
-    /// has nothing more to do for now.
+    /// Writes, dispatches and reads one connection until it makes no more
+    /// progress or has used its turn; then flushes and re-registers it.
     fn service(&mut self, token: Token) {
         let pause_at = self.limits.read_pause_bytes();
+        let max_out = self.limits.max_outbound_bytes;
+        let mut rounds = 0;
         loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if let Err(e) = conn.flush() {
+                self.close(token, &format!("write error: {e}"));
+                return;
+            }
+            let buffered_before = conn.reader.buffered();
             self.dispatch_lines(token);
             let draining = self.draining_until.is_some();
-            let max_out = self.limits.max_outbound_bytes;
-            let Some(conn) = self.conns.get_mut(&token) else { return };
-            if draining || !wants_read(conn, max_out, pause_at) {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            let mut progressed = conn.reader.buffered() != buffered_before;
+            if !draining && wants_read(conn, max_out, pause_at) {
+                match conn.read_available(pause_at) {
+                    Ok((_, ReadStatus::Closed)) => {
+                        conn.peer_closed = true;
+                        progressed = true;
+                    }
+                    Ok((n, ReadStatus::Open)) => progressed |= n > 0,
+                    Err(e) => {
+                        self.close(token, &format!("read error: {e}"));
+                        return;
+                    }
+                }
+            }
+            if !progressed {
                 break;
             }
-            match conn.read_available(pause_at) {
-                Ok((_, ReadStatus::Closed)) => {
-                    conn.peer_closed = true;
-                }
-                Ok((0, ReadStatus::Open)) => break,
-                Ok((_, ReadStatus::Open)) => {}
-                Err(e) => {
-                    self.close(token, &format!("read error: {e}"));
-                    return;
-                }
+            rounds += 1;
+            if rounds == SERVICE_ROUNDS {
+                // Its turn is over; come back after the others had theirs.
+                // Edge-triggered readiness would not remind us of it.
+                self.ready.push(token);
+                break;
             }
         }
         self.finish_service(token);
@@ -260,7 +296,9 @@ impl Reactor {
     fn finish_service(&mut self, token: Token) {
         let max_out = self.limits.max_outbound_bytes;
         let pause_at = self.limits.read_pause_bytes();
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         if let Some(reason) = conn.doomed.take() {
             self.close(token, &reason);
             return;
@@ -293,11 +331,15 @@ impl Reactor {
     /// Takes complete lines off a connection while it has no request in flight.
     fn dispatch_lines(&mut self, token: Token) {
         while self.draining_until.is_none() {
-            let Some(conn) = self.conns.get_mut(&token) else { return };
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
             if conn.in_flight.is_some() || conn.pending_out() >= self.limits.max_outbound_bytes {
                 return;
             }
-            let Some(frame) = conn.reader.next_frame() else { return };
+            let Some(frame) = conn.reader.next_frame() else {
+                return;
+            };
             let line = match frame {
                 Frame::TooLarge => {
                     let msg = format!("line longer than {} bytes", self.limits.max_line_bytes);
@@ -358,14 +400,9 @@ impl Reactor {
 
     fn drain_completions(&mut self) {
         let mut touched = Vec::new();
-        loop {
-            match self.done.try_recv() {
-                Ok(completion) => {
-                    self.jobs_out = self.jobs_out.saturating_sub(1);
-                    self.complete(completion, &mut touched);
-                }
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-            }
+        while let Ok(completion) = self.done.try_recv() {
+            self.jobs_out = self.jobs_out.saturating_sub(1);
+            self.complete(completion, &mut touched);
         }
         touched.sort_unstable();
         touched.dedup();
@@ -409,7 +446,9 @@ impl Reactor {
     }
 
     fn set_session(&mut self, token: Token, session: Session) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         let user_id = session.user_id;
         let previous = conn.session.replace(session);
         match previous {
@@ -442,7 +481,9 @@ impl Reactor {
     fn revoke(&mut self, requester: Token, revoke: Revoke, touched: &mut Vec<Token>) {
         let tokens = self.by_user.get(&revoke.user_id).cloned().unwrap_or_default();
         for token in tokens {
-            let Some(conn) = self.conns.get_mut(&token) else { continue };
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
             if conn.session.as_ref().map(|s| s.token_hash) != Some(revoke.token_hash) {
                 continue;
             }
@@ -460,15 +501,25 @@ impl Reactor {
 
     /// Sends a push to every online connection of its recipients. The line is
     /// encoded once per dialect; only the requester's copy differs (req_id).
-    fn fan_out(&mut self, requester: Token, push: Push, req_id: Option<&protocol::ReqId>, touched: &mut Vec<Token>) {
+    fn fan_out(
+        &mut self,
+        requester: Token,
+        push: Push,
+        req_id: Option<&protocol::ReqId>,
+        touched: &mut Vec<Token>,
+    ) {
         let code = push.msg.kind.code();
         let mut encoded: [Option<Vec<u8>>; 2] = [None, None];
         let mut requester_reached = false;
         let max_out = self.limits.max_outbound_bytes;
         for user_id in &push.to {
-            let Some(tokens) = self.by_user.get(user_id) else { continue };
+            let Some(tokens) = self.by_user.get(user_id) else {
+                continue;
+            };
             for &token in tokens {
-                let Some(conn) = self.conns.get_mut(&token) else { continue };
+                let Some(conn) = self.conns.get_mut(&token) else {
+                    continue;
+                };
                 if push.answers_request && token == requester {
                     requester_reached = true;
                     conn.reply(&push.msg, req_id);
@@ -508,7 +559,9 @@ impl Reactor {
                 break;
             }
             self.login_deadlines.pop_front();
-            let Some(conn) = self.conns.get(&token) else { continue };
+            let Some(conn) = self.conns.get(&token) else {
+                continue;
+            };
             if conn.session.is_some() {
                 continue;
             }
@@ -524,7 +577,9 @@ impl Reactor {
     }
 
     fn close(&mut self, token: Token, reason: &str) {
-        let Some(mut conn) = self.conns.remove(&token) else { return };
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
         if conn.registered.is_some() {
             let _ = self.poll.registry().deregister(&mut conn.socket);
         }

@@ -141,7 +141,15 @@ impl Server {
             config.workers,
             config.data_dir.display()
         );
-        let reactor = Reactor::new(self.poll, self.listener, job_tx, done_rx, presence, self.shutdown, limits)?;
+        let reactor = Reactor::new(
+            self.poll,
+            self.listener,
+            job_tx,
+            done_rx,
+            presence,
+            self.shutdown,
+            limits,
+        )?;
         let result = reactor.run();
         // The reactor is gone with its job sender: workers finish and return their stores.
         let mut stores = Vec::new();

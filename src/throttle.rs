@@ -32,8 +32,13 @@ impl<K: Hash + Eq + Clone> FailureWindow<K> {
 
     fn is_blocked(&self, key: &K, now: Instant) -> bool {
         let mut map = self.failures.lock();
-        let Some(times) = map.get_mut(key) else { return false };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+        let Some(times) = map.get_mut(key) else {
+            return false;
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
             times.pop_front();
         }
         times.len() >= self.limit as usize

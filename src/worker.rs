@@ -30,11 +30,13 @@ impl Worker {
             let kind = job.kind;
             // A bug in one handler must not take the worker (and with it a
             // share of the server's capacity) down: answer ER_INTERNAL instead.
-            let outcome = catch_unwind(AssertUnwindSafe(|| handler::handle(job, &mut self.store, &self.shared)))
-                .unwrap_or_else(|_| {
-                    log::error!("handler for {} on conn {conn} panicked", kind.name());
-                    Outcome::error(ErrorCode::Internal, "internal server error", kind)
-                });
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                handler::handle(job, &mut self.store, &self.shared)
+            }))
+            .unwrap_or_else(|_| {
+                log::error!("handler for {} on conn {conn} panicked", kind.name());
+                Outcome::error(ErrorCode::Internal, "internal server error", kind)
+            });
             if self.done.send(Completion { conn, outcome }).is_err() {
                 break;
             }

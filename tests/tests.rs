@@ -1,1 +1,14 @@
-//! Integration tests
+//! Integration tests: a real server on 127.0.0.1:0 with a temporary data
+//! directory, driven over real TCP connections.
+
+// Helpers: starting servers, connecting and signing up users.
+mod util;
+
+// Line framing and malformed input: split writes, oversize lines, bad JSON.
+mod framing;
+// Both dialects, req_id echo, the old client's conventions.
+mod dialect;
+// Sign-up, log-in, token resume, log-out, profile, member info, throttling.
+mod accounts;
+// Start-up failures, log-in timeout, limits, backpressure, graceful shutdown.
+mod lifecycle;

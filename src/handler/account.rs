@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::job::{Outcome, Revoke, Session};
 use crate::model::{now_ms, User};
 use crate::protocol::{
-    DescBody, ErrorCode, Kind, LogIn, LogOut, LogOutBody, MemberInfo, MemberInfoBody, NameBody,
-    Outgoing, SignUp, TokenBody, TokenResume, UpdUserDesc, UpdUserName,
+    DescBody, ErrorCode, Kind, LogIn, LogOut, LogOutBody, MemberInfo, MemberInfoBody, NameBody, Outgoing,
+    SignUp, TokenBody, TokenResume, UpdUserDesc, UpdUserName,
 };
 
 const MS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
@@ -143,7 +143,9 @@ pub fn update_desc(ctx: &mut Ctx, req: UpdUserDesc) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
     let desc = validate::trimmed("desc", &req.desc, 0, validate::MAX_DESC_CHARS)?;
     ctx.store.set_user_desc(user_id, desc)?;
-    let body = DescBody { desc: desc.to_owned() };
+    let body = DescBody {
+        desc: desc.to_owned(),
+    };
     Ok(Outcome::reply(Outgoing::new(Kind::UpdUserDesc, &body)))
 }
 
@@ -151,7 +153,9 @@ pub fn update_name(ctx: &mut Ctx, req: UpdUserName) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
     let name = validate::trimmed("name", &req.name, 1, validate::MAX_USER_NAME_CHARS)?;
     ctx.store.set_user_name(user_id, name)?;
-    let body = NameBody { name: name.to_owned() };
+    let body = NameBody {
+        name: name.to_owned(),
+    };
     Ok(Outcome::reply(Outgoing::new(Kind::UpdUserName, &body)))
 }
 

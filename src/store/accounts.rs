@@ -24,12 +24,15 @@ impl Store {
         pass_hash: &str,
         now: i64,
     ) -> rusqlite::Result<Option<User>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = tx.prepare_cached(
-            "INSERT INTO users (login, name, \"desc\", pass_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO users (login, name, \"desc\", pass_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(login) DO NOTHING",
-        )?
-        .execute(params![login, name, desc, pass_hash, now])?;
+            )?
+            .execute(params![login, name, desc, pass_hash, now])?;
         if inserted == 0 {
             return Ok(None);
         }
@@ -68,7 +71,9 @@ impl Store {
     /// Records a new token (by its hash) for a user.
     pub fn insert_token(&mut self, hash: &[u8; 32], user_id: i64, now: i64) -> rusqlite::Result<()> {
         self.conn
-            .prepare_cached("INSERT INTO tokens (hash, user_id, created_at, last_used) VALUES (?1, ?2, ?3, ?3)")?
+            .prepare_cached(
+                "INSERT INTO tokens (hash, user_id, created_at, last_used) VALUES (?1, ?2, ?3, ?3)",
+            )?
             .execute(params![&hash[..], user_id, now])?;
         Ok(())
     }
@@ -83,7 +88,9 @@ impl Store {
         not_before: i64,
         now: i64,
     ) -> rusqlite::Result<Option<User>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found = tx
             .prepare_cached(
                 "SELECT u.id, u.login, u.name, u.\"desc\", t.last_used FROM tokens t JOIN users u ON u.id = t.user_id
@@ -93,7 +100,8 @@ impl Store {
             .optional()?;
         let user = match found {
             Some((user, last_used)) if last_used < not_before => {
-                tx.prepare_cached("DELETE FROM tokens WHERE hash = ?1")?.execute([&hash[..]])?;
+                tx.prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
+                    .execute([&hash[..]])?;
                 drop(user);
                 None
             }
@@ -160,10 +168,19 @@ mod tests {
         let u = s.create_user("bob", "Bob", "", "h", 1).unwrap().unwrap();
         let hash = [7u8; 32];
         s.insert_token(&hash, u.id, 100).unwrap();
-        assert!(s.use_token(&hash, "alice", 0, 150).unwrap().is_none(), "login must match");
+        assert!(
+            s.use_token(&hash, "alice", 0, 150).unwrap().is_none(),
+            "login must match"
+        );
         assert_eq!(s.use_token(&hash, "bob", 0, 200).unwrap(), Some(u.clone()));
-        assert!(s.use_token(&hash, "bob", 201, 300).unwrap().is_none(), "unused since 200");
-        assert!(s.use_token(&hash, "bob", 0, 300).unwrap().is_none(), "expired tokens are deleted");
+        assert!(
+            s.use_token(&hash, "bob", 201, 300).unwrap().is_none(),
+            "unused since 200"
+        );
+        assert!(
+            s.use_token(&hash, "bob", 0, 300).unwrap().is_none(),
+            "expired tokens are deleted"
+        );
         s.insert_token(&hash, u.id, 400).unwrap();
         assert!(!s.revoke_token(&hash, u.id + 1).unwrap());
         assert!(s.revoke_token(&hash, u.id).unwrap());

@@ -60,7 +60,8 @@ pub fn migrate(path: &Path) -> anyhow::Result<()> {
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let target = index as i64 + 1;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
-        tx.execute_batch(sql).with_context(|| format!("applying migration {name}"))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying migration {name}"))?;
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;
         log::info!("database migrated to version {target} ({name})");
@@ -94,9 +95,12 @@ mod tests {
         migrate(&path).unwrap();
         migrate(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = migrate(&path).unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");

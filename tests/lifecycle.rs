@@ -1,0 +1,285 @@
+//! The server as a process and under stress: start-up failures, the log-in
+//! timeout, connection and queue limits, backpressure, graceful shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::util::{assert_error, assert_type, ping, start_server, start_with};
+
+/// Reads until EOF or timeout; true if the server closed the connection.
+fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn connections_that_never_log_in_are_closed() {
+    let server = start_with(|c| c.login_timeout_ms = 300);
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    let mut alice = server.user("alice");
+    let started = Instant::now();
+    assert!(closed_by_server(&mut idle, Duration::from_secs(5)));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_type(&alice.req(ping()), "RQ_PING");
+}
+
+#[test]
+fn connection_limit_refuses_extra_connections() {
+    let server = start_with(|c| c.max_connections = 2);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    assert_type(&a.request(ping()).unwrap(), "RQ_PING");
+    assert_type(&b.request(ping()).unwrap(), "RQ_PING");
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    assert!(closed_by_server(&mut third, Duration::from_secs(5)));
+    drop(a);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_type(&server.connect().request(ping()).unwrap(), "RQ_PING");
+}
+
+#[test]
+fn a_client_that_does_not_read_is_throttled_not_grown() {
+    // With a tiny output cap, a client pipelining many requests without
+    // reading gets every reply, in order, once it reads; the server stops
+    // reading from it meanwhile instead of buffering without bound.
+    let server = start_with(|c| c.max_outbound_bytes = 4096);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let count = 20_000;
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut batch = Vec::new();
+        for i in 0..count {
+            batch.extend_from_slice(format!("{{\"type\":\"RQ_PING\",\"req_id\":{i}}}\n").as_bytes());
+        }
+        writer.write_all(&batch).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(&mut stream);
+    for i in 0..count {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["req_id"], i);
+    }
+    sender.join().unwrap();
+}
+
+#[test]
+fn a_full_job_queue_answers_busy() {
+    let server = start_with(|c| {
+        c.workers = 1;
+        c.job_queue = 1;
+    });
+    // Sign-ups cost an Argon2 hash each: ten at once overflow a queue of one.
+    let mut clients: Vec<_> = (0..10).map(|_| server.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let msg = json!({"type": "RQ_SIGN_UP", "login": format!("user{i}"), "pass": parley::client::password_digest("pw"), "req_id": i});
+        c.send(&msg).unwrap();
+    }
+    let mut busy = 0;
+    for c in clients.iter_mut() {
+        let reply = c.recv().unwrap();
+        match reply["type"].as_str() {
+            Some("RQ_TOKEN") => {}
+            _ => {
+                assert_error(&reply, "ER_BUSY");
+                busy += 1;
+            }
+        }
+    }
+    assert!(
+        busy > 0,
+        "expected some ER_BUSY with one worker and a queue of one"
+    );
+    assert!(busy < 10, "the first request must be served");
+}
+
+#[test]
+fn disconnecting_with_a_request_in_flight_harms_nothing() {
+    let server = start_server();
+    let mut c = server.connect();
+    c.send(&json!({"type": "RQ_SIGN_UP", "login": "ghost", "pass": parley::client::password_digest("pw")}))
+        .unwrap();
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut other = server.connect();
+    assert_type(&other.request(ping()).unwrap(), "RQ_PING");
+    assert_type(&other.log_in("ghost", "pw").unwrap(), "RQ_TOKEN");
+}
+
+#[test]
+fn in_process_shutdown_finishes_and_stops_listening() {
+    let server = start_server();
+    let addr = server.addr;
+    let mut c = server.connect();
+    // A sign-up in flight when the shutdown begins is finished and answered.
+    c.send(&json!({"type": "RQ_SIGN_UP", "login": "late", "pass": parley::client::password_digest("pw"), "req_id": 1})).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    let (result, _dir) = server.stop();
+    result.unwrap();
+    assert_type(&c.recv().unwrap(), "RQ_TOKEN");
+    assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+// --- the parleyd binary ---------------------------------------------------
+
+fn parleyd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_parleyd"))
+}
+
+/// Starts parleyd on an ephemeral port; returns the child and its address.
+// The caller waits for the child it is handed.
+#[allow(clippy::zombie_processes)]
+fn spawn_parleyd(data: &std::path::Path) -> (Child, String) {
+    let mut child = parleyd()
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(["--workers", "2"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let _ = child.wait();
+            panic!("parleyd exited early");
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return (child, addr);
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            panic!("parleyd did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_shuts_parleyd_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_parleyd(dir.path());
+    let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
+    assert_type(&c.sign_up("alice", "pw").unwrap(), "RQ_TOKEN");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    // The data is intact and the server starts again on it.
+    let (mut child, addr) = spawn_parleyd(dir.path());
+    let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
+    assert_type(&c.log_in("alice", "pw").unwrap(), "RQ_TOKEN");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+fn start_up_failure(args: &[&str], data: &std::path::Path) -> String {
+    let out = parleyd().args(args).arg("--data").arg(data).output().unwrap();
+    assert!(!out.status.success(), "parleyd should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let errors: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("parleyd: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one clear line expected, got {stderr:?}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn start_up_failures_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let line = start_up_failure(&["--listen", &port], &dir.path().join("a"));
+    assert!(line.contains("cannot listen on"), "{line}");
+    // Data directory that cannot be created (its parent is a file).
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let line = start_up_failure(&["--listen", "127.0.0.1:0"], &file.join("data"));
+    assert!(line.contains("data directory"), "{line}");
+    // A database from a newer schema.
+    let newer = dir.path().join("newer");
+    std::fs::create_dir_all(&newer).unwrap();
+    let conn = rusqlite::Connection::open(newer.join("parley.db")).unwrap();
+    conn.pragma_update(None, "user_version", 9999).unwrap();
+    drop(conn);
+    let line = start_up_failure(&["--listen", "127.0.0.1:0"], &newer);
+    assert!(line.contains("newer"), "{line}");
+    // A bad flag.
+    let out = parleyd().arg("--bogus").output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn config_file_is_read_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    let data = dir.path().join("from-config");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = {:?}\nlog_level = \"warn\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    // --listen overrides the config's unusable port 1; data_dir comes from the file.
+    let mut child = parleyd()
+        .args(["--listen", "127.0.0.1:0", "--log-level", "info", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0);
+    }
+    assert!(
+        data.join("parley.db").exists(),
+        "data_dir from the config file is used"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // A config file with a mistake is a start-up failure.
+    std::fs::write(&config, "listn = 3\n").unwrap();
+    let out = parleyd().arg("--config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("parley.toml"));
+}

@@ -1,0 +1,158 @@
+//! Test helpers: a server on an ephemeral port with a temporary data directory.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parley::client::Client;
+use parley::{Config, Server, ShutdownHandle};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for tests: ephemeral port, the given data directory, two workers.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        workers: 2,
+        ..Config::default()
+    }
+}
+
+/// Starts a server with default test settings.
+pub fn start_server() -> TestServer {
+    start_with(|_| {})
+}
+
+/// Starts a server after letting the test adjust its settings.
+pub fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    start_in(dir, adjust)
+}
+
+/// Starts a server on an existing data directory (for restarts).
+pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = test_config(&dir.path().join("data"));
+    adjust(&mut config);
+    let server = Server::bind(config).expect("server binds");
+    let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run());
+    TestServer {
+        addr,
+        dir,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+impl TestServer {
+    #[track_caller]
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr).expect("connect")
+    }
+
+    /// Signs up `login` (password "pw-" + login) on a new connection.
+    #[track_caller]
+    pub fn user(&self, login: &str) -> User {
+        let mut client = self.connect();
+        let reply = client.sign_up(login, &format!("pw-{login}")).expect("sign up");
+        assert_eq!(reply["type"], "RQ_TOKEN", "sign up {login}: {reply}");
+        User {
+            client,
+            token: reply["token"].as_str().unwrap().to_owned(),
+            id: reply["user_id"].as_i64().unwrap(),
+            login: login.to_owned(),
+        }
+    }
+
+    /// Stops the server gracefully; returns what `run` returned, and the data dir.
+    pub fn stop(mut self) -> (anyhow::Result<()>, TempDir) {
+        self.handle.shutdown();
+        let result = self.thread.take().unwrap().join().expect("server thread");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (result, dir)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.handle.shutdown();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A signed-up user with its first connection.
+pub struct User {
+    pub client: Client,
+    pub token: String,
+    pub id: i64,
+    pub login: String,
+}
+
+impl User {
+    #[track_caller]
+    pub fn req(&mut self, msg: Value) -> Value {
+        self.client.request(msg).expect("request answered")
+    }
+}
+
+/// Asserts a reply is an RQ_ERROR_MSG with the given code.
+#[track_caller]
+pub fn assert_error(reply: &Value, code: &str) {
+    assert_eq!(reply["type"], "RQ_ERROR_MSG", "expected {code}, got {reply}");
+    assert_eq!(reply["error_code"], code, "wrong error: {reply}");
+    assert!(
+        reply["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {reply}"
+    );
+}
+
+/// Asserts a reply has the given type.
+#[track_caller]
+pub fn assert_type(reply: &Value, kind: &str) {
+    assert_eq!(reply["type"], kind, "unexpected reply: {reply}");
+}
+
+/// Waits until `cond` holds, polling; panics after `timeout`.
+#[track_caller]
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts no message arrives on `client` within `within`.
+#[track_caller]
+pub fn assert_silent(client: &mut Client, within: Duration) {
+    client.set_timeout(within).unwrap();
+    match client.recv() {
+        Ok(msg) => panic!("expected nothing, got {msg}"),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "expected a timeout, got {e}"
+        ),
+    }
+    client.set_timeout(parley::client::DEFAULT_TIMEOUT).unwrap();
+}
+
+pub fn ping() -> Value {
+    json!({"type": "RQ_PING"})
+}
