@@ -87,12 +87,13 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         .set_thread_level(log::LevelFilter::Off)
         .set_target_level(log::LevelFilter::Off)
         .build();
-    simplelog::TermLogger::init(
-        filter,
-        config,
-        simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Auto,
-    )
+    // Colours only on a terminal, so log files and pipes stay plain text.
+    let color = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        simplelog::ColorChoice::Auto
+    } else {
+        simplelog::ColorChoice::Never
+    };
+    simplelog::TermLogger::init(filter, config, simplelog::TerminalMode::Stderr, color)
     .context("setting up logging")
 }
 
