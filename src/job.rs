@@ -6,6 +6,7 @@
 //! may make (it owns the connections).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 
@@ -35,12 +36,32 @@ pub struct Job {
 /// A message for every online connection of some users.
 #[derive(Debug)]
 pub struct Push {
-    /// The recipients, by user id.
-    pub to: Vec<i64>,
+    /// The recipients, by user id (shared with the membership cache).
+    pub to: Arc<Vec<i64>>,
     pub msg: Outgoing,
     /// When true this push is the request's answer: the requesting
     /// connection's copy carries the request's `req_id`.
     pub answers_request: bool,
+}
+
+impl Push {
+    /// A push that is also the answer to the request that caused it.
+    pub fn answer(to: Arc<Vec<i64>>, msg: Outgoing) -> Push {
+        Push {
+            to,
+            msg,
+            answers_request: true,
+        }
+    }
+
+    /// A push caused by a request but not answering it.
+    pub fn notice(to: Arc<Vec<i64>>, msg: Outgoing) -> Push {
+        Push {
+            to,
+            msg,
+            answers_request: false,
+        }
+    }
 }
 
 /// A token was revoked: every connection using it is told and logged out.
@@ -68,6 +89,13 @@ impl Outcome {
     pub fn reply(msg: Outgoing) -> Outcome {
         Outcome {
             reply: Some(msg),
+            ..Outcome::default()
+        }
+    }
+
+    pub fn pushes(pushes: Vec<Push>) -> Outcome {
+        Outcome {
+            pushes,
             ..Outcome::default()
         }
     }

@@ -11,9 +11,10 @@
 //! - [`worker`]: the worker threads.
 //! - [`handler`]: one module per family of requests.
 //! - [`store`]: every SQL statement, and the migrations in `db/`.
-//! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
+//! - [`auth`], [`throttle`], [`presence`], [`audience`], [`shared`]: what handlers share.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator.
 
+pub mod audience;
 pub mod auth;
 pub mod client;
 pub mod compat;

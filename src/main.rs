@@ -94,7 +94,7 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         simplelog::ColorChoice::Never
     };
     simplelog::TermLogger::init(filter, config, simplelog::TerminalMode::Stderr, color)
-    .context("setting up logging")
+        .context("setting up logging")
 }
 
 /// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.

@@ -56,6 +56,32 @@ pub struct User {
     pub desc: String,
 }
 
+/// A room as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub id: i64,
+    pub name: String,
+    pub desc: String,
+    pub room_type: RoomType,
+    /// The owner (the protocol's `customer_id`).
+    pub owner_id: i64,
+    pub created_at: i64,
+    /// Messages stored in the room (the protocol's `power`).
+    pub msg_count: i64,
+}
+
+/// A user's place in a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub user: User,
+    pub role: Role,
+}
+
+/// Lower-cases a room name for case-insensitive prefix search.
+pub fn fold_name(name: &str) -> String {
+    name.to_lowercase()
+}
+
 /// Current time in milliseconds since the Unix epoch (the protocol's `date`).
 pub fn now_ms() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -304,6 +304,77 @@ pub struct MemberInfo {
     pub user_id: i64,
 }
 
+/// RQ_NEW_ROOM (old clients give the room type as a second `type`).
+#[derive(Debug, Deserialize)]
+pub struct NewRoom {
+    pub name: String,
+    #[serde(default)]
+    pub desc: String,
+    #[serde(default, deserialize_with = "de_wire_opt")]
+    pub room_type: Option<RoomType>,
+}
+
+/// RQ_GET_ROOMS.
+#[derive(Debug, Deserialize)]
+pub struct GetRooms {
+    /// Only rooms created or joined after this time (ms); 0 for all.
+    #[serde(default)]
+    pub date: i64,
+}
+
+/// A request naming only a room: join, leave, delete, members.
+#[derive(Debug, Deserialize)]
+pub struct RoomRef {
+    pub room_id: i64,
+}
+
+/// RQ_ADD_MEMBER: the user by `login` or by `user_id`.
+#[derive(Debug, Deserialize)]
+pub struct AddMember {
+    pub room_id: i64,
+    #[serde(default)]
+    pub login: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+}
+
+/// RQ_UPD_ROOM_NAME.
+#[derive(Debug, Deserialize)]
+pub struct UpdRoomName {
+    pub room_id: i64,
+    pub room_name: String,
+}
+
+/// RQ_UPD_ROOM_DESC.
+#[derive(Debug, Deserialize)]
+pub struct UpdRoomDesc {
+    pub room_id: i64,
+    pub desc: String,
+}
+
+/// RQ_SEARCH_CH: global rooms by name prefix.
+#[derive(Debug, Deserialize)]
+pub struct SearchCh {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// RQ_SET_ROLE.
+#[derive(Debug, Deserialize)]
+pub struct SetRole {
+    pub room_id: i64,
+    pub user_id: i64,
+    #[serde(deserialize_with = "de_wire")]
+    pub role: Role,
+}
+
+/// RQ_BAN_MEMBER and RQ_UNBAN_MEMBER.
+#[derive(Debug, Deserialize)]
+pub struct MemberAction {
+    pub room_id: i64,
+    pub user_id: i64,
+}
+
 /// A decoded request, one variant per request kind the server serves.
 #[derive(Debug)]
 pub enum Request {
@@ -315,6 +386,19 @@ pub enum Request {
     UpdUserName(UpdUserName),
     MemberInfo(MemberInfo),
     Ping,
+    NewRoom(NewRoom),
+    GetRooms(GetRooms),
+    JoinRoom(RoomRef),
+    AddMember(AddMember),
+    LeaveRoom(RoomRef),
+    DelRoom(RoomRef),
+    UpdRoomName(UpdRoomName),
+    UpdRoomDesc(UpdRoomDesc),
+    SearchCh(SearchCh),
+    GetMembers(RoomRef),
+    SetRole(SetRole),
+    BanMember(MemberAction),
+    UnbanMember(MemberAction),
 }
 
 /// A decoded line: the request with what the envelope said about it.
@@ -456,6 +540,19 @@ pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
         Kind::UpdUserName => body(fields).map(Request::UpdUserName),
         Kind::MemberInfo => body(fields).map(Request::MemberInfo),
         Kind::Ping => Ok(Request::Ping),
+        Kind::NewRoom => body(fields).map(Request::NewRoom),
+        Kind::GetRooms => body(fields).map(Request::GetRooms),
+        Kind::JoinRoom => body(fields).map(Request::JoinRoom),
+        Kind::AddMember => body(fields).map(Request::AddMember),
+        Kind::LeaveRoom => body(fields).map(Request::LeaveRoom),
+        Kind::DelRoom => body(fields).map(Request::DelRoom),
+        Kind::UpdRoomName => body(fields).map(Request::UpdRoomName),
+        Kind::UpdRoomDesc => body(fields).map(Request::UpdRoomDesc),
+        Kind::SearchCh => body(fields).map(Request::SearchCh),
+        Kind::GetMembers => body(fields).map(Request::GetMembers),
+        Kind::SetRole => body(fields).map(Request::SetRole),
+        Kind::BanMember => body(fields).map(Request::BanMember),
+        Kind::UnbanMember => body(fields).map(Request::UnbanMember),
         Kind::ErrorMsg | Kind::NewMember | Kind::Presence | Kind::ReadyRead => {
             Err(format!("{} is sent by the server, not a request", kind.name()))
         }
@@ -629,6 +726,106 @@ pub struct MemberInfoBody {
     pub online: bool,
 }
 
+fn ser_wire_opt<T: WireEnum, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_str(v.wire_name()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A room object. `role` is the caller's (absent where the caller is not a
+/// member); `power` is the number of stored messages (old clients read it).
+#[derive(Debug, Serialize)]
+pub struct RoomBody {
+    pub id: i64,
+    pub name: String,
+    pub desc: String,
+    pub customer_id: i64,
+    pub date: i64,
+    #[serde(serialize_with = "ser_wire")]
+    pub room_type: RoomType,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_wire_opt")]
+    pub role: Option<Role>,
+    pub power: i64,
+}
+
+/// Body of `RQ_GET_ROOMS` and `RQ_SEARCH_CH`.
+#[derive(Debug, Serialize)]
+pub struct RoomsBody {
+    pub rooms: Vec<RoomBody>,
+}
+
+/// Body of `RQ_NEW_MEMBER`.
+#[derive(Debug, Serialize)]
+pub struct NewMemberBody {
+    pub room_id: i64,
+    pub user_id: i64,
+    pub login: String,
+}
+
+/// Body of `RQ_DEL_ROOM` (and other room-only messages).
+#[derive(Debug, Serialize)]
+pub struct RoomIdBody {
+    pub room_id: i64,
+}
+
+/// Body of `RQ_LEAVE_ROOM`.
+#[derive(Debug, Serialize)]
+pub struct LeaveBody {
+    pub room_id: i64,
+    pub user_id: i64,
+    pub login: String,
+}
+
+/// Body of `RQ_UPD_ROOM_NAME`.
+#[derive(Debug, Serialize)]
+pub struct RoomNameBody {
+    pub room_id: i64,
+    pub room_name: String,
+}
+
+/// Body of `RQ_UPD_ROOM_DESC`.
+#[derive(Debug, Serialize)]
+pub struct RoomDescBody {
+    pub room_id: i64,
+    pub desc: String,
+}
+
+/// A member object; `id` repeats `user_id` for old clients.
+#[derive(Debug, Serialize)]
+pub struct MemberBody {
+    pub id: i64,
+    pub user_id: i64,
+    pub login: String,
+    pub name: String,
+    #[serde(serialize_with = "ser_wire")]
+    pub role: Role,
+    pub online: bool,
+}
+
+/// Body of `RQ_GET_MEMBERS`.
+#[derive(Debug, Serialize)]
+pub struct MembersBody {
+    pub room_id: i64,
+    pub members: Vec<MemberBody>,
+}
+
+/// Body of `RQ_SET_ROLE`.
+#[derive(Debug, Serialize)]
+pub struct RoleBody {
+    pub room_id: i64,
+    pub user_id: i64,
+    #[serde(serialize_with = "ser_wire")]
+    pub role: Role,
+}
+
+/// Body of `RQ_BAN_MEMBER` and `RQ_UNBAN_MEMBER`.
+#[derive(Debug, Serialize)]
+pub struct MemberActionBody {
+    pub room_id: i64,
+    pub user_id: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,6 +884,25 @@ mod tests {
         let long = "x".repeat(65);
         let err = decode_str(&format!(r#"{{"type":"RQ_PING","req_id":"{long}"}}"#)).unwrap_err();
         assert!(err.msg.contains("req_id"));
+    }
+
+    #[test]
+    fn old_client_new_room_with_two_types() {
+        let env = decode_str(r#"{"type":12,"name":"x","desc":"","type":0}"#).unwrap();
+        match env.request {
+            Request::NewRoom(r) => assert_eq!(r.room_type, Some(RoomType::Private)),
+            other => panic!("{other:?}"),
+        }
+        let env = decode_str(r#"{"type":"RQ_NEW_ROOM","name":"x","type":"DB_GLOBAL_CHAT"}"#).unwrap();
+        assert!(matches!(
+            env.request,
+            Request::NewRoom(NewRoom {
+                room_type: Some(RoomType::Global),
+                ..
+            })
+        ));
+        let err = decode_str(r#"{"type":12,"name":"x","type":"DB_NOPE"}"#).unwrap_err();
+        assert!(err.msg.contains("room_type"), "{}", err.msg);
     }
 
     #[test]

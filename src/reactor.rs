@@ -512,7 +512,7 @@ impl Reactor {
         let mut encoded: [Option<Vec<u8>>; 2] = [None, None];
         let mut requester_reached = false;
         let max_out = self.limits.max_outbound_bytes;
-        for user_id in &push.to {
+        for user_id in push.to.iter() {
             let Some(tokens) = self.by_user.get(user_id) else {
                 continue;
             };

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audience::RoomAudiences;
 use crate::auth::PasswordHasher;
 use crate::config::Config;
 use crate::presence::Presence;
@@ -14,6 +15,8 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     pub login_throttle: LoginThrottle,
     pub presence: Arc<Presence>,
+    /// Room members for fan-out, cached.
+    pub audiences: RoomAudiences,
 }
 
 impl Shared {
@@ -29,6 +32,7 @@ impl Shared {
             hasher,
             login_throttle,
             presence,
+            audiences: RoomAudiences::default(),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! client sees only `ER_INTERNAL`).
 
 mod account;
+mod room;
 mod validate;
 
 use std::net::IpAddr;
@@ -59,6 +60,19 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::UpdUserName(r) => account::update_name(&mut ctx, r),
         Request::MemberInfo(r) => account::member_info(&mut ctx, r),
         Request::Ping => Ok(Outcome::reply(Outgoing::empty(Kind::Ping))),
+        Request::NewRoom(r) => room::new_room(&mut ctx, r),
+        Request::GetRooms(r) => room::get_rooms(&mut ctx, r),
+        Request::JoinRoom(r) => room::join_room(&mut ctx, r),
+        Request::AddMember(r) => room::add_member(&mut ctx, r),
+        Request::LeaveRoom(r) => room::leave_room(&mut ctx, r),
+        Request::DelRoom(r) => room::del_room(&mut ctx, r),
+        Request::UpdRoomName(r) => room::update_name(&mut ctx, r),
+        Request::UpdRoomDesc(r) => room::update_desc(&mut ctx, r),
+        Request::SearchCh(r) => room::search(&mut ctx, r),
+        Request::GetMembers(r) => room::members(&mut ctx, r),
+        Request::SetRole(r) => room::set_role(&mut ctx, r),
+        Request::BanMember(r) => room::ban(&mut ctx, r),
+        Request::UnbanMember(r) => room::unban(&mut ctx, r),
     };
     result.unwrap_or_else(|err| {
         if !matches!(err, Error::Client { .. }) {

@@ -9,6 +9,9 @@
 //! [`migrate`] and tracked in `PRAGMA user_version`.
 
 mod accounts;
+mod rooms;
+
+pub use rooms::Departure;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +22,10 @@ use rusqlite::Connection;
 use crate::config::Durability;
 
 /// The schema migrations, in order; the version is the position plus one.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_accounts", include_str!("../../db/0001_accounts.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_accounts", include_str!("../../db/0001_accounts.sql")),
+    ("0002_rooms", include_str!("../../db/0002_rooms.sql")),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -75,6 +81,33 @@ impl Store {
         let conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
         configure(&conn, durability).with_context(|| format!("configuring database {}", path.display()))?;
         Ok(Store { conn })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it returns
+    /// `Ok`, rolled back otherwise. Checks and the writes they allow happen
+    /// under the same write lock, so concurrent requests cannot interleave.
+    pub fn atomically<T, E: From<rusqlite::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if !self.conn.is_autocommit() {
+            // Left open by a panicking handler: discard it.
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(value) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Writes the WAL back into the main file; called once at clean shutdown.

@@ -1,0 +1,318 @@
+//! Rooms and membership. None of these open a transaction of their own:
+//! handlers group them with `Store::atomically` where a check and a write
+//! must not be separated.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+use crate::model::{fold_name, Member, Role, Room, RoomType, User};
+
+const ROOM_COLUMNS: &str = "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count";
+
+fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Room> {
+    let code: i64 = row.get(3)?;
+    Ok(Room {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        desc: row.get(2)?,
+        room_type: RoomType::from_code(code).unwrap_or(RoomType::Private),
+        owner_id: row.get(4)?,
+        created_at: row.get(5)?,
+        msg_count: row.get(6)?,
+    })
+}
+
+fn role_from(code: i64) -> Role {
+    Role::from_code(code).unwrap_or(Role::Simple)
+}
+
+/// What a member's leaving did to the room.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Departure {
+    /// Others remain; ownership passed to this user if the owner left.
+    Left { new_owner: Option<i64> },
+    /// The last member left and the room is gone.
+    RoomDeleted,
+}
+
+impl Store {
+    /// Creates a room with `owner` as its owner member.
+    pub fn create_room(
+        &mut self,
+        owner: i64,
+        name: &str,
+        desc: &str,
+        room_type: RoomType,
+        now: i64,
+    ) -> rusqlite::Result<Room> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO rooms (name, name_fold, \"desc\", room_type, owner_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![name, fold_name(name), desc, room_type.code(), owner, now])?;
+        let id = self.conn.last_insert_rowid();
+        self.add_member(id, owner, Role::Owner, now)?;
+        Ok(Room {
+            id,
+            name: name.to_owned(),
+            desc: desc.to_owned(),
+            room_type,
+            owner_id: owner,
+            created_at: now,
+            msg_count: 0,
+        })
+    }
+
+    pub fn room(&self, room_id: i64) -> rusqlite::Result<Option<Room>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1"))?
+            .query_row([room_id], room_from_row)
+            .optional()
+    }
+
+    /// The user's role in the room (`Banned` included), or `None` if not a member.
+    pub fn role_in(&self, room_id: i64, user_id: i64) -> rusqlite::Result<Option<Role>> {
+        self.conn
+            .prepare_cached("SELECT role FROM members WHERE room_id = ?1 AND user_id = ?2")?
+            .query_row([room_id, user_id], |row| row.get::<_, i64>(0))
+            .optional()
+            .map(|code| code.map(role_from))
+    }
+
+    /// Rooms the user belongs to (not banned from), joined after `since`, with the user's role.
+    pub fn rooms_of(&self, user_id: i64, since: i64) -> rusqlite::Result<Vec<(Room, Role)>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROOM_COLUMNS}, m.role FROM members m JOIN rooms r ON r.id = m.room_id
+             WHERE m.user_id = ?1 AND m.role != ?2 AND m.joined_at > ?3 ORDER BY r.id"
+        ))?;
+        let rows = stmt.query_map(params![user_id, Role::Banned.code(), since], |row| {
+            Ok((room_from_row(row)?, role_from(row.get(7)?)))
+        })?;
+        rows.collect()
+    }
+
+    /// Adds a member; false if the user already has a row (member or banned).
+    pub fn add_member(&mut self, room_id: i64, user_id: i64, role: Role, now: i64) -> rusqlite::Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO members (room_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(room_id, user_id) DO NOTHING",
+            )?
+            .execute(params![room_id, user_id, role.code(), now])?;
+        Ok(n > 0)
+    }
+
+    /// Deletes a member's row (leaving, or lifting a ban).
+    pub fn remove_member(&mut self, room_id: i64, user_id: i64) -> rusqlite::Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM members WHERE room_id = ?1 AND user_id = ?2")?
+            .execute([room_id, user_id])?;
+        Ok(n > 0)
+    }
+
+    pub fn set_role(&mut self, room_id: i64, user_id: i64, role: Role) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE members SET role = ?3 WHERE room_id = ?1 AND user_id = ?2")?
+            .execute(params![room_id, user_id, role.code()])?;
+        if role == Role::Owner {
+            self.conn
+                .prepare_cached("UPDATE rooms SET owner_id = ?2 WHERE id = ?1")?
+                .execute([room_id, user_id])?;
+        }
+        Ok(())
+    }
+
+    /// Removes a member. An owner's room passes to the longest-standing
+    /// admin, else the longest-standing member; an emptied room is deleted.
+    pub fn leave_room(&mut self, room_id: i64, user_id: i64) -> rusqlite::Result<Departure> {
+        let was_owner = self.role_in(room_id, user_id)? == Some(Role::Owner);
+        self.remove_member(room_id, user_id)?;
+        let successor: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT user_id FROM members WHERE room_id = ?1 AND role != ?2
+                 ORDER BY role = ?3 DESC, rowid LIMIT 1",
+            )?
+            .query_row(params![room_id, Role::Banned.code(), Role::Admin.code()], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let Some(successor) = successor else {
+            self.delete_room(room_id)?;
+            return Ok(Departure::RoomDeleted);
+        };
+        if !was_owner {
+            return Ok(Departure::Left { new_owner: None });
+        }
+        self.set_role(room_id, successor, Role::Owner)?;
+        Ok(Departure::Left {
+            new_owner: Some(successor),
+        })
+    }
+
+    /// Deletes a room with its members (and, by cascade, everything in it).
+    pub fn delete_room(&mut self, room_id: i64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM rooms WHERE id = ?1")?
+            .execute([room_id])?;
+        Ok(())
+    }
+
+    pub fn rename_room(&mut self, room_id: i64, name: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE rooms SET name = ?2, name_fold = ?3 WHERE id = ?1")?
+            .execute(params![room_id, name, fold_name(name)])?;
+        Ok(())
+    }
+
+    pub fn set_room_desc(&mut self, room_id: i64, desc: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE rooms SET \"desc\" = ?2 WHERE id = ?1")?
+            .execute(params![room_id, desc])?;
+        Ok(())
+    }
+
+    /// Global rooms whose folded name starts with `prefix_fold`, except those
+    /// `user_id` is banned from, with the user's role where a member; by name.
+    pub fn search_global_rooms(
+        &self,
+        prefix_fold: &str,
+        user_id: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(Room, Option<Role>)>> {
+        // A range on the folded-name index: every string with the prefix sorts
+        // below the prefix followed by the highest code point.
+        let upper = format!("{prefix_fold}\u{10FFFF}");
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROOM_COLUMNS}, m.role FROM rooms r
+             LEFT JOIN members m ON m.room_id = r.id AND m.user_id = ?3
+             WHERE r.room_type = ?4 AND r.name_fold >= ?1 AND r.name_fold < ?2
+               AND (m.role IS NULL OR m.role != ?5)
+             ORDER BY r.name_fold, r.id LIMIT ?6"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                prefix_fold,
+                upper,
+                user_id,
+                RoomType::Global.code(),
+                Role::Banned.code(),
+                limit as i64
+            ],
+            |row| Ok((room_from_row(row)?, row.get::<_, Option<i64>>(7)?.map(role_from))),
+        )?;
+        rows.collect()
+    }
+
+    /// Current members (banned excluded), by rank and then by seniority.
+    pub fn members(&self, room_id: i64) -> rusqlite::Result<Vec<Member>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.id, u.login, u.name, u.\"desc\", m.role FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.room_id = ?1 AND m.role != ?2 ORDER BY m.role, m.rowid",
+        )?;
+        let rows = stmt.query_map(params![room_id, Role::Banned.code()], |row| {
+            Ok(Member {
+                user: User {
+                    id: row.get(0)?,
+                    login: row.get(1)?,
+                    name: row.get(2)?,
+                    desc: row.get(3)?,
+                },
+                role: role_from(row.get(4)?),
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Ids of the current members (banned excluded): a room's audience.
+    pub fn member_ids(&self, room_id: i64) -> rusqlite::Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id FROM members WHERE room_id = ?1 AND role != ?2")?;
+        let rows = stmt.query_map(params![room_id, Role::Banned.code()], |row| row.get(0))?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Durability;
+    use crate::model::{Role, RoomType};
+    use crate::store::{migrate, Departure, Store};
+
+    fn store_with_users(n: usize) -> (tempfile::TempDir, Store, Vec<i64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        migrate(&path).unwrap();
+        let mut store = Store::open(&path, Durability::Normal).unwrap();
+        let ids = (0..n)
+            .map(|i| {
+                store
+                    .create_user(&format!("user{i}"), "n", "", "h", 1)
+                    .unwrap()
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        (dir, store, ids)
+    }
+
+    #[test]
+    fn ownership_passes_to_the_longest_standing_admin_then_member() {
+        let (_dir, mut s, u) = store_with_users(4);
+        let room = s.create_room(u[0], "Room", "", RoomType::Global, 1).unwrap();
+        s.add_member(room.id, u[1], Role::Simple, 2).unwrap();
+        s.add_member(room.id, u[2], Role::Admin, 3).unwrap();
+        s.add_member(room.id, u[3], Role::Admin, 4).unwrap();
+        assert_eq!(
+            s.leave_room(room.id, u[0]).unwrap(),
+            Departure::Left {
+                new_owner: Some(u[2])
+            }
+        );
+        assert_eq!(s.room(room.id).unwrap().unwrap().owner_id, u[2]);
+        assert_eq!(
+            s.leave_room(room.id, u[2]).unwrap(),
+            Departure::Left {
+                new_owner: Some(u[3])
+            }
+        );
+        assert_eq!(
+            s.leave_room(room.id, u[3]).unwrap(),
+            Departure::Left {
+                new_owner: Some(u[1])
+            }
+        );
+        assert_eq!(s.leave_room(room.id, u[1]).unwrap(), Departure::RoomDeleted);
+        assert!(s.room(room.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn banned_members_are_not_an_audience_and_rooms_search_by_prefix() {
+        let (_dir, mut s, u) = store_with_users(2);
+        let a = s
+            .create_room(u[0], "Rust Users", "", RoomType::Global, 1)
+            .unwrap();
+        let b = s
+            .create_room(u[0], "rustaceans", "", RoomType::Global, 1)
+            .unwrap();
+        s.create_room(u[0], "Rust private", "", RoomType::Private, 1)
+            .unwrap();
+        s.create_room(u[0], "Go", "", RoomType::Global, 1).unwrap();
+        s.add_member(a.id, u[1], Role::Banned, 2).unwrap();
+        let found: Vec<_> = s
+            .search_global_rooms("rust", u[1], 50)
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r.id)
+            .collect();
+        assert_eq!(found, vec![b.id]);
+        let found = s.search_global_rooms("rust", u[0], 50).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].1, Some(Role::Owner));
+        assert_eq!(s.member_ids(a.id).unwrap(), vec![u[0]]);
+    }
+}
