@@ -12,3 +12,5 @@ mod dialect;
 mod accounts;
 // Start-up failures, log-in timeout, limits, backpressure, graceful shutdown.
 mod lifecycle;
+// Rooms: every request, pushes and their recipients, the permission matrix.
+mod rooms;

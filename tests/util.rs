@@ -156,3 +156,20 @@ pub fn assert_silent(client: &mut Client, within: Duration) {
 pub fn ping() -> Value {
     json!({"type": "RQ_PING"})
 }
+
+impl User {
+    /// Creates a room and returns its id.
+    #[track_caller]
+    pub fn new_room(&mut self, name: &str, room_type: &str) -> i64 {
+        let reply =
+            self.req(json!({"type": "RQ_NEW_ROOM", "name": name, "desc": "", "room_type": room_type}));
+        assert_eq!(reply["type"], "RQ_NEW_ROOM", "{reply}");
+        reply["id"].as_i64().unwrap()
+    }
+
+    /// The next message of `kind`, skipping nothing else (others are kept).
+    #[track_caller]
+    pub fn expect(&mut self, kind: &str) -> Value {
+        self.client.recv_type(kind).expect("push arrives")
+    }
+}
