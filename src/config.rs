@@ -53,6 +53,12 @@ pub struct Config {
     pub argon2_iterations: u32,
     /// SQLite durability of acknowledged writes.
     pub durability: Durability,
+    /// Longest message, in characters after trimming.
+    pub max_message_chars: usize,
+    /// Messages a user may send per second, sustained.
+    pub msg_rate_per_sec: f64,
+    /// Messages a user may send in a burst above the sustained rate.
+    pub msg_burst: u32,
 }
 
 impl Default for Config {
@@ -75,6 +81,9 @@ impl Default for Config {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             durability: Durability::Full,
+            max_message_chars: 4000,
+            msg_rate_per_sec: 20.0,
+            msg_burst: 40,
         }
     }
 }

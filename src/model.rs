@@ -70,6 +70,30 @@ pub struct Room {
     pub msg_count: i64,
 }
 
+/// A stored message, with its author's login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: i64,
+    pub room_id: i64,
+    pub user_id: i64,
+    pub login: String,
+    pub date: i64,
+    pub body: String,
+    pub msg_type: MsgType,
+    pub edited: bool,
+}
+
+/// A room in a member's room list, with what the member has not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomListing {
+    pub room: Room,
+    pub role: Role,
+    /// Messages after the member's read marker, by others.
+    pub unread: i64,
+    /// The newest message's id, 0 if none.
+    pub last_msg_id: i64,
+}
+
 /// A user's place in a room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {

@@ -375,6 +375,59 @@ pub struct MemberAction {
     pub user_id: i64,
 }
 
+/// RQ_MSG.
+#[derive(Debug, Deserialize)]
+pub struct SendMsg {
+    pub room_id: i64,
+    pub message: String,
+    #[serde(default, deserialize_with = "de_wire_opt")]
+    pub msg_type: Option<MsgType>,
+}
+
+/// RQ_EDIT_MSG.
+#[derive(Debug, Deserialize)]
+pub struct EditMsg {
+    pub room_id: i64,
+    pub msg_id: i64,
+    pub msg: String,
+}
+
+/// RQ_DEL_MSG.
+#[derive(Debug, Deserialize)]
+pub struct DelMsg {
+    pub room_id: i64,
+    pub msg_id: i64,
+}
+
+/// RQ_GET_NEW_MSGS and RQ_OLD_MSGS: a page of history.
+#[derive(Debug, Deserialize)]
+pub struct HistoryPage {
+    pub room_id: i64,
+    #[serde(default)]
+    pub date: Option<i64>,
+    #[serde(default)]
+    pub count: Option<i64>,
+    #[serde(default)]
+    pub after_id: Option<i64>,
+    #[serde(default)]
+    pub before_id: Option<i64>,
+}
+
+/// RQ_SEARCH_MSGS.
+#[derive(Debug, Deserialize)]
+pub struct SearchMsgs {
+    pub msg: String,
+    #[serde(default)]
+    pub room_id: Option<i64>,
+}
+
+/// RQ_MARK_READ.
+#[derive(Debug, Deserialize)]
+pub struct MarkRead {
+    pub room_id: i64,
+    pub msg_id: i64,
+}
+
 /// A decoded request, one variant per request kind the server serves.
 #[derive(Debug)]
 pub enum Request {
@@ -399,6 +452,14 @@ pub enum Request {
     SetRole(SetRole),
     BanMember(MemberAction),
     UnbanMember(MemberAction),
+    Msg(SendMsg),
+    EditMsg(EditMsg),
+    DelMsg(DelMsg),
+    DelHist(RoomRef),
+    GetNewMsgs(HistoryPage),
+    OldMsgs(HistoryPage),
+    SearchMsgs(SearchMsgs),
+    MarkRead(MarkRead),
 }
 
 /// A decoded line: the request with what the envelope said about it.
@@ -553,6 +614,14 @@ pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
         Kind::SetRole => body(fields).map(Request::SetRole),
         Kind::BanMember => body(fields).map(Request::BanMember),
         Kind::UnbanMember => body(fields).map(Request::UnbanMember),
+        Kind::Msg => body(fields).map(Request::Msg),
+        Kind::EditMsg => body(fields).map(Request::EditMsg),
+        Kind::DelMsg => body(fields).map(Request::DelMsg),
+        Kind::DelHist => body(fields).map(Request::DelHist),
+        Kind::GetNewMsgs => body(fields).map(Request::GetNewMsgs),
+        Kind::OldMsgs => body(fields).map(Request::OldMsgs),
+        Kind::SearchMsgs => body(fields).map(Request::SearchMsgs),
+        Kind::MarkRead => body(fields).map(Request::MarkRead),
         Kind::ErrorMsg | Kind::NewMember | Kind::Presence | Kind::ReadyRead => {
             Err(format!("{} is sent by the server, not a request", kind.name()))
         }
@@ -747,6 +816,12 @@ pub struct RoomBody {
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_wire_opt")]
     pub role: Option<Role>,
     pub power: i64,
+    /// In room lists: messages after the caller's read marker, by others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
+    /// In room lists: the newest message's id (0 when there is none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_msg_id: Option<i64>,
 }
 
 /// Body of `RQ_GET_ROOMS` and `RQ_SEARCH_CH`.
@@ -824,6 +899,52 @@ pub struct RoleBody {
 pub struct MemberActionBody {
     pub room_id: i64,
     pub user_id: i64,
+}
+
+/// A message object; `power` is the room's number of stored messages.
+#[derive(Debug, Serialize)]
+pub struct MessageBody {
+    pub message_id: i64,
+    pub room_id: i64,
+    pub user_id: i64,
+    pub login: String,
+    pub date: i64,
+    pub message: String,
+    #[serde(serialize_with = "ser_wire")]
+    pub msg_type: MsgType,
+    pub edited: bool,
+    pub power: i64,
+}
+
+/// Body of `RQ_EDIT_MSG`.
+#[derive(Debug, Serialize)]
+pub struct EditBody {
+    pub room_id: i64,
+    pub msg_id: i64,
+    pub msg: String,
+    pub power: i64,
+}
+
+/// Body of `RQ_DEL_MSG` and `RQ_MARK_READ`.
+#[derive(Debug, Serialize)]
+pub struct MsgRefBody {
+    pub room_id: i64,
+    pub msg_id: i64,
+}
+
+/// Body of `RQ_GET_NEW_MSGS` and `RQ_OLD_MSGS`.
+#[derive(Debug, Serialize)]
+pub struct MessagesBody {
+    pub room_id: i64,
+    pub messages: Vec<MessageBody>,
+}
+
+/// Body of `RQ_SEARCH_MSGS`.
+#[derive(Debug, Serialize)]
+pub struct SearchBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<i64>,
+    pub msgs: Vec<MessageBody>,
 }
 
 #[cfg(test)]

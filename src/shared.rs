@@ -7,7 +7,7 @@ use crate::audience::RoomAudiences;
 use crate::auth::PasswordHasher;
 use crate::config::Config;
 use crate::presence::Presence;
-use crate::throttle::LoginThrottle;
+use crate::throttle::{LoginThrottle, RateLimiter};
 
 /// Everything a handler may read besides its own store.
 pub struct Shared {
@@ -17,6 +17,8 @@ pub struct Shared {
     pub presence: Arc<Presence>,
     /// Room members for fan-out, cached.
     pub audiences: RoomAudiences,
+    /// Per-user message rate.
+    pub msg_rate: RateLimiter,
 }
 
 impl Shared {
@@ -28,11 +30,12 @@ impl Shared {
             Duration::from_secs(config.login_failure_window_secs),
         );
         Ok(Shared {
-            config,
             hasher,
             login_throttle,
             presence,
             audiences: RoomAudiences::default(),
+            msg_rate: RateLimiter::new(config.msg_rate_per_sec, config.msg_burst),
+            config,
         })
     }
 }

@@ -94,6 +94,43 @@ impl LoginThrottle {
     }
 }
 
+/// A token bucket per user: `rate` tokens a second, at most `burst` saved.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<i64, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, burst: u32) -> RateLimiter {
+        RateLimiter {
+            rate,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `user_id`; false when the bucket is empty.
+    pub fn allow(&self, user_id: i64) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        if buckets.len() > SWEEP_ABOVE {
+            // Full buckets carry no state worth keeping.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(user_id).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +147,16 @@ mod tests {
         assert!(!t.is_blocked("alice", addr), "other logins are not affected");
         std::thread::sleep(Duration::from_millis(60));
         assert!(!t.is_blocked("bob", addr));
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let limiter = RateLimiter::new(100.0, 5);
+        assert_eq!((0..10).filter(|_| limiter.allow(1)).count(), 5);
+        assert!(limiter.allow(2), "users have their own buckets");
+        std::thread::sleep(Duration::from_millis(25));
+        let refilled = (0..10).filter(|_| limiter.allow(1)).count();
+        assert!((1..=4).contains(&refilled), "{refilled}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! client sees only `ER_INTERNAL`).
 
 mod account;
+mod message;
 mod room;
 mod validate;
 
@@ -73,6 +74,14 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::SetRole(r) => room::set_role(&mut ctx, r),
         Request::BanMember(r) => room::ban(&mut ctx, r),
         Request::UnbanMember(r) => room::unban(&mut ctx, r),
+        Request::Msg(r) => message::send(&mut ctx, r),
+        Request::EditMsg(r) => message::edit(&mut ctx, r),
+        Request::DelMsg(r) => message::delete(&mut ctx, r),
+        Request::DelHist(r) => message::clear_history(&mut ctx, r),
+        Request::GetNewMsgs(r) => message::get_new(&mut ctx, r),
+        Request::OldMsgs(r) => message::get_old(&mut ctx, r),
+        Request::SearchMsgs(r) => message::search(&mut ctx, r),
+        Request::MarkRead(r) => message::mark_read(&mut ctx, r),
     };
     result.unwrap_or_else(|err| {
         if !matches!(err, Error::Client { .. }) {

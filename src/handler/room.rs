@@ -32,6 +32,8 @@ pub fn room_body(room: &Room, role: Option<Role>) -> RoomBody {
         room_type: room.room_type,
         role,
         power: room.msg_count,
+        unread: None,
+        last_msg_id: None,
     }
 }
 
@@ -117,7 +119,11 @@ pub fn get_rooms(ctx: &mut Ctx, req: GetRooms) -> Result<Outcome> {
         .store
         .rooms_of(user_id, req.date)?
         .iter()
-        .map(|(room, role)| room_body(room, Some(*role)))
+        .map(|listing| RoomBody {
+            unread: Some(listing.unread),
+            last_msg_id: Some(listing.last_msg_id),
+            ..room_body(&listing.room, Some(listing.role))
+        })
         .collect();
     Ok(Outcome::reply(Outgoing::new(
         Kind::GetRooms,

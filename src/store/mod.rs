@@ -9,8 +9,10 @@
 //! [`migrate`] and tracked in `PRAGMA user_version`.
 
 mod accounts;
+mod messages;
 mod rooms;
 
+pub use messages::{HistoryQuery, SearchScope};
 pub use rooms::Departure;
 
 use std::path::Path;
@@ -25,6 +27,7 @@ use crate::config::Durability;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_accounts", include_str!("../../db/0001_accounts.sql")),
     ("0002_rooms", include_str!("../../db/0002_rooms.sql")),
+    ("0003_messages", include_str!("../../db/0003_messages.sql")),
 ];
 
 /// The schema version this build writes.

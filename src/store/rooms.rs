@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Store;
-use crate::model::{fold_name, Member, Role, Room, RoomType, User};
+use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType, User};
 
 const ROOM_COLUMNS: &str = "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count";
 
@@ -80,14 +80,24 @@ impl Store {
             .map(|code| code.map(role_from))
     }
 
-    /// Rooms the user belongs to (not banned from), joined after `since`, with the user's role.
-    pub fn rooms_of(&self, user_id: i64, since: i64) -> rusqlite::Result<Vec<(Room, Role)>> {
+    /// Rooms the user belongs to (not banned from), joined after `since`,
+    /// with the user's role, unread count and the newest message id.
+    pub fn rooms_of(&self, user_id: i64, since: i64) -> rusqlite::Result<Vec<RoomListing>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ROOM_COLUMNS}, m.role FROM members m JOIN rooms r ON r.id = m.room_id
+            "SELECT {ROOM_COLUMNS}, m.role,
+                 (SELECT count(*) FROM messages x
+                  WHERE x.room_id = r.id AND x.id > m.last_read AND x.user_id != m.user_id),
+                 (SELECT coalesce(max(x.id), 0) FROM messages x WHERE x.room_id = r.id)
+             FROM members m JOIN rooms r ON r.id = m.room_id
              WHERE m.user_id = ?1 AND m.role != ?2 AND m.joined_at > ?3 ORDER BY r.id"
         ))?;
         let rows = stmt.query_map(params![user_id, Role::Banned.code(), since], |row| {
-            Ok((room_from_row(row)?, role_from(row.get(7)?)))
+            Ok(RoomListing {
+                room: room_from_row(row)?,
+                role: role_from(row.get(7)?),
+                unread: row.get(8)?,
+                last_msg_id: row.get(9)?,
+            })
         })?;
         rows.collect()
     }

@@ -1,0 +1,260 @@
+//! Messages: send, edit, delete, clear, history pages, search, read markers.
+
+use std::sync::Arc;
+
+use super::room::{audience, membership};
+use super::{validate, Ctx};
+use crate::error::{Error, Result};
+use crate::job::{Outcome, Push};
+use crate::model::{now_ms, Message, MsgType, Role};
+use crate::protocol::{
+    DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
+    Outgoing, RoomIdBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
+};
+use crate::store::{HistoryQuery, SearchScope, Store};
+
+/// Messages in a history page when the client does not say.
+pub const DEFAULT_PAGE: i64 = 50;
+/// The largest history page.
+pub const MAX_PAGE: i64 = 500;
+/// Most messages a search returns.
+pub const MAX_SEARCH_RESULTS: usize = 50;
+
+/// The message object, with the room's current `power`.
+pub fn message_body(msg: Message, power: i64) -> MessageBody {
+    MessageBody {
+        message_id: msg.id,
+        room_id: msg.room_id,
+        user_id: msg.user_id,
+        login: msg.login,
+        date: msg.date,
+        message: msg.body,
+        msg_type: msg.msg_type,
+        edited: msg.edited,
+        power,
+    }
+}
+
+/// The room's stored-message count, for `power`.
+fn power(store: &Store, room_id: i64) -> Result<i64> {
+    Ok(store.room(room_id)?.map_or(0, |r| r.msg_count))
+}
+
+fn message_text<'a>(ctx: &Ctx, text: &'a str) -> Result<&'a str> {
+    let max = ctx.shared.config.max_message_chars;
+    let trimmed = text.trim();
+    let n = trimmed.chars().count();
+    if n > max {
+        return Err(Error::client(
+            ErrorCode::TooLarge,
+            format!("a message holds at most {max} characters"),
+        ));
+    }
+    validate::trimmed("message", trimmed, 1, max)
+}
+
+/// The message, which must belong to `room_id`.
+fn message_in_room(store: &Store, room_id: i64, msg_id: i64) -> Result<Message> {
+    store
+        .message(msg_id)?
+        .filter(|m| m.room_id == room_id)
+        .ok_or_else(|| Error::not_found(format!("no message {msg_id} in room {room_id}")))
+}
+
+pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    let msg_type = req.msg_type.unwrap_or(MsgType::Text);
+    if !matches!(msg_type, MsgType::Text | MsgType::Sticker) {
+        return Err(Error::bad_request(
+            "msg_type must be DB_TEXT_MSG or DB_STICKER; files are sent with RQ_UPLOAD_FILE",
+        ));
+    }
+    let text = message_text(ctx, &req.message)?;
+    if !ctx.shared.msg_rate.allow(user_id) {
+        return Err(Error::client(
+            ErrorCode::RateLimited,
+            "you are sending messages too fast; slow down",
+        ));
+    }
+    // Checked and stored under one write lock; the broadcast goes out only
+    // after the commit, so a message anyone saw is on disk.
+    let (msg, power) = ctx.store.atomically(|s| {
+        membership(s, req.room_id, user_id)?;
+        let id = s.insert_message(req.room_id, user_id, text, msg_type, now_ms())?;
+        let msg = s
+            .message(id)?
+            .ok_or_else(|| Error::Internal("stored message vanished".into()))?;
+        let power = power(s, req.room_id)?;
+        Ok::<_, Error>((msg, power))
+    })?;
+    let body = message_body(msg, power);
+    Ok(Outcome::pushes(vec![Push::answer(
+        audience(ctx, req.room_id)?,
+        Outgoing::new(Kind::Msg, &body),
+    )]))
+}
+
+pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    let text = message_text(ctx, &req.msg)?;
+    let power = ctx.store.atomically(|s| {
+        membership(s, req.room_id, user_id)?;
+        let msg = message_in_room(s, req.room_id, req.msg_id)?;
+        if msg.user_id != user_id {
+            return Err(Error::forbidden("only the author edits a message"));
+        }
+        if !matches!(msg.msg_type, MsgType::Text | MsgType::Sticker) {
+            return Err(Error::forbidden("only text and sticker messages can be edited"));
+        }
+        s.edit_message(msg.id, text)?;
+        power(s, req.room_id)
+    })?;
+    let body = EditBody {
+        room_id: req.room_id,
+        msg_id: req.msg_id,
+        msg: text.to_owned(),
+        power,
+    };
+    Ok(Outcome::pushes(vec![Push::answer(
+        audience(ctx, req.room_id)?,
+        Outgoing::new(Kind::EditMsg, &body),
+    )]))
+}
+
+pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    ctx.store.atomically(|s| {
+        let (_, role) = membership(s, req.room_id, user_id)?;
+        let msg = message_in_room(s, req.room_id, req.msg_id)?;
+        let moderator = matches!(role, Role::Owner | Role::Admin | Role::Moderator);
+        if msg.user_id != user_id && !moderator {
+            return Err(Error::forbidden(
+                "only the author or the room's owner, admins and moderators delete a message",
+            ));
+        }
+        Ok(s.delete_message(msg.id)?)
+    })?;
+    let body = MsgRefBody {
+        room_id: req.room_id,
+        msg_id: req.msg_id,
+    };
+    Ok(Outcome::pushes(vec![Push::answer(
+        audience(ctx, req.room_id)?,
+        Outgoing::new(Kind::DelMsg, &body),
+    )]))
+}
+
+pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    ctx.store.atomically(|s| {
+        let (_, role) = membership(s, req.room_id, user_id)?;
+        if !matches!(role, Role::Owner | Role::Admin) {
+            return Err(Error::forbidden(
+                "only the owner and admins clear a room's history",
+            ));
+        }
+        Ok(s.clear_history(req.room_id)?)
+    })?;
+    let body = RoomIdBody { room_id: req.room_id };
+    Ok(Outcome::pushes(vec![Push::answer(
+        audience(ctx, req.room_id)?,
+        Outgoing::new(Kind::DelHist, &body),
+    )]))
+}
+
+fn page_size(count: Option<i64>) -> Result<usize> {
+    match count {
+        None => Ok(DEFAULT_PAGE as usize),
+        Some(n) if n >= 1 => Ok(n.min(MAX_PAGE) as usize),
+        Some(_) => Err(Error::bad_request("count must be at least 1")),
+    }
+}
+
+fn history_reply(ctx: &mut Ctx, kind: Kind, room_id: i64, query: HistoryQuery) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    let (room, _) = membership(ctx.store, room_id, user_id)?;
+    let messages = ctx
+        .store
+        .history(room_id, &query)?
+        .into_iter()
+        .map(|m| message_body(m, room.msg_count))
+        .collect();
+    Ok(Outcome::reply(Outgoing::new(
+        kind,
+        &MessagesBody { room_id, messages },
+    )))
+}
+
+/// RQ_GET_NEW_MSGS: the newest messages after `after_id`, else after `date`.
+pub fn get_new(ctx: &mut Ctx, req: HistoryPage) -> Result<Outcome> {
+    let query = HistoryQuery {
+        after_id: req.after_id,
+        after_date: if req.after_id.is_some() {
+            None
+        } else {
+            req.date.filter(|d| *d > 0)
+        },
+        limit: page_size(req.count)?,
+        ..HistoryQuery::default()
+    };
+    history_reply(ctx, Kind::GetNewMsgs, req.room_id, query)
+}
+
+/// RQ_OLD_MSGS: the newest messages before `before_id`, else before `date`,
+/// and after `after_id` when given.
+pub fn get_old(ctx: &mut Ctx, req: HistoryPage) -> Result<Outcome> {
+    let query = HistoryQuery {
+        before_id: req.before_id,
+        before_date: if req.before_id.is_some() {
+            None
+        } else {
+            req.date.filter(|d| *d > 0)
+        },
+        after_id: req.after_id,
+        limit: page_size(req.count)?,
+        ..HistoryQuery::default()
+    };
+    history_reply(ctx, Kind::OldMsgs, req.room_id, query)
+}
+
+pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    if req.msg.chars().count() > ctx.shared.config.max_message_chars {
+        return Err(Error::client(ErrorCode::TooLarge, "search text too long"));
+    }
+    let scope = match req.room_id {
+        Some(room_id) => {
+            membership(ctx.store, room_id, user_id)?;
+            SearchScope::Room(room_id)
+        }
+        None => SearchScope::RoomsOf(user_id),
+    };
+    let found = ctx.store.search_messages(&req.msg, scope, MAX_SEARCH_RESULTS)?;
+    let mut msgs = Vec::with_capacity(found.len());
+    for msg in found {
+        let power = power(ctx.store, msg.room_id)?;
+        msgs.push(message_body(msg, power));
+    }
+    let body = SearchBody {
+        room_id: req.room_id,
+        msgs,
+    };
+    Ok(Outcome::reply(Outgoing::new(Kind::SearchMsgs, &body)))
+}
+
+pub fn mark_read(ctx: &mut Ctx, req: MarkRead) -> Result<Outcome> {
+    let user_id = ctx.user()?.user_id;
+    let marker = ctx.store.atomically(|s| {
+        membership(s, req.room_id, user_id)?;
+        Ok::<_, Error>(s.mark_read(req.room_id, user_id, req.msg_id)?)
+    })?;
+    let body = MsgRefBody {
+        room_id: req.room_id,
+        msg_id: marker,
+    };
+    // The caller's other connections (other devices) learn the marker too.
+    Ok(Outcome::pushes(vec![Push::answer(
+        Arc::new(vec![user_id]),
+        Outgoing::new(Kind::MarkRead, &body),
+    )]))
+}

@@ -1,0 +1,325 @@
+//! Messages: storing, editing, deleting, history pages, full-text search,
+//! and read markers.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+use crate::model::{Message, MsgType, Role};
+
+const MESSAGE_COLUMNS: &str = "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited";
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: row.get(0)?,
+        room_id: row.get(1)?,
+        user_id: row.get(2)?,
+        login: row.get(3)?,
+        date: row.get(4)?,
+        body: row.get(5)?,
+        msg_type: MsgType::from_code(row.get(6)?).unwrap_or(MsgType::Text),
+        edited: row.get(7)?,
+    })
+}
+
+/// Which messages of a room a history page may hold; every bound is exclusive.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HistoryQuery {
+    pub after_id: Option<i64>,
+    pub before_id: Option<i64>,
+    pub after_date: Option<i64>,
+    pub before_date: Option<i64>,
+    /// The page size: the newest `limit` messages within the bounds.
+    pub limit: usize,
+}
+
+/// Where a search looks.
+#[derive(Clone, Copy, Debug)]
+pub enum SearchScope {
+    /// One room.
+    Room(i64),
+    /// Every room this user belongs to and is not banned from.
+    RoomsOf(i64),
+}
+
+/// Most words a search may hold.
+pub const MAX_SEARCH_WORDS: usize = 16;
+
+/// Turns what a user typed into an FTS5 query in which every word must
+/// match a word prefix. Words are split the way the index tokenizes
+/// (letters and digits), and each is quoted, so quotes, stars, parentheses
+/// and operators such as OR or NEAR are searched as text, never as syntax.
+/// `None` when the text holds no word at all.
+pub fn fts_prefix_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_SEARCH_WORDS)
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+impl Store {
+    /// Stores a message. Its date is the clock, or the room's newest date if
+    /// the clock went back, so that dates never decrease as ids increase.
+    /// Call inside `atomically` (after the membership check).
+    pub fn insert_message(
+        &mut self,
+        room_id: i64,
+        user_id: i64,
+        body: &str,
+        msg_type: MsgType,
+        now: i64,
+    ) -> rusqlite::Result<i64> {
+        let newest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max(date) FROM messages WHERE room_id = ?1")?
+            .query_row([room_id], |row| row.get(0))?;
+        let date = newest.map_or(now, |d| d.max(now));
+        self.conn
+            .prepare_cached(
+                "INSERT INTO messages (room_id, user_id, date, body, msg_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![room_id, user_id, date, body, msg_type.code()])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn message(&self, id: i64) -> rusqlite::Result<Option<Message>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = ?1"
+            ))?
+            .query_row([id], message_from_row)
+            .optional()
+    }
+
+    /// Replaces a message's text and marks it edited.
+    pub fn edit_message(&mut self, id: i64, body: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1")?
+            .execute(params![id, body])?;
+        Ok(())
+    }
+
+    pub fn delete_message(&mut self, id: i64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Deletes every message of a room; returns how many.
+    pub fn clear_history(&mut self, room_id: i64) -> rusqlite::Result<usize> {
+        self.conn
+            .prepare_cached("DELETE FROM messages WHERE room_id = ?1")?
+            .execute([room_id])
+    }
+
+    /// A page of a room's history, newest first.
+    pub fn history(&self, room_id: i64, q: &HistoryQuery) -> rusqlite::Result<Vec<Message>> {
+        let mut sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = ?1"
+        );
+        if q.after_id.is_some() {
+            sql.push_str(" AND m.id > ?2");
+        }
+        if q.before_id.is_some() {
+            sql.push_str(" AND m.id < ?3");
+        }
+        if q.after_date.is_some() {
+            sql.push_str(" AND m.date > ?4");
+        }
+        if q.before_date.is_some() {
+            sql.push_str(" AND m.date < ?5");
+        }
+        // Dates never decrease as ids increase, so both orders agree; ordering
+        // by date lets a date-bounded page use the (room, date, id) index.
+        if q.after_date.is_some() || q.before_date.is_some() {
+            sql.push_str(" ORDER BY m.date DESC, m.id DESC LIMIT ?6");
+        } else {
+            sql.push_str(" ORDER BY m.id DESC LIMIT ?6");
+        }
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                room_id,
+                q.after_id,
+                q.before_id,
+                q.after_date,
+                q.before_date,
+                q.limit as i64
+            ],
+            message_from_row,
+        )?;
+        rows.collect()
+    }
+
+    /// Text messages containing every word of `text` as a word prefix
+    /// (case- and accent-insensitive), newest first. The full-text index
+    /// drives the query; other rooms are filtered by id, never scanned.
+    pub fn search_messages(
+        &self,
+        text: &str,
+        scope: SearchScope,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Message>> {
+        let Some(fts_query) = fts_prefix_query(text) else {
+            return Ok(Vec::new());
+        };
+        let (filter, key) = match scope {
+            // The unary `+` keeps the planner from walking the room's
+            // messages instead of letting the full-text index drive.
+            SearchScope::Room(room_id) => ("+m.room_id = ?2", room_id),
+            SearchScope::RoomsOf(user_id) => (
+                "m.room_id IN (SELECT room_id FROM members WHERE user_id = ?2 AND role != ?4)",
+                user_id,
+            ),
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages_fts f
+             JOIN messages m ON m.id = f.rowid JOIN users u ON u.id = m.user_id
+             WHERE messages_fts MATCH ?1 AND {filter} ORDER BY m.id DESC LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = match scope {
+            SearchScope::Room(_) => {
+                stmt.query_map(params![fts_query, key, limit as i64], message_from_row)?
+            }
+            SearchScope::RoomsOf(_) => stmt.query_map(
+                params![fts_query, key, limit as i64, Role::Banned.code()],
+                message_from_row,
+            )?,
+        };
+        rows.collect()
+    }
+
+    /// Moves a member's read marker forward to `msg_id` (never back, never
+    /// past the room's newest message); returns the marker.
+    pub fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached(
+                "UPDATE members SET last_read = max(last_read,
+                     min(?3, (SELECT coalesce(max(id), 0) FROM messages WHERE room_id = ?1)))
+                 WHERE room_id = ?1 AND user_id = ?2 RETURNING last_read",
+            )?
+            .query_row(params![room_id, user_id, msg_id], |row| row.get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts_prefix_query;
+    use crate::config::Durability;
+    use crate::model::{MsgType, RoomType};
+    use crate::store::{migrate, HistoryQuery, SearchScope, Store};
+
+    fn setup() -> (tempfile::TempDir, Store, i64, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        migrate(&path).unwrap();
+        let mut s = Store::open(&path, Durability::Normal).unwrap();
+        let user = s.create_user("bob", "Bob", "", "h", 1).unwrap().unwrap().id;
+        let room = s.create_room(user, "r", "", RoomType::Global, 1).unwrap().id;
+        (dir, s, user, room)
+    }
+
+    #[test]
+    fn queries_quote_every_word() {
+        assert_eq!(fts_prefix_query("Hello, wor"), Some("\"Hello\"* \"wor\"*".into()));
+        assert_eq!(
+            fts_prefix_query("a\"b OR c*"),
+            Some("\"a\"* \"b\"* \"OR\"* \"c\"*".into())
+        );
+        assert_eq!(fts_prefix_query("  ()*\" - "), None);
+        assert_eq!(
+            fts_prefix_query("Straße café"),
+            Some("\"Straße\"* \"café\"*".into())
+        );
+    }
+
+    #[test]
+    fn dates_never_go_back_and_power_counts() {
+        let (_dir, mut s, user, room) = setup();
+        let a = s.insert_message(room, user, "one", MsgType::Text, 1000).unwrap();
+        let b = s.insert_message(room, user, "two", MsgType::Text, 900).unwrap();
+        assert!(b > a);
+        assert_eq!(s.message(b).unwrap().unwrap().date, 1000);
+        assert_eq!(s.room(room).unwrap().unwrap().msg_count, 2);
+        s.delete_message(a).unwrap();
+        assert_eq!(s.room(room).unwrap().unwrap().msg_count, 1);
+        let page = s
+            .history(
+                room,
+                &HistoryQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(page.len(), 1);
+    }
+
+    #[test]
+    fn search_is_served_by_the_index() {
+        let (_dir, s, _user, _room) = setup();
+        for scope_sql in [
+            "+m.room_id = 1",
+            "m.room_id IN (SELECT room_id FROM members WHERE user_id = 1 AND role != 4)",
+        ] {
+            let plan: Vec<String> = s
+                .conn
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid
+                     JOIN users u ON u.id = m.user_id WHERE messages_fts MATCH 'x*' AND {scope_sql} ORDER BY m.id DESC LIMIT 50"
+                ))
+                .unwrap()
+                .query_map([], |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join(" | ");
+            assert!(plan.contains("VIRTUAL TABLE INDEX"), "{plan}");
+            assert!(
+                plan.starts_with("SCAN f VIRTUAL TABLE INDEX"),
+                "the index must drive: {plan}"
+            );
+            assert!(
+                !plan.contains("SCAN m") && !plan.contains("messages_by_room"),
+                "messages scanned: {plan}"
+            );
+        }
+        assert!(s
+            .search_messages("x", SearchScope::RoomsOf(1), 50)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn fts_follows_edits_deletes_and_room_deletion() {
+        let (_dir, mut s, user, room) = setup();
+        let id = s
+            .insert_message(room, user, "hello world", MsgType::Text, 1)
+            .unwrap();
+        s.insert_message(room, user, "hello sticker", MsgType::Sticker, 2)
+            .unwrap();
+        let find = |s: &Store, q: &str| s.search_messages(q, SearchScope::Room(room), 50).unwrap().len();
+        assert_eq!(find(&s, "hello"), 1, "only text messages are indexed");
+        s.edit_message(id, "goodbye world").unwrap();
+        assert_eq!(find(&s, "hello"), 0);
+        assert_eq!(find(&s, "goodb"), 1);
+        s.delete_message(id).unwrap();
+        assert_eq!(find(&s, "world"), 0);
+        s.insert_message(room, user, "again world", MsgType::Text, 3)
+            .unwrap();
+        s.delete_room(room).unwrap();
+        let all: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'world'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(all, 0, "cascade deletes reach the index");
+    }
+}
