@@ -14,3 +14,5 @@ mod accounts;
 mod lifecycle;
 // Rooms: every request, pushes and their recipients, the permission matrix.
 mod rooms;
+// Messages: send, edit, delete, history paging, search, read markers, durability.
+mod messages;
