@@ -13,6 +13,10 @@ use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 /// Identifies a connection for as long as the server runs (never reused).
 pub type ConnId = u64;
 
+/// The `conn` of jobs the server makes itself (such as presence
+/// announcements): no connection waits for their answer.
+pub const NO_CONN: ConnId = 0;
+
 /// Who a logged-in connection is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {

@@ -428,6 +428,12 @@ pub struct MarkRead {
     pub msg_id: i64,
 }
 
+/// RQ_ADD_FRIEND, RQ_DEL_FRIEND and RQ_OPEN_DM: another user by login.
+#[derive(Debug, Deserialize)]
+pub struct UserRef {
+    pub login: String,
+}
+
 /// A decoded request, one variant per request kind the server serves.
 #[derive(Debug)]
 pub enum Request {
@@ -460,6 +466,13 @@ pub enum Request {
     OldMsgs(HistoryPage),
     SearchMsgs(SearchMsgs),
     MarkRead(MarkRead),
+    AddFriend(UserRef),
+    DelFriend(UserRef),
+    GetFriends,
+    OpenDm(UserRef),
+    /// Not from the wire: the reactor saw a user's first connection log in
+    /// or last one go, and asks a worker to tell the user's friends.
+    PresenceChanged { user_id: i64, online: bool },
 }
 
 /// A decoded line: the request with what the envelope said about it.
@@ -622,6 +635,10 @@ pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
         Kind::OldMsgs => body(fields).map(Request::OldMsgs),
         Kind::SearchMsgs => body(fields).map(Request::SearchMsgs),
         Kind::MarkRead => body(fields).map(Request::MarkRead),
+        Kind::AddFriend => body(fields).map(Request::AddFriend),
+        Kind::DelFriend => body(fields).map(Request::DelFriend),
+        Kind::GetFriends => Ok(Request::GetFriends),
+        Kind::OpenDm => body(fields).map(Request::OpenDm),
         Kind::ErrorMsg | Kind::NewMember | Kind::Presence | Kind::ReadyRead => {
             Err(format!("{} is sent by the server, not a request", kind.name()))
         }
@@ -822,6 +839,45 @@ pub struct RoomBody {
     /// In room lists: the newest message's id (0 when there is none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_msg_id: Option<i64>,
+    /// For direct-message rooms: the other user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerBody>,
+}
+
+/// The other user of a direct-message room; also the body of
+/// `RQ_ADD_FRIEND` and `RQ_DEL_FRIEND`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerBody {
+    pub user_id: i64,
+    pub login: String,
+}
+
+/// One entry of `RQ_GET_FRIENDS`.
+#[derive(Debug, Serialize)]
+pub struct FriendBody {
+    pub user_id: i64,
+    pub login: String,
+    pub name: String,
+    pub online: bool,
+}
+
+/// Body of `RQ_GET_FRIENDS`.
+#[derive(Debug, Serialize)]
+pub struct FriendsBody {
+    pub friends: Vec<FriendBody>,
+}
+
+/// Body of `RQ_OPEN_DM`.
+#[derive(Debug, Serialize)]
+pub struct OpenDmBody {
+    pub room: RoomBody,
+}
+
+/// Body of `RQ_PRESENCE`.
+#[derive(Debug, Serialize)]
+pub struct PresenceBody {
+    pub user_id: i64,
+    pub online: bool,
 }
 
 /// Body of `RQ_GET_ROOMS` and `RQ_SEARCH_CH`.

@@ -21,7 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::compat;
 use crate::conn::{Conn, InFlight, ReadStatus};
 use crate::framing::Frame;
-use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session};
+use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session, NO_CONN};
 use crate::presence::Presence;
 use crate::protocol::{self, ErrorCode, Kind, Outgoing, Request};
 
@@ -415,28 +415,28 @@ impl Reactor {
     /// Applies one job's outcome: session changes, the reply, the pushes.
     fn complete(&mut self, completion: Completion, touched: &mut Vec<Token>) {
         let token = Token(completion.conn as usize);
-        let Some(conn) = self.conns.get_mut(&token) else {
-            log::debug!("completion for closed conn {}", completion.conn);
-            return;
-        };
-        let in_flight = conn.in_flight.take();
-        let req_id = in_flight.and_then(|f| f.req_id);
-        touched.push(token);
         let Outcome {
             reply,
             pushes,
             log_in,
             revoke,
         } = completion.outcome;
-
-        if let Some(session) = log_in {
-            self.set_session(token, session);
-        }
-        if let Some(conn) = self.conns.get_mut(&token) {
-            if let Some(reply) = &reply {
-                conn.reply(reply, req_id.as_ref());
+        // The requester may have gone meanwhile (or there was none, for the
+        // server's own jobs); what the job did still reaches everyone else.
+        let req_id = match self.conns.get_mut(&token) {
+            Some(conn) => {
+                touched.push(token);
+                let req_id = conn.in_flight.take().and_then(|f| f.req_id);
+                if let Some(reply) = &reply {
+                    conn.reply(reply, req_id.as_ref());
+                }
+                if let Some(session) = log_in {
+                    self.set_session(token, session);
+                }
+                req_id
             }
-        }
+            None => None,
+        };
         if let Some(revoke) = revoke {
             self.revoke(token, revoke, touched);
         }
@@ -464,7 +464,9 @@ impl Reactor {
 
     fn remember_user_conn(&mut self, user_id: i64, token: Token) {
         self.by_user.entry(user_id).or_default().push(token);
-        self.presence.connect(user_id);
+        if self.presence.connect(user_id) {
+            self.announce_presence(user_id, true);
+        }
     }
 
     fn forget_user_conn(&mut self, user_id: i64, token: Token) {
@@ -474,7 +476,24 @@ impl Reactor {
                 self.by_user.remove(&user_id);
             }
         }
-        self.presence.disconnect(user_id);
+        if self.presence.disconnect(user_id) {
+            self.announce_presence(user_id, false);
+        }
+    }
+
+    /// Asks a worker to tell the user's friends that the user came or went.
+    fn announce_presence(&mut self, user_id: i64, online: bool) {
+        let job = Job {
+            conn: NO_CONN,
+            peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            session: None,
+            kind: Kind::Presence,
+            request: Request::PresenceChanged { user_id, online },
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => self.jobs_out += 1,
+            Err(_) => log::warn!("presence of user {user_id} not announced: job queue full"),
+        }
     }
 
     /// Logs out every connection of the user that uses the revoked token.

@@ -6,7 +6,7 @@ use super::room::{audience, membership};
 use super::{validate, Ctx};
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
-use crate::model::{now_ms, Message, MsgType, Role};
+use crate::model::{now_ms, Message, MsgType, Role, RoomType};
 use crate::protocol::{
     DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
     Outgoing, RoomIdBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
@@ -79,7 +79,16 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
     // Checked and stored under one write lock; the broadcast goes out only
     // after the commit, so a message anyone saw is on disk.
     let (msg, power) = ctx.store.atomically(|s| {
-        membership(s, req.room_id, user_id)?;
+        let (room, _) = membership(s, req.room_id, user_id)?;
+        if room.room_type == RoomType::Direct {
+            let still_friends = match s.direct_peer(room.id, user_id)? {
+                Some(peer) => s.are_friends(user_id, peer.id)?,
+                None => false,
+            };
+            if !still_friends {
+                return Err(Error::forbidden("you are no longer friends; add them again to write"));
+            }
+        }
         let id = s.insert_message(req.room_id, user_id, text, msg_type, now_ms())?;
         let msg = s
             .message(id)?

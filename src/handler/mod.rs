@@ -6,6 +6,7 @@
 //! client sees only `ER_INTERNAL`).
 
 mod account;
+mod friend;
 mod message;
 mod room;
 mod validate;
@@ -43,7 +44,8 @@ pub fn allowed_before_log_in(kind: Kind) -> bool {
 /// Runs one job to its outcome.
 pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
     let kind = job.kind;
-    if job.session.is_none() && !allowed_before_log_in(kind) {
+    let server_job = matches!(job.request, Request::PresenceChanged { .. });
+    if job.session.is_none() && !allowed_before_log_in(kind) && !server_job {
         return Outcome::error(ErrorCode::Unauthorized, "log in first", kind);
     }
     let mut ctx = Ctx {
@@ -82,6 +84,11 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::OldMsgs(r) => message::get_old(&mut ctx, r),
         Request::SearchMsgs(r) => message::search(&mut ctx, r),
         Request::MarkRead(r) => message::mark_read(&mut ctx, r),
+        Request::AddFriend(r) => friend::add_friend(&mut ctx, r),
+        Request::DelFriend(r) => friend::del_friend(&mut ctx, r),
+        Request::GetFriends => friend::get_friends(&mut ctx),
+        Request::OpenDm(r) => friend::open_dm(&mut ctx, r),
+        Request::PresenceChanged { user_id, online } => friend::announce_presence(&mut ctx, user_id, online),
     };
     result.unwrap_or_else(|err| {
         if !matches!(err, Error::Client { .. }) {

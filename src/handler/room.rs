@@ -11,7 +11,7 @@ use crate::job::{Outcome, Push};
 use crate::model::{fold_name, now_ms, Role, Room, RoomType};
 use crate::protocol::{
     AddMember, ErrorCode, GetRooms, Kind, LeaveBody, MemberAction, MemberActionBody, MemberBody, MembersBody,
-    NewMemberBody, NewRoom, Outgoing, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody, RoomRef,
+    NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody, RoomRef,
     RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
 };
 use crate::store::{Departure, Store};
@@ -34,6 +34,7 @@ pub fn room_body(room: &Room, role: Option<Role>) -> RoomBody {
         power: room.msg_count,
         unread: None,
         last_msg_id: None,
+        peer: None,
     }
 }
 
@@ -119,12 +120,22 @@ pub fn get_rooms(ctx: &mut Ctx, req: GetRooms) -> Result<Outcome> {
         .store
         .rooms_of(user_id, req.date)?
         .iter()
-        .map(|listing| RoomBody {
-            unread: Some(listing.unread),
-            last_msg_id: Some(listing.last_msg_id),
-            ..room_body(&listing.room, Some(listing.role))
+        .map(|listing| {
+            let peer = match listing.room.room_type {
+                RoomType::Direct => ctx.store.direct_peer(listing.room.id, user_id)?.map(|u| PeerBody {
+                    user_id: u.id,
+                    login: u.login,
+                }),
+                _ => None,
+            };
+            Ok(RoomBody {
+                unread: Some(listing.unread),
+                last_msg_id: Some(listing.last_msg_id),
+                peer,
+                ..room_body(&listing.room, Some(listing.role))
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(Outcome::reply(Outgoing::new(
         Kind::GetRooms,
         &RoomsBody { rooms },

@@ -9,6 +9,7 @@
 //! [`migrate`] and tracked in `PRAGMA user_version`.
 
 mod accounts;
+mod friends;
 mod messages;
 mod rooms;
 
@@ -28,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_accounts", include_str!("../../db/0001_accounts.sql")),
     ("0002_rooms", include_str!("../../db/0002_rooms.sql")),
     ("0003_messages", include_str!("../../db/0003_messages.sql")),
+    ("0004_friends", include_str!("../../db/0004_friends.sql")),
 ];
 
 /// The schema version this build writes.

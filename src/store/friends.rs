@@ -1,0 +1,105 @@
+//! Friendships and direct-message rooms.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+use crate::model::{Role, RoomType, User};
+
+impl Store {
+    /// Makes two users friends both ways; false if they already were.
+    pub fn add_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> rusqlite::Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO friends (user_id, friend_id, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
+        let n = stmt.execute(params![user_id, friend_id, now])?;
+        stmt.execute(params![friend_id, user_id, now])?;
+        Ok(n > 0)
+    }
+
+    /// Ends a friendship both ways; false if there was none.
+    pub fn remove_friend(&mut self, user_id: i64, friend_id: i64) -> rusqlite::Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM friends WHERE (user_id = ?1 AND friend_id = ?2) OR (user_id = ?2 AND friend_id = ?1)",
+            )?
+            .execute([user_id, friend_id])?;
+        Ok(n > 0)
+    }
+
+    pub fn are_friends(&self, user_id: i64, friend_id: i64) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2")?
+            .query_row([user_id, friend_id], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+    }
+
+    /// A user's friends, by login.
+    pub fn friends_of(&self, user_id: i64) -> rusqlite::Result<Vec<User>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.id, u.login, u.name, u.\"desc\" FROM friends f JOIN users u ON u.id = f.friend_id
+             WHERE f.user_id = ?1 ORDER BY u.login",
+        )?;
+        let rows = stmt.query_map([user_id], |row| {
+            Ok(User {
+                id: row.get(0)?,
+                login: row.get(1)?,
+                name: row.get(2)?,
+                desc: row.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Ids of a user's friends (for presence announcements).
+    pub fn friend_ids(&self, user_id: i64) -> rusqlite::Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT friend_id FROM friends WHERE user_id = ?1")?;
+        let rows = stmt.query_map([user_id], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// The direct-message room of two users, if it exists.
+    pub fn direct_room(&self, a: i64, b: i64) -> rusqlite::Result<Option<i64>> {
+        self.conn
+            .prepare_cached("SELECT room_id FROM direct_rooms WHERE low_user = ?1 AND high_user = ?2")?
+            .query_row([a.min(b), a.max(b)], |row| row.get(0))
+            .optional()
+    }
+
+    /// Creates the direct-message room of two users (both members, the
+    /// creator as owner of record). Call inside `atomically`, after
+    /// `direct_room` found none: the write lock makes the pair unique.
+    pub fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> rusqlite::Result<i64> {
+        let (low, high) = if creator.login < peer.login { (creator, peer) } else { (peer, creator) };
+        let name = format!("{} & {}", low.login, high.login);
+        let room = self.create_room(creator.id, &name, "", RoomType::Direct, now)?;
+        self.set_role(room.id, creator.id, Role::Simple)?;
+        self.add_member(room.id, peer.id, Role::Simple, now)?;
+        self.conn
+            .prepare_cached("INSERT INTO direct_rooms (low_user, high_user, room_id) VALUES (?1, ?2, ?3)")?
+            .execute(params![creator.id.min(peer.id), creator.id.max(peer.id), room.id])?;
+        Ok(room.id)
+    }
+
+    /// The other member of a direct-message room.
+    pub fn direct_peer(&self, room_id: i64, user_id: i64) -> rusqlite::Result<Option<User>> {
+        self.conn
+            .prepare_cached(
+                "SELECT u.id, u.login, u.name, u.\"desc\" FROM direct_rooms d
+                 JOIN users u ON u.id = CASE WHEN d.low_user = ?2 THEN d.high_user ELSE d.low_user END
+                 WHERE d.room_id = ?1",
+            )?
+            .query_row([room_id, user_id], |row| {
+                Ok(User {
+                    id: row.get(0)?,
+                    login: row.get(1)?,
+                    name: row.get(2)?,
+                    desc: row.get(3)?,
+                })
+            })
+            .optional()
+    }
+}
