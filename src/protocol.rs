@@ -472,7 +472,10 @@ pub enum Request {
     OpenDm(UserRef),
     /// Not from the wire: the reactor saw a user's first connection log in
     /// or last one go, and asks a worker to tell the user's friends.
-    PresenceChanged { user_id: i64, online: bool },
+    PresenceChanged {
+        user_id: i64,
+        online: bool,
+    },
 }
 
 /// A decoded line: the request with what the envelope said about it.

@@ -16,3 +16,5 @@ mod lifecycle;
 mod rooms;
 // Messages: send, edit, delete, history paging, search, read markers, durability.
 mod messages;
+// Friends, direct messages, presence, offline catch-up.
+mod friends;

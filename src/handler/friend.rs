@@ -38,12 +38,21 @@ fn me(ctx: &Ctx) -> Result<User> {
 pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     let friend = other_user(ctx, &req.login)?;
     let me = me(ctx)?;
-    if !ctx.store.atomically(|s| s.add_friend(me.id, friend.id, now_ms()))? {
+    if !ctx
+        .store
+        .atomically(|s| s.add_friend(me.id, friend.id, now_ms()))?
+    {
         return Err(Error::client(ErrorCode::Conflict, "already friends"));
     }
     Ok(Outcome::pushes(vec![
-        Push::answer(Arc::new(vec![me.id]), Outgoing::new(Kind::AddFriend, &peer(&friend))),
-        Push::notice(Arc::new(vec![friend.id]), Outgoing::new(Kind::AddFriend, &peer(&me))),
+        Push::answer(
+            Arc::new(vec![me.id]),
+            Outgoing::new(Kind::AddFriend, &peer(&friend)),
+        ),
+        Push::notice(
+            Arc::new(vec![friend.id]),
+            Outgoing::new(Kind::AddFriend, &peer(&me)),
+        ),
     ]))
 }
 
@@ -54,8 +63,14 @@ pub fn del_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
         return Err(Error::not_found("not friends"));
     }
     Ok(Outcome::pushes(vec![
-        Push::answer(Arc::new(vec![me.id]), Outgoing::new(Kind::DelFriend, &peer(&friend))),
-        Push::notice(Arc::new(vec![friend.id]), Outgoing::new(Kind::DelFriend, &peer(&me))),
+        Push::answer(
+            Arc::new(vec![me.id]),
+            Outgoing::new(Kind::DelFriend, &peer(&friend)),
+        ),
+        Push::notice(
+            Arc::new(vec![friend.id]),
+            Outgoing::new(Kind::DelFriend, &peer(&me)),
+        ),
     ]))
 }
 
@@ -72,7 +87,10 @@ pub fn get_friends(ctx: &mut Ctx) -> Result<Outcome> {
             name: u.name,
         })
         .collect();
-    Ok(Outcome::reply(Outgoing::new(Kind::GetFriends, &FriendsBody { friends })))
+    Ok(Outcome::reply(Outgoing::new(
+        Kind::GetFriends,
+        &FriendsBody { friends },
+    )))
 }
 
 pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
@@ -81,7 +99,9 @@ pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     // Under the write lock, so two first requests (from either side) make one room.
     let (room_id, created) = ctx.store.atomically(|s| {
         if !s.are_friends(me.id, other.id)? {
-            return Err(Error::forbidden("direct messages are between friends; add them first"));
+            return Err(Error::forbidden(
+                "direct messages are between friends; add them first",
+            ));
         }
         match s.direct_room(me.id, other.id)? {
             Some(room_id) => Ok((room_id, false)),
@@ -106,7 +126,10 @@ pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
             peer: Some(peer(&me)),
             ..room_body(&room, Some(Role::Simple))
         };
-        pushes.push(Push::notice(Arc::new(vec![other.id]), Outgoing::new(Kind::JoinRoom, &theirs)));
+        pushes.push(Push::notice(
+            Arc::new(vec![other.id]),
+            Outgoing::new(Kind::JoinRoom, &theirs),
+        ));
     }
     Ok(Outcome::pushes(pushes))
 }

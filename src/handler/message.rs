@@ -86,7 +86,9 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
                 None => false,
             };
             if !still_friends {
-                return Err(Error::forbidden("you are no longer friends; add them again to write"));
+                return Err(Error::forbidden(
+                    "you are no longer friends; add them again to write",
+                ));
             }
         }
         let id = s.insert_message(req.room_id, user_id, text, msg_type, now_ms())?;

@@ -11,8 +11,8 @@ use crate::job::{Outcome, Push};
 use crate::model::{fold_name, now_ms, Role, Room, RoomType};
 use crate::protocol::{
     AddMember, ErrorCode, GetRooms, Kind, LeaveBody, MemberAction, MemberActionBody, MemberBody, MembersBody,
-    NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody, RoomRef,
-    RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
+    NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody,
+    RoomRef, RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
 };
 use crate::store::{Departure, Store};
 
@@ -122,10 +122,13 @@ pub fn get_rooms(ctx: &mut Ctx, req: GetRooms) -> Result<Outcome> {
         .iter()
         .map(|listing| {
             let peer = match listing.room.room_type {
-                RoomType::Direct => ctx.store.direct_peer(listing.room.id, user_id)?.map(|u| PeerBody {
-                    user_id: u.id,
-                    login: u.login,
-                }),
+                RoomType::Direct => ctx
+                    .store
+                    .direct_peer(listing.room.id, user_id)?
+                    .map(|u| PeerBody {
+                        user_id: u.id,
+                        login: u.login,
+                    }),
                 _ => None,
             };
             Ok(RoomBody {

@@ -73,7 +73,11 @@ impl Store {
     /// creator as owner of record). Call inside `atomically`, after
     /// `direct_room` found none: the write lock makes the pair unique.
     pub fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> rusqlite::Result<i64> {
-        let (low, high) = if creator.login < peer.login { (creator, peer) } else { (peer, creator) };
+        let (low, high) = if creator.login < peer.login {
+            (creator, peer)
+        } else {
+            (peer, creator)
+        };
         let name = format!("{} & {}", low.login, high.login);
         let room = self.create_room(creator.id, &name, "", RoomType::Direct, now)?;
         self.set_role(room.id, creator.id, Role::Simple)?;
