@@ -59,6 +59,12 @@ pub struct Config {
     pub msg_rate_per_sec: f64,
     /// Messages a user may send in a burst above the sustained rate.
     pub msg_burst: u32,
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// A transfer that moves no byte for this long is abandoned and its connection closed.
+    pub transfer_idle_timeout_ms: u64,
+    /// Bytes of files one user may store; 0 for no limit.
+    pub user_quota_bytes: u64,
 }
 
 impl Default for Config {
@@ -84,6 +90,9 @@ impl Default for Config {
             max_message_chars: 4000,
             msg_rate_per_sec: 20.0,
             msg_burst: 40,
+            max_file_bytes: 10 * 1024 * 1024,
+            transfer_idle_timeout_ms: 30_000,
+            user_quota_bytes: 0,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::compat::Dialect;
 use crate::framing::LineReader;
 use crate::job::Session;
 use crate::protocol::{Kind, Outgoing, ReqId};
+use crate::transfer::Mode;
 
 /// Size of one socket read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -49,6 +50,14 @@ pub struct Conn {
     pub doomed: Option<String>,
     /// The interest currently registered with the poll (`None`: deregistered).
     pub registered: Option<Interest>,
+    /// Lines, or a raw file transfer.
+    pub mode: Mode,
+    /// Pushes held back while a download's raw bytes go out.
+    pub held: Vec<u8>,
+    /// Close once everything queued is written (a token-only transfer ended).
+    pub close_when_flushed: bool,
+    /// Close when the current transfer ends (it was authorized by token only).
+    pub close_after_transfer: bool,
 }
 
 impl Conn {
@@ -66,6 +75,10 @@ impl Conn {
             peer_closed: false,
             doomed: None,
             registered: None,
+            mode: Mode::Lines,
+            held: Vec::new(),
+            close_when_flushed: false,
+            close_after_transfer: false,
         }
     }
 

@@ -6,6 +6,7 @@
 //! may make (it owns the connections).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
@@ -77,6 +78,20 @@ pub struct Revoke {
     pub notice: Outgoing,
 }
 
+/// A raw byte transfer the connection switches to after the reply.
+#[derive(Debug)]
+pub enum TransferStart {
+    /// Receive `size` bytes into a new file, then store a file message.
+    Upload {
+        user_id: i64,
+        room_id: i64,
+        name: String,
+        size: u64,
+    },
+    /// Send `size` bytes of the file at `path` once the client is ready.
+    Download { path: PathBuf, size: u64 },
+}
+
 /// The result of one job.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -87,6 +102,11 @@ pub struct Outcome {
     /// The requesting connection is now logged in as this session.
     pub log_in: Option<Session>,
     pub revoke: Option<Revoke>,
+    /// The connection switches to a raw transfer after the reply.
+    pub transfer: Option<TransferStart>,
+    /// The connection is closed once its output is sent (a connection that
+    /// was authorized only by a transfer's token, when the transfer ends).
+    pub close_after: bool,
 }
 
 impl Outcome {

@@ -5,6 +5,7 @@
 //! - [`reactor`]: the one mio thread owning every socket; framing, dispatch, fan-out.
 //! - [`conn`]: one connection's buffers and state.
 //! - [`framing`]: splitting bytes into lines with a length limit.
+//! - [`transfer`]: upload and download state; [`files`]: stored files and the file-I/O thread.
 //! - [`protocol`]: kinds, codes, request decoding, reply encoding (no I/O).
 //! - [`compat`]: the rules old uchat clients rely on, in one place.
 //! - [`job`]: messages between the reactor and the workers.
@@ -21,6 +22,7 @@ pub mod compat;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod files;
 pub mod framing;
 pub mod handler;
 pub mod job;
@@ -32,6 +34,7 @@ pub mod server;
 pub mod shared;
 pub mod store;
 pub mod throttle;
+pub mod transfer;
 pub mod worker;
 
 pub use config::Config;

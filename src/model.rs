@@ -81,6 +81,18 @@ pub struct Message {
     pub body: String,
     pub msg_type: MsgType,
     pub edited: bool,
+    /// For file messages: the file.
+    pub file: Option<StoredFile>,
+}
+
+/// A file attached to a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFile {
+    /// The sanitized name the sender gave, for display only.
+    pub name: String,
+    pub size: i64,
+    /// The server-chosen name under `files/`.
+    pub stored_name: String,
 }
 
 /// A room in a member's room list, with what the member has not read.

@@ -434,6 +434,37 @@ pub struct UserRef {
     pub login: String,
 }
 
+/// RQ_UPLOAD_FILE: `size` raw bytes follow the server's RQ_READY_READ.
+#[derive(Debug, Deserialize)]
+pub struct UploadFile {
+    pub name: String,
+    pub size: i64,
+    pub room_id: i64,
+    /// Authorizes a connection that has not logged in.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// RQ_DOWNLOAD_FILE.
+#[derive(Debug, Deserialize)]
+pub struct DownloadFile {
+    pub room_id: i64,
+    pub msg_id: i64,
+    /// Authorizes a connection that has not logged in.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// Not from the wire: an upload is on disk under `stored_name`; store its message.
+#[derive(Debug)]
+pub struct StoreUpload {
+    pub user_id: i64,
+    pub room_id: i64,
+    pub name: String,
+    pub size: i64,
+    pub stored_name: String,
+}
+
 /// A decoded request, one variant per request kind the server serves.
 #[derive(Debug)]
 pub enum Request {
@@ -476,6 +507,12 @@ pub enum Request {
         user_id: i64,
         online: bool,
     },
+    UploadFile(UploadFile),
+    DownloadFile(DownloadFile),
+    /// The client is ready for a download's bytes.
+    ReadyRead,
+    /// Not from the wire: see [`StoreUpload`].
+    StoreUpload(StoreUpload),
 }
 
 /// A decoded line: the request with what the envelope said about it.
@@ -642,7 +679,10 @@ pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
         Kind::DelFriend => body(fields).map(Request::DelFriend),
         Kind::GetFriends => Ok(Request::GetFriends),
         Kind::OpenDm => body(fields).map(Request::OpenDm),
-        Kind::ErrorMsg | Kind::NewMember | Kind::Presence | Kind::ReadyRead => {
+        Kind::UploadFile => body(fields).map(Request::UploadFile),
+        Kind::DownloadFile => body(fields).map(Request::DownloadFile),
+        Kind::ReadyRead => Ok(Request::ReadyRead),
+        Kind::ErrorMsg | Kind::NewMember | Kind::Presence => {
             Err(format!("{} is sent by the server, not a request", kind.name()))
         }
         other => Err(format!("{} is not served by this server yet", other.name())),
@@ -973,6 +1013,21 @@ pub struct MessageBody {
     pub msg_type: MsgType,
     pub edited: bool,
     pub power: i64,
+    /// File messages: the file's display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// File messages: the file's size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<i64>,
+}
+
+/// Body of `RQ_DOWNLOAD_FILE`: `size` raw bytes follow the client's RQ_READY_READ.
+#[derive(Debug, Serialize)]
+pub struct DownloadBody {
+    pub size: i64,
+    pub name: String,
+    pub room_id: i64,
+    pub msg_id: i64,
 }
 
 /// Body of `RQ_EDIT_MSG`.

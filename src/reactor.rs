@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,10 +21,13 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::compat;
 use crate::conn::{Conn, InFlight, ReadStatus};
+use crate::files::{self, FileEvent, FileTask};
 use crate::framing::Frame;
+use crate::job::TransferStart;
 use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session, NO_CONN};
 use crate::presence::Presence;
-use crate::protocol::{self, ErrorCode, Kind, Outgoing, Request};
+use crate::protocol::{self, ErrorCode, Kind, Outgoing, ReqId, Request, StoreUpload};
+use crate::transfer::{Download, Mode, Upload, CHUNK};
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -43,6 +47,8 @@ pub struct Limits {
     pub max_outbound_bytes: usize,
     pub max_connections: usize,
     pub login_timeout: Duration,
+    /// A transfer moving no byte for this long is abandoned.
+    pub transfer_idle: Duration,
 }
 
 impl Limits {
@@ -69,6 +75,20 @@ impl ShutdownHandle {
     }
 }
 
+/// The channels between the reactor and the other threads.
+pub struct Links {
+    pub jobs: Sender<Job>,
+    pub done: Receiver<Completion>,
+    pub file_tasks: Sender<FileTask>,
+    pub file_events: Receiver<FileEvent>,
+}
+
+/// An upload whose client closed right after its last byte (as old clients
+/// do): it is stored all the same.
+struct OrphanUpload {
+    upload: Upload,
+}
+
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -90,6 +110,15 @@ pub struct Reactor {
     limits: Limits,
     /// Connections that used up their turn with work left, served next pass.
     ready: Vec<Token>,
+    file_tasks: Sender<FileTask>,
+    file_events: Receiver<FileEvent>,
+    /// Tasks for the file thread not yet accepted by its channel, in order.
+    file_backlog: VecDeque<FileTask>,
+    /// The connection of each transfer under way.
+    transfers: HashMap<u64, Token>,
+    orphan_uploads: HashMap<u64, OrphanUpload>,
+    next_transfer: u64,
+    files_dir: PathBuf,
 }
 
 fn conn_id(token: Token) -> ConnId {
@@ -100,12 +129,18 @@ impl Reactor {
     pub fn new(
         poll: Poll,
         mut listener: TcpListener,
-        jobs: Sender<Job>,
-        done: Receiver<Completion>,
+        links: Links,
         presence: Arc<Presence>,
         shutdown: Arc<AtomicBool>,
         limits: Limits,
+        files_dir: PathBuf,
     ) -> io::Result<Reactor> {
+        let Links {
+            jobs,
+            done,
+            file_tasks,
+            file_events,
+        } = links;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Reactor {
@@ -123,6 +158,13 @@ impl Reactor {
             draining_until: None,
             limits,
             ready: Vec::new(),
+            file_tasks,
+            file_events,
+            file_backlog: VecDeque::new(),
+            transfers: HashMap::new(),
+            orphan_uploads: HashMap::new(),
+            next_transfer: 1,
+            files_dir,
         })
     }
 
@@ -146,9 +188,12 @@ impl Reactor {
             }
             // Completions are drained on every pass: wakes can merge.
             self.drain_completions();
+            self.drain_file_events();
             for token in std::mem::take(&mut self.ready) {
                 self.service(token);
             }
+            self.expire_transfers();
+            self.flush_file_backlog();
             if self.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
                 self.begin_drain();
             }
@@ -175,7 +220,11 @@ impl Reactor {
         let login = self.login_deadlines.front().map(|(t, _)| *t);
         // While draining, poll often so the end condition is checked.
         let drain = self.draining_until.map(|_| now + Duration::from_millis(50));
-        [login, drain]
+        // Transfers are checked for idleness a few times a second, and a
+        // file-thread backlog is retried soon.
+        let transfers = (!self.transfers.is_empty() || !self.file_backlog.is_empty())
+            .then(|| now + Duration::from_millis(100));
+        [login, drain, transfers]
             .into_iter()
             .flatten()
             .min()
@@ -260,6 +309,7 @@ impl Reactor {
             }
             let buffered_before = conn.reader.buffered();
             self.dispatch_lines(token);
+            self.pump_upload(token);
             let draining = self.draining_until.is_some();
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
@@ -307,6 +357,27 @@ impl Reactor {
             self.close(token, &format!("write error: {e}"));
             return;
         }
+        let pending_out = conn.pending_out();
+        if let Mode::Download(d) = &mut conn.mode {
+            if d.wants_chunk(pending_out) {
+                let len = d.next_chunk_len();
+                d.requested += len as u64;
+                self.file_backlog.push_back(FileTask::Read { id: d.id, len });
+            }
+        }
+        if conn.close_when_flushed && conn.pending_out() == 0 {
+            self.close(token, "transfer finished");
+            return;
+        }
+        if conn.peer_closed {
+            if let Mode::Upload(u) = &conn.mode {
+                if u.remaining() > 0 {
+                    let msg = format!("upload cut short after {} of {} bytes", u.handed, u.size);
+                    self.close(token, &msg);
+                    return;
+                }
+            }
+        }
         if conn.peer_closed && conn.in_flight.is_none() && conn.pending_out() == 0 {
             self.close(token, "closed by peer");
             return;
@@ -331,10 +402,14 @@ impl Reactor {
     /// Takes complete lines off a connection while it has no request in flight.
     fn dispatch_lines(&mut self, token: Token) {
         while self.draining_until.is_none() {
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(mut conn) = self.conns.get_mut(&token) else {
                 return;
             };
-            if conn.in_flight.is_some() || conn.pending_out() >= self.limits.max_outbound_bytes {
+            if conn.in_flight.is_some()
+                || conn.pending_out() >= self.limits.max_outbound_bytes
+                || conn.close_when_flushed
+                || matches!(conn.mode, Mode::Upload(_) | Mode::Download(_))
+            {
                 return;
             }
             let Some(frame) = conn.reader.next_frame() else {
@@ -362,6 +437,20 @@ impl Reactor {
                     continue;
                 }
             };
+            if let Mode::AwaitReady(_) = conn.mode {
+                if let Request::ReadyRead = env.request {
+                    if let Mode::AwaitReady(d) = std::mem::take(&mut conn.mode) {
+                        conn.mode = Mode::Download(d);
+                    }
+                    return;
+                }
+                // Anything else gives up the offered download, then is served.
+                self.end_download(token);
+                let Some(again) = self.conns.get_mut(&token) else {
+                    return;
+                };
+                conn = again;
+            }
             conn.dialect
                 .get_or_insert(compat::dialect_for_first_request(env.type_was_code));
             if env.kind.code() >= compat::FIRST_PARLEY_CODE {
@@ -420,6 +509,8 @@ impl Reactor {
             pushes,
             log_in,
             revoke,
+            transfer,
+            close_after,
         } = completion.outcome;
         // The requester may have gone meanwhile (or there was none, for the
         // server's own jobs); what the job did still reaches everyone else.
@@ -430,8 +521,29 @@ impl Reactor {
                 if let Some(reply) = &reply {
                     conn.reply(reply, req_id.as_ref());
                 }
+                if close_after {
+                    conn.close_after_transfer = true;
+                }
+                let finished_upload = matches!(conn.mode, Mode::Upload(_)) && transfer.is_none();
+                if finished_upload {
+                    // The upload's message is stored (or refused): back to lines.
+                    conn.mode = Mode::Lines;
+                    if conn.close_after_transfer {
+                        conn.close_when_flushed = true;
+                    }
+                }
                 if let Some(session) = log_in {
                     self.set_session(token, session);
+                }
+                match transfer {
+                    Some(TransferStart::Upload {
+                        user_id,
+                        room_id,
+                        name,
+                        size,
+                    }) => self.start_upload(token, user_id, room_id, name, size, req_id.clone()),
+                    Some(TransferStart::Download { path, size }) => self.start_download(token, path, size),
+                    None => {}
                 }
                 req_id
             }
@@ -550,7 +662,7 @@ impl Reactor {
                 }
                 let slot = &mut encoded[dialect as usize];
                 let line = slot.get_or_insert_with(|| push.msg.encode(dialect, None));
-                if conn.pending_out() + line.len() > max_out {
+                if conn.pending_out() + conn.held.len() + line.len() > max_out {
                     log::warn!(
                         "conn {} ({}) is not reading: {} bytes queued; disconnecting it",
                         token.0,
@@ -558,6 +670,8 @@ impl Reactor {
                         conn.pending_out()
                     );
                     conn.doomed = Some("too slow reading its messages".into());
+                } else if conn.mode.holds_pushes() {
+                    conn.held.extend_from_slice(line);
                 } else {
                     conn.queue(line);
                 }
@@ -584,14 +698,300 @@ impl Reactor {
             if conn.session.is_some() {
                 continue;
             }
-            if conn.in_flight.is_some() {
-                // A log-in may be under way; look again after another period.
+            if conn.in_flight.is_some() || !matches!(conn.mode, Mode::Lines) {
+                // A log-in or a transfer may be under way; look again later.
                 self.login_deadlines
                     .push_back((now + self.limits.login_timeout, token));
                 continue;
             }
             let secs = self.limits.login_timeout.as_secs_f64();
             self.close(token, &format!("no log-in within {secs} s"));
+        }
+    }
+
+    fn new_transfer(&mut self, token: Token) -> u64 {
+        let id = self.next_transfer;
+        self.next_transfer += 1;
+        self.transfers.insert(id, token);
+        id
+    }
+
+    fn start_upload(
+        &mut self,
+        token: Token,
+        user_id: i64,
+        room_id: i64,
+        name: String,
+        size: u64,
+        req_id: Option<ReqId>,
+    ) {
+        let id = self.new_transfer(token);
+        self.file_backlog.push_back(FileTask::Create {
+            id,
+            dir: self.files_dir.clone(),
+        });
+        if let Some(conn) = self.conns.get_mut(&token) {
+            // The request stays open until the message is stored: its answer
+            // is the RQ_MSG broadcast, which carries this req_id.
+            conn.in_flight = None;
+            conn.mode = Mode::Upload(Upload {
+                id,
+                user_id,
+                room_id,
+                name,
+                size,
+                handed: 0,
+                written: 0,
+                stored_name: None,
+                last_activity: Instant::now(),
+                req_id,
+            });
+        }
+    }
+
+    fn start_download(&mut self, token: Token, path: PathBuf, size: u64) {
+        let id = self.new_transfer(token);
+        self.file_backlog.push_back(FileTask::OpenRead { id, path });
+        if let Some(conn) = self.conns.get_mut(&token) {
+            conn.mode = Mode::AwaitReady(Download {
+                id,
+                size,
+                requested: 0,
+                queued: 0,
+                last_activity: Instant::now(),
+            });
+        }
+    }
+
+    /// Moves an upload's bytes from the connection's buffer to the file thread.
+    fn pump_upload(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let Mode::Upload(upload) = &mut conn.mode else {
+            return;
+        };
+        while upload.wants_bytes() && conn.reader.buffered() > 0 {
+            let n = (conn.reader.buffered() as u64)
+                .min(upload.remaining())
+                .min(CHUNK as u64) as usize;
+            let data = conn.reader.take_raw(n);
+            upload.handed += n as u64;
+            upload.last_activity = Instant::now();
+            self.file_backlog
+                .push_back(FileTask::Write { id: upload.id, data });
+        }
+        if upload.remaining() == 0 && upload.stored_name.is_none() {
+            match files::new_stored_name() {
+                Ok(stored_name) => {
+                    upload.stored_name = Some(stored_name.clone());
+                    self.file_backlog.push_back(FileTask::Finish {
+                        id: upload.id,
+                        stored_name,
+                    });
+                }
+                Err(e) => conn.doomed = Some(format!("no name for an upload: {e}")),
+            }
+        }
+    }
+
+    /// Ends a download (done, or given up): back to lines, held pushes released.
+    fn end_download(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let (Mode::AwaitReady(d) | Mode::Download(d)) = std::mem::take(&mut conn.mode) else {
+            return;
+        };
+        self.transfers.remove(&d.id);
+        self.file_backlog.push_back(FileTask::Close { id: d.id });
+        let held = std::mem::take(&mut conn.held);
+        conn.queue(&held);
+        if conn.close_after_transfer {
+            conn.close_when_flushed = true;
+        }
+    }
+
+    /// Hands queued tasks to the file thread without ever waiting for it.
+    fn flush_file_backlog(&mut self) {
+        while let Some(task) = self.file_backlog.pop_front() {
+            match self.file_tasks.try_send(task) {
+                Ok(()) => {}
+                Err(TrySendError::Full(task)) => {
+                    self.file_backlog.push_front(task);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    log::error!(
+                        "the file thread is gone; {} file tasks dropped",
+                        self.file_backlog.len() + 1
+                    );
+                    self.file_backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_file_events(&mut self) {
+        let mut touched = Vec::new();
+        while let Ok(event) = self.file_events.try_recv() {
+            match event {
+                FileEvent::Written { id, n } => {
+                    let Some(&token) = self.transfers.get(&id) else {
+                        continue;
+                    };
+                    if let Some(Conn {
+                        mode: Mode::Upload(upload),
+                        ..
+                    }) = self.conns.get_mut(&token)
+                    {
+                        upload.written += n as u64;
+                        touched.push(token);
+                    }
+                }
+                FileEvent::Stored { id } => self.upload_stored(id, &mut touched),
+                FileEvent::Chunk { id, data } => {
+                    let Some(&token) = self.transfers.get(&id) else {
+                        continue;
+                    };
+                    let Some(conn) = self.conns.get_mut(&token) else {
+                        continue;
+                    };
+                    let Mode::Download(d) = &mut conn.mode else {
+                        continue;
+                    };
+                    d.queued += data.len() as u64;
+                    d.last_activity = Instant::now();
+                    let done = d.queued == d.size;
+                    conn.queue(&data);
+                    if done {
+                        self.end_download(token);
+                    }
+                    touched.push(token);
+                }
+                FileEvent::Failed { id, error } => {
+                    log::error!("transfer {id} failed: {error}");
+                    self.orphan_uploads.remove(&id);
+                    let Some(token) = self.transfers.remove(&id) else {
+                        continue;
+                    };
+                    if let Some(conn) = self.conns.get_mut(&token) {
+                        if let Mode::Upload(upload) = &mut conn.mode {
+                            let msg = Outgoing::error(
+                                ErrorCode::Internal,
+                                "storing the file failed",
+                                Some(Kind::UploadFile),
+                            );
+                            let req_id = upload.req_id.take();
+                            conn.reply(&msg, req_id.as_ref());
+                        }
+                        // Raw bytes may still be on their way: the connection cannot go on.
+                        conn.mode = Mode::Lines;
+                        conn.close_when_flushed = true;
+                        touched.push(token);
+                    }
+                }
+            }
+        }
+        for token in touched {
+            self.service(token);
+        }
+    }
+
+    /// An upload is on disk: a worker stores its message.
+    fn upload_stored(&mut self, id: u64, touched: &mut Vec<Token>) {
+        let token = self.transfers.get(&id).copied();
+        let (upload, conn_token) = match token.and_then(|t| self.conns.get_mut(&t).map(|c| (t, c))) {
+            Some((t, conn)) => match &mut conn.mode {
+                Mode::Upload(upload) => {
+                    conn.in_flight = Some(InFlight {
+                        kind: Kind::UploadFile,
+                        req_id: upload.req_id.take(),
+                    });
+                    touched.push(t);
+                    (
+                        StoreUpload {
+                            user_id: upload.user_id,
+                            room_id: upload.room_id,
+                            name: upload.name.clone(),
+                            size: upload.size as i64,
+                            stored_name: upload.stored_name.clone().unwrap_or_default(),
+                        },
+                        t,
+                    )
+                }
+                _ => return,
+            },
+            None => match self.orphan_uploads.remove(&id) {
+                Some(OrphanUpload { upload }) => (
+                    StoreUpload {
+                        user_id: upload.user_id,
+                        room_id: upload.room_id,
+                        name: upload.name,
+                        size: upload.size as i64,
+                        stored_name: upload.stored_name.unwrap_or_default(),
+                    },
+                    Token(NO_CONN as usize),
+                ),
+                None => return,
+            },
+        };
+        self.transfers.remove(&id);
+        let stored_name = upload.stored_name.clone();
+        let job = Job {
+            conn: conn_id(conn_token),
+            peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            session: None,
+            kind: Kind::UploadFile,
+            request: Request::StoreUpload(upload),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => self.jobs_out += 1,
+            Err(_) => {
+                log::warn!("upload {id} dropped: job queue full");
+                self.file_backlog.push_back(FileTask::Delete {
+                    dir: self.files_dir.clone(),
+                    stored_name,
+                });
+                if let Some(conn) = self.conns.get_mut(&conn_token) {
+                    let req_id = conn.in_flight.take().and_then(|f| f.req_id);
+                    let msg = Outgoing::error(
+                        ErrorCode::Busy,
+                        "server busy; the file was not kept",
+                        Some(Kind::UploadFile),
+                    );
+                    conn.reply(&msg, req_id.as_ref());
+                    conn.mode = Mode::Lines;
+                    if conn.close_after_transfer {
+                        conn.close_when_flushed = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes connections whose transfer moved nothing for too long.
+    fn expire_transfers(&mut self) {
+        if self.transfers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let idle = self.limits.transfer_idle;
+        let stale: Vec<Token> = self
+            .transfers
+            .values()
+            .filter(|token| {
+                self.conns
+                    .get(token)
+                    .and_then(|c| c.mode.last_activity())
+                    .is_some_and(|t| now.duration_since(t) >= idle)
+            })
+            .copied()
+            .collect();
+        for token in stale {
+            let secs = idle.as_secs_f64();
+            self.close(token, &format!("transfer idle for {secs} s"));
         }
     }
 
@@ -611,8 +1011,14 @@ impl Reactor {
 
 /// Whether to read more from a connection now.
 fn wants_read(conn: &Conn, max_out: usize, pause_at: usize) -> bool {
-    if conn.peer_closed || conn.doomed.is_some() {
+    if conn.peer_closed || conn.doomed.is_some() || conn.close_when_flushed {
         return false;
+    }
+    match &conn.mode {
+        Mode::Upload(u) => return u.wants_bytes() && conn.reader.buffered() < CHUNK,
+        // What follows a download is buffered, boundedly, and served after it.
+        Mode::Download(_) => return conn.reader.buffered() < pause_at,
+        Mode::Lines | Mode::AwaitReady(_) => {}
     }
     // A client that does not read its replies gets no more requests served.
     if conn.pending_out() >= max_out {

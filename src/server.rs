@@ -14,14 +14,18 @@ use anyhow::{bail, Context};
 use mio::{Poll, Waker};
 
 use crate::config::Config;
+use crate::files;
 use crate::presence::Presence;
-use crate::reactor::{Limits, Reactor, ShutdownHandle, WAKER};
+use crate::reactor::{Limits, Links, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
 use crate::store::{self, Store};
 use crate::worker::Worker;
 
 /// File descriptors kept for the listener, the database and logs.
 const SPARE_FDS: u64 = 64;
+
+/// Tasks and events queued between the reactor and the file thread.
+const FILE_TASK_QUEUE: usize = 1024;
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -42,6 +46,17 @@ fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     std::fs::write(&probe, b"")
         .with_context(|| format!("data directory {} is not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Removes files no message refers to: what a crash mid-upload left behind.
+fn sweep_files(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let dir = files::files_dir(&config.data_dir);
+    let referenced = store.all_stored_files()?.into_iter().collect();
+    let removed = files::sweep(&dir, &referenced).with_context(|| format!("sweeping {}", dir.display()))?;
+    if removed > 0 {
+        log::info!("removed {removed} leftover files from {}", dir.display());
+    }
     Ok(())
 }
 
@@ -71,6 +86,7 @@ impl Server {
         let stores = (0..config.workers)
             .map(|_| Store::open(&db_path, config.durability))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        sweep_files(&config, &stores[0])?;
         raise_fd_limit(config.max_connections);
 
         let std_listener = std::net::TcpListener::bind(config.listen)
@@ -133,6 +149,7 @@ impl Server {
             max_outbound_bytes: config.max_outbound_bytes,
             max_connections: config.max_connections,
             login_timeout: Duration::from_millis(config.login_timeout_ms),
+            transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
         };
         log::info!(
             "parleyd {} listening on {} with {} workers, data in {}",
@@ -141,16 +158,33 @@ impl Server {
             config.workers,
             config.data_dir.display()
         );
+        let (file_tx, file_rx) = crossbeam_channel::bounded(FILE_TASK_QUEUE);
+        let (file_event_tx, file_event_rx) = crossbeam_channel::bounded(FILE_TASK_QUEUE);
+        let file_waker = self.waker.clone();
+        let file_thread = thread::Builder::new()
+            .name("parley-files".into())
+            .spawn(move || files::run_file_thread(file_rx, file_event_tx, file_waker))
+            .context("spawning the file thread")?;
+        let links = Links {
+            jobs: job_tx,
+            done: done_rx,
+            file_tasks: file_tx,
+            file_events: file_event_rx,
+        };
+        let files_dir = files::files_dir(&config.data_dir);
         let reactor = Reactor::new(
             self.poll,
             self.listener,
-            job_tx,
-            done_rx,
+            links,
             presence,
             self.shutdown,
             limits,
+            files_dir,
         )?;
         let result = reactor.run();
+        if file_thread.join().is_err() {
+            log::error!("the file thread panicked");
+        }
         // The reactor is gone with its job sender: workers finish and return their stores.
         let mut stores = Vec::new();
         for handle in handles {

@@ -6,7 +6,7 @@ use super::room::{audience, membership};
 use super::{validate, Ctx};
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
-use crate::model::{now_ms, Message, MsgType, Role, RoomType};
+use crate::model::{now_ms, Message, MsgType, Role, Room, RoomType};
 use crate::protocol::{
     DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
     Outgoing, RoomIdBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
@@ -32,12 +32,32 @@ pub fn message_body(msg: Message, power: i64) -> MessageBody {
         msg_type: msg.msg_type,
         edited: msg.edited,
         power,
+        file_name: msg.file.as_ref().map(|f| f.name.clone()),
+        file_size: msg.file.as_ref().map(|f| f.size),
     }
 }
 
 /// The room's stored-message count, for `power`.
 fn power(store: &Store, room_id: i64) -> Result<i64> {
     Ok(store.room(room_id)?.map_or(0, |r| r.msg_count))
+}
+
+/// Beyond membership: in a direct-message room, only while still friends.
+pub fn may_post(store: &Store, room: &Room, user_id: i64) -> Result<()> {
+    if room.room_type != RoomType::Direct {
+        return Ok(());
+    }
+    let still_friends = match store.direct_peer(room.id, user_id)? {
+        Some(peer) => store.are_friends(user_id, peer.id)?,
+        None => false,
+    };
+    if still_friends {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "you are no longer friends; add them again to write",
+        ))
+    }
 }
 
 fn message_text<'a>(ctx: &Ctx, text: &'a str) -> Result<&'a str> {
@@ -134,7 +154,7 @@ pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
 
 pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    ctx.store.atomically(|s| {
+    let file = ctx.store.atomically(|s| {
         let (_, role) = membership(s, req.room_id, user_id)?;
         let msg = message_in_room(s, req.room_id, req.msg_id)?;
         let moderator = matches!(role, Role::Owner | Role::Admin | Role::Moderator);
@@ -143,8 +163,12 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
                 "only the author or the room's owner, admins and moderators delete a message",
             ));
         }
-        Ok(s.delete_message(msg.id)?)
+        s.delete_message(msg.id)?;
+        Ok(msg.file)
     })?;
+    if let Some(file) = file {
+        super::file::remove_files(ctx, &[file.stored_name]);
+    }
     let body = MsgRefBody {
         room_id: req.room_id,
         msg_id: req.msg_id,

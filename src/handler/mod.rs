@@ -6,6 +6,7 @@
 //! client sees only `ER_INTERNAL`).
 
 mod account;
+mod file;
 mod friend;
 mod message;
 mod room;
@@ -44,8 +45,14 @@ pub fn allowed_before_log_in(kind: Kind) -> bool {
 /// Runs one job to its outcome.
 pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
     let kind = job.kind;
-    let server_job = matches!(job.request, Request::PresenceChanged { .. });
-    if job.session.is_none() && !allowed_before_log_in(kind) && !server_job {
+    // Jobs the server made itself, and transfers authorized by their own token.
+    let authorized_otherwise = match &job.request {
+        Request::PresenceChanged { .. } | Request::StoreUpload(_) => true,
+        Request::UploadFile(r) => r.token.is_some(),
+        Request::DownloadFile(r) => r.token.is_some(),
+        _ => false,
+    };
+    if job.session.is_none() && !allowed_before_log_in(kind) && !authorized_otherwise {
         return Outcome::error(ErrorCode::Unauthorized, "log in first", kind);
     }
     let mut ctx = Ctx {
@@ -89,6 +96,10 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::GetFriends => friend::get_friends(&mut ctx),
         Request::OpenDm(r) => friend::open_dm(&mut ctx, r),
         Request::PresenceChanged { user_id, online } => friend::announce_presence(&mut ctx, user_id, online),
+        Request::UploadFile(r) => file::upload(&mut ctx, r),
+        Request::DownloadFile(r) => file::download(&mut ctx, r),
+        Request::ReadyRead => file::stray_ready_read(),
+        Request::StoreUpload(r) => file::store_upload(&mut ctx, r),
     };
     result.unwrap_or_else(|err| {
         if !matches!(err, Error::Client { .. }) {

@@ -226,12 +226,16 @@ pub fn add_member(ctx: &mut Ctx, req: AddMember) -> Result<Outcome> {
 
 pub fn leave_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let session = ctx.user()?.clone();
-    let departure = ctx.store.atomically(|s| {
+    let (departure, files) = ctx.store.atomically(|s| {
         let (room, _) = membership(s, req.room_id, session.user_id)?;
         not_direct(&room, "be left")?;
-        Ok::<_, Error>(s.leave_room(room.id, session.user_id)?)
+        let files = s.stored_files_in_room(room.id)?;
+        Ok::<_, Error>((s.leave_room(room.id, session.user_id)?, files))
     })?;
     ctx.shared.audiences.invalidate(req.room_id);
+    if departure == Departure::RoomDeleted {
+        super::file::remove_files(ctx, &files);
+    }
     let left = Outgoing::new(
         Kind::LeaveRoom,
         &LeaveBody {
@@ -266,15 +270,17 @@ pub fn leave_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
 
 pub fn del_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    let members = ctx.store.atomically(|s| {
+    let (members, files) = ctx.store.atomically(|s| {
         let (room, role) = membership(s, req.room_id, user_id)?;
         not_direct(&room, "be deleted")?;
         require(role == Role::Owner, "only the owner deletes a room")?;
         let members = s.member_ids(room.id)?;
+        let files = s.stored_files_in_room(room.id)?;
         s.delete_room(room.id)?;
-        Ok::<_, Error>(members)
+        Ok::<_, Error>((members, files))
     })?;
     ctx.shared.audiences.invalidate(req.room_id);
+    super::file::remove_files(ctx, &files);
     let msg = Outgoing::new(Kind::DelRoom, &RoomIdBody { room_id: req.room_id });
     Ok(Outcome::pushes(vec![Push::answer(Arc::new(members), msg)]))
 }

@@ -4,9 +4,10 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Store;
-use crate::model::{Message, MsgType, Role};
+use crate::model::{Message, MsgType, Role, StoredFile};
 
-const MESSAGE_COLUMNS: &str = "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited";
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name";
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -18,6 +19,18 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         body: row.get(5)?,
         msg_type: MsgType::from_code(row.get(6)?).unwrap_or(MsgType::Text),
         edited: row.get(7)?,
+        file: match (
+            row.get::<_, Option<String>>(8)?,
+            row.get::<_, Option<i64>>(9)?,
+            row.get(10)?,
+        ) {
+            (Some(name), Some(size), Some(stored_name)) => Some(StoredFile {
+                name,
+                size,
+                stored_name,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -82,6 +95,51 @@ impl Store {
             )?
             .execute(params![room_id, user_id, date, body, msg_type.code()])?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Stores a file message (its text is the file's name). Call inside
+    /// `atomically`, after the checks, once the file is on disk.
+    pub fn insert_file_message(
+        &mut self,
+        room_id: i64,
+        user_id: i64,
+        file: &StoredFile,
+        now: i64,
+    ) -> rusqlite::Result<i64> {
+        let id = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE messages SET file_name = ?2, file_size = ?3, stored_name = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, file.name, file.size, file.stored_name])?;
+        Ok(id)
+    }
+
+    /// Stored names of the files in a room (to remove with its history).
+    pub fn stored_files_in_room(&self, room_id: i64) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT stored_name FROM messages WHERE room_id = ?1 AND stored_name IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([room_id], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Every stored name the database refers to (for the start-up sweep).
+    pub fn all_stored_files(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT stored_name FROM messages WHERE stored_name IS NOT NULL")?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Bytes of files a user has stored (for the quota).
+    pub fn stored_bytes_of(&self, user_id: i64) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached(
+                "SELECT coalesce(sum(file_size), 0) FROM messages WHERE user_id = ?1 AND stored_name IS NOT NULL",
+            )?
+            .query_row([user_id], |row| row.get(0))
     }
 
     pub fn message(&self, id: i64) -> rusqlite::Result<Option<Message>> {

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_rooms", include_str!("../../db/0002_rooms.sql")),
     ("0003_messages", include_str!("../../db/0003_messages.sql")),
     ("0004_friends", include_str!("../../db/0004_friends.sql")),
+    ("0005_files", include_str!("../../db/0005_files.sql")),
 ];
 
 /// The schema version this build writes.

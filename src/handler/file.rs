@@ -1,0 +1,151 @@
+//! Files: authorizing uploads and downloads, and storing an upload's message.
+//!
+//! The bytes themselves move in the reactor and the file thread; handlers
+//! only decide whether a transfer may start, and store the message once an
+//! upload is safely on disk.
+
+use super::message::{may_post, message_body};
+use super::room::{audience, membership};
+use super::Ctx;
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::files;
+use crate::job::{Outcome, Push, TransferStart};
+use crate::model::{now_ms, MsgType, StoredFile, User};
+use crate::protocol::{DownloadBody, DownloadFile, ErrorCode, Kind, Outgoing, StoreUpload, UploadFile};
+
+/// The user a transfer acts for: the connection's log-in, else the request's token.
+fn transfer_user(ctx: &mut Ctx, token: Option<&str>) -> Result<(i64, bool)> {
+    if let Some(session) = ctx.session {
+        return Ok((session.user_id, false));
+    }
+    let token = token.ok_or_else(|| Error::client(ErrorCode::Unauthorized, "log in or give a token"))?;
+    let invalid = || Error::client(ErrorCode::AuthData, "invalid, expired or revoked token");
+    let (hash, login) = auth::parse_token(token).ok_or_else(invalid)?;
+    let now = now_ms();
+    let ttl = ctx.shared.config.token_ttl_days as i64 * 24 * 60 * 60 * 1000;
+    let user: User = ctx
+        .store
+        .use_token(&hash, login, now - ttl, now)?
+        .ok_or_else(invalid)?;
+    // Authorized by token alone: the connection closes when the transfer ends.
+    Ok((user.id, true))
+}
+
+pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
+    let (user_id, token_only) = transfer_user(ctx, req.token.as_deref())?;
+    let limit = ctx.shared.config.max_file_bytes;
+    if req.size < 1 {
+        return Err(Error::bad_request("size must be at least 1 byte"));
+    }
+    if req.size as u64 > limit {
+        return Err(Error::client(
+            ErrorCode::TooLarge,
+            format!("files are limited to {limit} bytes"),
+        ));
+    }
+    let name = files::sanitize_name(&req.name).ok_or_else(|| {
+        Error::bad_request("name must hold a file name, not only separators or control characters")
+    })?;
+    let (room, _) = membership(ctx.store, req.room_id, user_id)?;
+    may_post(ctx.store, &room, user_id)?;
+    let quota = ctx.shared.config.user_quota_bytes;
+    if quota > 0 && ctx.store.stored_bytes_of(user_id)? as u64 + req.size as u64 > quota {
+        return Err(Error::client(
+            ErrorCode::TooLarge,
+            format!("your files would exceed your quota of {quota} bytes"),
+        ));
+    }
+    if !ctx.shared.msg_rate.allow(user_id) {
+        return Err(Error::client(
+            ErrorCode::RateLimited,
+            "you are sending messages too fast; slow down",
+        ));
+    }
+    Ok(Outcome {
+        reply: Some(Outgoing::empty(Kind::ReadyRead)),
+        transfer: Some(TransferStart::Upload {
+            user_id,
+            room_id: room.id,
+            name,
+            size: req.size as u64,
+        }),
+        close_after: token_only,
+        ..Outcome::default()
+    })
+}
+
+/// Stores the message of an upload that is on disk, and broadcasts it. If
+/// the message cannot be stored (the uploader lost the right meanwhile),
+/// the file goes.
+pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
+    let dir = files::files_dir(&ctx.shared.config.data_dir);
+    let file = StoredFile {
+        name: req.name,
+        size: req.size,
+        stored_name: req.stored_name,
+    };
+    let stored = ctx.store.atomically(|s| {
+        let (room, _) = membership(s, req.room_id, req.user_id)?;
+        may_post(s, &room, req.user_id)?;
+        let id = s.insert_file_message(room.id, req.user_id, &file, now_ms())?;
+        let msg = s
+            .message(id)?
+            .ok_or_else(|| Error::Internal("stored message vanished".into()))?;
+        let power = s.room(room.id)?.map_or(0, |r| r.msg_count);
+        Ok::<_, Error>((msg, power))
+    });
+    let (msg, power) = match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            files::remove_stored(&dir, &file.stored_name);
+            return Err(e);
+        }
+    };
+    let body = message_body(msg, power);
+    Ok(Outcome::pushes(vec![Push::answer(
+        audience(ctx, req.room_id)?,
+        Outgoing::new(Kind::Msg, &body),
+    )]))
+}
+
+pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {
+    let (user_id, token_only) = transfer_user(ctx, req.token.as_deref())?;
+    membership(ctx.store, req.room_id, user_id)?;
+    let not_a_file = || Error::not_found(format!("no file message {} in room {}", req.msg_id, req.room_id));
+    let msg = ctx
+        .store
+        .message(req.msg_id)?
+        .filter(|m| m.room_id == req.room_id && m.msg_type == MsgType::File)
+        .ok_or_else(not_a_file)?;
+    let file = msg.file.ok_or_else(not_a_file)?;
+    let path = files::files_dir(&ctx.shared.config.data_dir).join(&file.stored_name);
+    let body = DownloadBody {
+        size: file.size,
+        name: file.name,
+        room_id: req.room_id,
+        msg_id: req.msg_id,
+    };
+    Ok(Outcome {
+        reply: Some(Outgoing::new(Kind::DownloadFile, &body)),
+        transfer: Some(TransferStart::Download {
+            path,
+            size: file.size as u64,
+        }),
+        close_after: token_only,
+        ..Outcome::default()
+    })
+}
+
+/// RQ_READY_READ when no download is waiting for it.
+pub fn stray_ready_read() -> Result<Outcome> {
+    Err(Error::bad_request("no download is waiting for RQ_READY_READ"))
+}
+
+/// Removes stored files after the messages naming them were deleted.
+pub fn remove_files(ctx: &Ctx, stored_names: &[String]) {
+    let dir = files::files_dir(&ctx.shared.config.data_dir);
+    for name in stored_names {
+        files::remove_stored(&dir, name);
+    }
+}
