@@ -5,7 +5,7 @@
 //! returns its answer, keeping pushes that arrive meanwhile for [`Client::recv`].
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -120,6 +120,64 @@ impl Client {
     /// Logs in with a password; returns the RQ_TOKEN reply (or the error).
     pub fn log_in(&mut self, login: &str, password: &str) -> io::Result<Value> {
         self.request(json!({"type": "RQ_LOG_IN", "login": login, "pass": password_digest(password)}))
+    }
+
+    /// Uploads a file to a room: RQ_UPLOAD_FILE, RQ_READY_READ, the bytes.
+    /// Returns the message that answers it (the RQ_MSG, or an error).
+    pub fn upload(
+        &mut self,
+        room_id: i64,
+        name: &str,
+        data: &[u8],
+        token: Option<&str>,
+    ) -> io::Result<Value> {
+        let mut msg = json!({"type": "RQ_UPLOAD_FILE", "room_id": room_id, "name": name, "size": data.len()});
+        if let Some(token) = token {
+            msg["token"] = json!(token);
+        }
+        let ready = self.request(msg)?;
+        if ready["type"] != "RQ_READY_READ" {
+            return Ok(ready);
+        }
+        let id = ready["req_id"].clone();
+        self.writer.write_all(data)?;
+        loop {
+            let reply = self.read_message()?;
+            if reply["req_id"] == id {
+                return Ok(reply);
+            }
+            self.pending.push_back(reply);
+        }
+    }
+
+    /// Downloads a file message's bytes. Returns the RQ_DOWNLOAD_FILE reply
+    /// (or the error) and the bytes.
+    pub fn download(
+        &mut self,
+        room_id: i64,
+        msg_id: i64,
+        token: Option<&str>,
+    ) -> io::Result<(Value, Vec<u8>)> {
+        let mut msg = json!({"type": "RQ_DOWNLOAD_FILE", "room_id": room_id, "msg_id": msg_id});
+        if let Some(token) = token {
+            msg["token"] = json!(token);
+        }
+        let offer = self.request(msg)?;
+        let Some(size) = offer["size"]
+            .as_u64()
+            .filter(|_| offer["type"] == "RQ_DOWNLOAD_FILE")
+        else {
+            return Ok((offer, Vec::new()));
+        };
+        self.send(&json!({"type": "RQ_READY_READ"}))?;
+        let mut data = vec![0u8; size as usize];
+        self.reader.read_exact(&mut data)?;
+        Ok((offer, data))
+    }
+
+    /// Reads exactly `buf.len()` raw bytes (a download's body).
+    pub fn recv_raw_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.reader.read_exact(buf)
     }
 
     /// Resumes a session with a token; returns the RQ_TOKEN reply (or the error).

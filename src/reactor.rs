@@ -901,6 +901,7 @@ impl Reactor {
 
     /// An upload is on disk: a worker stores its message.
     fn upload_stored(&mut self, id: u64, touched: &mut Vec<Token>) {
+        log::debug!("upload {id} is on disk");
         let token = self.transfers.get(&id).copied();
         let (upload, conn_token) = match token.and_then(|t| self.conns.get_mut(&t).map(|c| (t, c))) {
             Some((t, conn)) => match &mut conn.mode {
@@ -946,6 +947,7 @@ impl Reactor {
             kind: Kind::UploadFile,
             request: Request::StoreUpload(upload),
         };
+        log::debug!("upload {id}: storing its message (conn {})", conn_token.0);
         match self.jobs.try_send(job) {
             Ok(()) => self.jobs_out += 1,
             Err(_) => {
@@ -999,6 +1001,22 @@ impl Reactor {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
+        match std::mem::take(&mut conn.mode) {
+            Mode::Lines => {}
+            Mode::Upload(upload) => {
+                self.transfers.remove(&upload.id);
+                if upload.remaining() == 0 {
+                    // Every byte arrived: finish storing it without the client.
+                    self.orphan_uploads.insert(upload.id, OrphanUpload { upload });
+                } else {
+                    self.file_backlog.push_back(FileTask::Abort { id: upload.id });
+                }
+            }
+            Mode::AwaitReady(d) | Mode::Download(d) => {
+                self.transfers.remove(&d.id);
+                self.file_backlog.push_back(FileTask::Close { id: d.id });
+            }
+        }
         if conn.registered.is_some() {
             let _ = self.poll.registry().deregister(&mut conn.socket);
         }

@@ -18,3 +18,5 @@ mod rooms;
 mod messages;
 // Friends, direct messages, presence, offline catch-up.
 mod friends;
+// File upload and download.
+mod files;

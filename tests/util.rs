@@ -41,7 +41,15 @@ pub fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 /// Starts a server on an existing data directory (for restarts).
+/// With PARLEY_TEST_LOG set, the server's log goes to the test output.
 pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    if std::env::var_os("PARLEY_TEST_LOG").is_some() {
+        let _ = simplelog::WriteLogger::init(
+            log::LevelFilter::Debug,
+            simplelog::Config::default(),
+            std::io::stderr(),
+        );
+    }
     let mut config = test_config(&dir.path().join("data"));
     adjust(&mut config);
     let server = Server::bind(config).expect("server binds");

@@ -100,17 +100,7 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
     // after the commit, so a message anyone saw is on disk.
     let (msg, power) = ctx.store.atomically(|s| {
         let (room, _) = membership(s, req.room_id, user_id)?;
-        if room.room_type == RoomType::Direct {
-            let still_friends = match s.direct_peer(room.id, user_id)? {
-                Some(peer) => s.are_friends(user_id, peer.id)?,
-                None => false,
-            };
-            if !still_friends {
-                return Err(Error::forbidden(
-                    "you are no longer friends; add them again to write",
-                ));
-            }
-        }
+        may_post(s, &room, user_id)?;
         let id = s.insert_message(req.room_id, user_id, text, msg_type, now_ms())?;
         let msg = s
             .message(id)?
@@ -181,15 +171,18 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
 
 pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    ctx.store.atomically(|s| {
+    let files = ctx.store.atomically(|s| {
         let (_, role) = membership(s, req.room_id, user_id)?;
         if !matches!(role, Role::Owner | Role::Admin) {
             return Err(Error::forbidden(
                 "only the owner and admins clear a room's history",
             ));
         }
-        Ok(s.clear_history(req.room_id)?)
+        let files = s.stored_files_in_room(req.room_id)?;
+        s.clear_history(req.room_id)?;
+        Ok(files)
     })?;
+    super::file::remove_files(ctx, &files);
     let body = RoomIdBody { room_id: req.room_id };
     Ok(Outcome::pushes(vec![Push::answer(
         audience(ctx, req.room_id)?,

@@ -102,7 +102,9 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::StoreUpload(r) => file::store_upload(&mut ctx, r),
     };
     result.unwrap_or_else(|err| {
-        if !matches!(err, Error::Client { .. }) {
+        if matches!(err, Error::Client { .. }) {
+            log::debug!("{} from conn {} refused: {err}", kind.name(), job.conn);
+        } else {
             log::error!("{} from conn {} failed: {err}", kind.name(), job.conn);
         }
         let (code, msg) = err.to_wire();
