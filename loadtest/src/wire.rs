@@ -1,0 +1,294 @@
+//! The protocols the load generator speaks: Parley in names or integer
+//! codes, and IRC for the comparison with a classic chat daemon.
+//!
+//! Only what the scenarios need is parsed, and cheaply: the hot path (a
+//! message delivery) finds its stamp without decoding the whole JSON line.
+//! The rare lines that matter in full (errors) go through serde_json and
+//! the parley crate's own error-code table.
+
+use parley::protocol::ErrorCode;
+use serde_json::{json, Value};
+
+/// Which protocol and dialect to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Parley with symbolic names.
+    Parley,
+    /// Parley with the original integer codes.
+    ParleyInt,
+    /// IRC: NICK/USER, JOIN, PRIVMSG.
+    Irc,
+}
+
+impl Protocol {
+    pub fn parse(name: &str) -> Option<Protocol> {
+        match name {
+            "parley" => Some(Protocol::Parley),
+            "parley-int" => Some(Protocol::ParleyInt),
+            "irc" => Some(Protocol::Irc),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Parley => "parley",
+            Protocol::ParleyInt => "parley-int",
+            Protocol::Irc => "irc",
+        }
+    }
+
+    /// How many connections of a room of `members` receive each message:
+    /// Parley echoes a message to its sender's connection, IRC does not.
+    pub fn recipients(self, members: u64) -> u64 {
+        match self {
+            Protocol::Irc => members.saturating_sub(1),
+            _ => members,
+        }
+    }
+
+    /// Writes `type` in this dialect.
+    fn typed(self, name: &str, code: i64, mut body: Value) -> Vec<u8> {
+        body["type"] = match self {
+            Protocol::ParleyInt => json!(code),
+            _ => json!(name),
+        };
+        let mut line = serde_json::to_vec(&body).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+
+    /// The first lines of a connection: log in (Parley) or register and
+    /// join (IRC, which joins after the welcome; see [`Incoming::Welcome`]).
+    pub fn hello(self, token: &str, nick: &str) -> Vec<u8> {
+        match self {
+            Protocol::Irc => format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").into_bytes(),
+            _ => self.typed("RQ_TOKEN", 2, json!({"token": token, "req_id": 0})),
+        }
+    }
+
+    pub fn password_log_in(self, login: &str, digest: &str, req_id: u64) -> Vec<u8> {
+        self.typed(
+            "RQ_LOG_IN",
+            0,
+            json!({"login": login, "pass": digest, "req_id": req_id}),
+        )
+    }
+
+    pub fn token_log_in(self, token: &str, req_id: u64) -> Vec<u8> {
+        self.typed("RQ_TOKEN", 2, json!({"token": token, "req_id": req_id}))
+    }
+
+    pub fn irc_join(room: &str) -> Vec<u8> {
+        format!("JOIN {room}\r\n").into_bytes()
+    }
+
+    /// A chat message whose text carries its intended send time.
+    pub fn message(
+        self,
+        room_id: i64,
+        room: &str,
+        stamp_us: u64,
+        payload: usize,
+        req_id: Option<u64>,
+    ) -> Vec<u8> {
+        let text = stamped_text(stamp_us, payload);
+        match self {
+            Protocol::Irc => format!("PRIVMSG {room} :{text}\r\n").into_bytes(),
+            _ => {
+                let mut body = json!({"room_id": room_id, "message": text});
+                if let Some(id) = req_id {
+                    body["req_id"] = json!(id);
+                }
+                self.typed("RQ_MSG", 3, body)
+            }
+        }
+    }
+
+    /// One of the history scenario's queries, chosen by `k`.
+    pub fn history_query(self, room_id: i64, k: u64, req_id: u64) -> Vec<u8> {
+        match k % 3 {
+            0 => self.typed("RQ_GET_NEW_MSGS", 7, json!({"room_id": room_id, "count": 50, "req_id": req_id})),
+            1 => self.typed(
+                "RQ_OLD_MSGS",
+                10,
+                json!({"room_id": room_id, "before_id": 1 + (k * 7919) % 100_000, "count": 50, "req_id": req_id}),
+            ),
+            _ => self.typed(
+                "RQ_SEARCH_MSGS",
+                8,
+                json!({"room_id": room_id, "msg": SEARCH_WORDS[(k as usize / 3) % SEARCH_WORDS.len()], "req_id": req_id}),
+            ),
+        }
+    }
+}
+
+/// Words the history scenario's stored messages contain and its searches look for.
+pub const SEARCH_WORDS: [&str; 6] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+
+/// `@<stamp>:` then padding up to `payload` bytes.
+pub fn stamped_text(stamp_us: u64, payload: usize) -> String {
+    let mut text = format!("@{stamp_us}:");
+    while text.len() < payload {
+        text.push('x');
+    }
+    text
+}
+
+/// What a line from the server means to the load generator.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// The answer to one of our requests (it carried a `req_id`).
+    Reply {
+        error: Option<String>,
+    },
+    /// A chat message sent by the load generator, with its intended send time.
+    Delivery {
+        stamp_us: u64,
+    },
+    /// An error not tied to a request.
+    Error(String),
+    /// IRC: registered; time to join.
+    Welcome,
+    /// IRC: a JOIN went through.
+    Joined,
+    /// IRC: a PING to answer with this PONG.
+    Ping(Vec<u8>),
+    Other,
+}
+
+fn stamp_after(line: &[u8], marker: &[u8]) -> Option<u64> {
+    let at = find(line, marker)? + marker.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits]).ok()?.parse().ok()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn error_name(line: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(line).unwrap_or_default();
+    match &value["error_code"] {
+        Value::String(name) => name.clone(),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(ErrorCode::from_code)
+            .map_or_else(|| format!("code {n}"), |c| c.name().to_owned()),
+        _ => "unreadable error".into(),
+    }
+}
+
+/// Classifies one line (without its line ending).
+pub fn classify(protocol: Protocol, line: &[u8]) -> Incoming {
+    if protocol == Protocol::Irc {
+        return classify_irc(line);
+    }
+    let is_error = find(line, b"\"type\":\"RQ_ERROR_MSG\"").is_some()
+        || find(line, b"\"type\":9,").is_some()
+        || line.ends_with(b"\"type\":9}");
+    if find(line, b"\"req_id\":").is_some() {
+        return Incoming::Reply {
+            error: is_error.then(|| error_name(line)),
+        };
+    }
+    if is_error {
+        return Incoming::Error(error_name(line));
+    }
+    match stamp_after(line, b"\"message\":\"@") {
+        Some(stamp_us) => Incoming::Delivery { stamp_us },
+        None => Incoming::Other,
+    }
+}
+
+fn classify_irc(line: &[u8]) -> Incoming {
+    if let Some(rest) = line.strip_prefix(b"PING ") {
+        let mut pong = b"PONG ".to_vec();
+        pong.extend_from_slice(rest);
+        pong.extend_from_slice(b"\r\n");
+        return Incoming::Ping(pong);
+    }
+    let mut words = line.split(|&b| b == b' ');
+    let _prefix = words.next();
+    match words.next() {
+        Some(b"001") => Incoming::Welcome,
+        Some(b"JOIN") => Incoming::Joined,
+        Some(b"PRIVMSG") => match stamp_after(line, b" :@") {
+            Some(stamp_us) => Incoming::Delivery { stamp_us },
+            None => Incoming::Other,
+        },
+        Some(code) if code.len() == 3 && (code[0] == b'4' || code[0] == b'5') => {
+            Incoming::Error(format!("IRC {}", String::from_utf8_lossy(code)))
+        }
+        _ => Incoming::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parley_lines_are_classified() {
+        let delivery = br#"{"date":1,"edited":false,"login":"u","message":"@12345:xxxx","message_id":9,"type":"RQ_MSG"}"#;
+        assert_eq!(
+            classify(Protocol::Parley, delivery),
+            Incoming::Delivery { stamp_us: 12345 }
+        );
+        let reply = br#"{"message":"@77:x","req_id":4,"type":"RQ_MSG"}"#;
+        assert_eq!(classify(Protocol::Parley, reply), Incoming::Reply { error: None });
+        let err = br#"{"error_code":"ER_RATE_LIMITED","msg":"slow","req_id":4,"type":"RQ_ERROR_MSG"}"#;
+        assert_eq!(
+            classify(Protocol::Parley, err),
+            Incoming::Reply {
+                error: Some("ER_RATE_LIMITED".into())
+            }
+        );
+        let int_err = br#"{"error_code":107,"msg":"busy","type":9}"#;
+        assert_eq!(
+            classify(Protocol::ParleyInt, int_err),
+            Incoming::Error("ER_BUSY".into())
+        );
+        assert_eq!(
+            classify(Protocol::Parley, br#"{"type":"RQ_NEW_MEMBER"}"#),
+            Incoming::Other
+        );
+    }
+
+    #[test]
+    fn irc_lines_are_classified() {
+        assert_eq!(
+            classify(Protocol::Irc, b":srv 001 l1 :Welcome"),
+            Incoming::Welcome
+        );
+        assert_eq!(
+            classify(Protocol::Irc, b":l1!~l1@localhost JOIN :#r0"),
+            Incoming::Joined
+        );
+        assert_eq!(
+            classify(Protocol::Irc, b":l2!~l2@h PRIVMSG #r0 :@999:xx"),
+            Incoming::Delivery { stamp_us: 999 }
+        );
+        assert_eq!(
+            classify(Protocol::Irc, b"PING :srv"),
+            Incoming::Ping(b"PONG :srv\r\n".to_vec())
+        );
+        assert_eq!(
+            classify(Protocol::Irc, b":srv 433 * l1 :Nickname already in use"),
+            Incoming::Error("IRC 433".into())
+        );
+    }
+
+    #[test]
+    fn messages_carry_their_stamp_and_payload_size() {
+        let line = Protocol::ParleyInt.message(3, "#r3", 42, 64, Some(7));
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["type"], 3);
+        assert_eq!(v["message"].as_str().unwrap().len(), 64);
+        assert!(v["message"].as_str().unwrap().starts_with("@42:"));
+        let irc = Protocol::Irc.message(3, "#r3", 42, 8, None);
+        assert_eq!(irc, b"PRIVMSG #r3 :@42:xxxx\r\n");
+        assert_eq!(Protocol::Irc.recipients(10), 9);
+        assert_eq!(Protocol::Parley.recipients(10), 10);
+    }
+}
