@@ -119,6 +119,8 @@ pub struct Reactor {
     orphan_uploads: HashMap<u64, OrphanUpload>,
     next_transfer: u64,
     files_dir: PathBuf,
+    /// Every socket read lands here first; allocated once.
+    scratch: Vec<u8>,
 }
 
 fn conn_id(token: Token) -> ConnId {
@@ -165,6 +167,7 @@ impl Reactor {
             orphan_uploads: HashMap::new(),
             next_transfer: 1,
             files_dir,
+            scratch: vec![0; crate::conn::READ_CHUNK],
         })
     }
 
@@ -316,7 +319,7 @@ impl Reactor {
             };
             let mut progressed = conn.reader.buffered() != buffered_before;
             if !draining && wants_read(conn, max_out, pause_at) {
-                match conn.read_available(pause_at) {
+                match conn.read_available(pause_at, &mut self.scratch) {
                     Ok((_, ReadStatus::Closed)) => {
                         conn.peer_closed = true;
                         progressed = true;
