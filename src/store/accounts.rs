@@ -5,6 +5,9 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::Store;
 use crate::model::User;
 
+/// How stale a token's last-use mark may get before a resume rewrites it.
+const LAST_USED_GRANULARITY_MS: i64 = 60 * 60 * 1000;
+
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
@@ -105,9 +108,13 @@ impl Store {
                 drop(user);
                 None
             }
-            Some((user, _)) if user.login == login => {
-                tx.prepare_cached("UPDATE tokens SET last_used = ?2 WHERE hash = ?1")?
-                    .execute(params![&hash[..], now])?;
+            Some((user, last_used)) if user.login == login => {
+                // Expiry is counted in days: refreshing the mark at most
+                // hourly spares a write (and its fsync) on most resumes.
+                if now - last_used > LAST_USED_GRANULARITY_MS {
+                    tx.prepare_cached("UPDATE tokens SET last_used = ?2 WHERE hash = ?1")?
+                        .execute(params![&hash[..], now])?;
+                }
                 Some(user)
             }
             _ => None,
@@ -172,13 +179,29 @@ mod tests {
             s.use_token(&hash, "alice", 0, 150).unwrap().is_none(),
             "login must match"
         );
+        let hour = super::LAST_USED_GRANULARITY_MS;
+        // A use within the hour leaves the mark at 100; one later moves it.
         assert_eq!(s.use_token(&hash, "bob", 0, 200).unwrap(), Some(u.clone()));
+        let later = 100 + hour + 1;
+        assert_eq!(
+            s.use_token(&hash, "bob", 101, later).unwrap(),
+            None,
+            "last use counted from 100"
+        );
+        s.insert_token(&hash, u.id, 100).unwrap();
+        assert_eq!(s.use_token(&hash, "bob", 0, later).unwrap(), Some(u.clone()));
         assert!(
-            s.use_token(&hash, "bob", 201, 300).unwrap().is_none(),
-            "unused since 200"
+            s.use_token(&hash, "bob", later, later + 5).unwrap().is_some(),
+            "mark moved to {later}"
         );
         assert!(
-            s.use_token(&hash, "bob", 0, 300).unwrap().is_none(),
+            s.use_token(&hash, "bob", later + 1, later + 10)
+                .unwrap()
+                .is_none(),
+            "unused since {later}: expired"
+        );
+        assert!(
+            s.use_token(&hash, "bob", 0, later + 20).unwrap().is_none(),
             "expired tokens are deleted"
         );
         s.insert_token(&hash, u.id, 400).unwrap();
