@@ -7,7 +7,11 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -131,6 +135,18 @@ impl Client {
         data: &[u8],
         token: Option<&str>,
     ) -> io::Result<Value> {
+        self.upload_with_progress(room_id, name, data, token, |_| {})
+    }
+
+    /// [`Client::upload`], calling `progress` with the bytes sent so far.
+    pub fn upload_with_progress(
+        &mut self,
+        room_id: i64,
+        name: &str,
+        data: &[u8],
+        token: Option<&str>,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<Value> {
         let mut msg = json!({"type": "RQ_UPLOAD_FILE", "room_id": room_id, "name": name, "size": data.len()});
         if let Some(token) = token {
             msg["token"] = json!(token);
@@ -140,7 +156,12 @@ impl Client {
             return Ok(ready);
         }
         let id = ready["req_id"].clone();
-        self.writer.write_all(data)?;
+        let mut sent = 0u64;
+        for chunk in data.chunks(64 * 1024) {
+            self.writer.write_all(chunk)?;
+            sent += chunk.len() as u64;
+            progress(sent);
+        }
         loop {
             let reply = self.read_message()?;
             if reply["req_id"] == id {
@@ -158,6 +179,17 @@ impl Client {
         msg_id: i64,
         token: Option<&str>,
     ) -> io::Result<(Value, Vec<u8>)> {
+        self.download_with_progress(room_id, msg_id, token, |_, _| {})
+    }
+
+    /// [`Client::download`], calling `progress(received, size)` as bytes arrive.
+    pub fn download_with_progress(
+        &mut self,
+        room_id: i64,
+        msg_id: i64,
+        token: Option<&str>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> io::Result<(Value, Vec<u8>)> {
         let mut msg = json!({"type": "RQ_DOWNLOAD_FILE", "room_id": room_id, "msg_id": msg_id});
         if let Some(token) = token {
             msg["token"] = json!(token);
@@ -171,7 +203,13 @@ impl Client {
         };
         self.send(&json!({"type": "RQ_READY_READ"}))?;
         let mut data = vec![0u8; size as usize];
-        self.reader.read_exact(&mut data)?;
+        let mut got = 0usize;
+        while got < data.len() {
+            let end = (got + 64 * 1024).min(data.len());
+            self.reader.read_exact(&mut data[got..end])?;
+            got = end;
+            progress(got as u64, size);
+        }
         Ok((offer, data))
     }
 
@@ -183,5 +221,164 @@ impl Client {
     /// Resumes a session with a token; returns the RQ_TOKEN reply (or the error).
     pub fn resume(&mut self, token: &str) -> io::Result<Value> {
         self.request(json!({"type": "RQ_TOKEN", "token": token}))
+    }
+}
+
+/// A connection for interactive clients: a reader thread hands replies to
+/// [`Link::request`] and everything else to a callback, and when the server
+/// goes away it reconnects with back-off and resumes the session.
+pub struct Link {
+    shared: Arc<LinkShared>,
+    replies: Receiver<Value>,
+    next_req_id: u64,
+}
+
+/// What the reader thread and the requesting side share.
+struct LinkShared {
+    addr: String,
+    writer: Mutex<Option<TcpStream>>,
+    /// The session token, for resuming after a reconnect.
+    token: Mutex<Option<String>>,
+}
+
+/// What the reader thread tells the client about the connection itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A message that answers no request of this client: a push.
+    Push(Value),
+    /// The connection was lost; reconnecting.
+    Lost,
+    /// Reconnected (and resumed, when there was a token).
+    Restored,
+}
+
+/// Back-off between reconnection attempts: 1, 2, 4, ... up to 30 seconds.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.min(5)).min(Duration::from_secs(30))
+}
+
+impl Link {
+    /// Connects, and starts the reader thread. `on_event` receives pushes and
+    /// connection events; `on_restore` gives the lines to send after a
+    /// successful resume (catching up on missed messages).
+    pub fn connect(
+        addr: &str,
+        mut on_event: impl FnMut(LinkEvent) + Send + 'static,
+        on_restore: impl Fn() -> Vec<Value> + Send + 'static,
+    ) -> io::Result<Link> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let shared = Arc::new(LinkShared {
+            addr: addr.to_owned(),
+            writer: Mutex::new(Some(stream.try_clone()?)),
+            token: Mutex::new(None),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let reader_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("parley-link".into())
+            .spawn(move || {
+                let mut stream = stream;
+                loop {
+                    read_until_closed(&stream, &tx, &mut on_event);
+                    on_event(LinkEvent::Lost);
+                    *reader_shared.writer.lock() = None;
+                    stream = reconnect(&reader_shared);
+                    let token = reader_shared.token.lock().clone();
+                    let mut lines = Vec::new();
+                    if let Some(token) = token {
+                        lines.push(json!({"type": "RQ_TOKEN", "token": token, "req_id": "resume"}));
+                        lines.extend(on_restore());
+                    }
+                    let mut writer = stream.try_clone().ok();
+                    for line in &lines {
+                        if let Some(w) = writer.as_mut() {
+                            let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+                            bytes.push(b'\n');
+                            let _ = w.write_all(&bytes);
+                        }
+                    }
+                    *reader_shared.writer.lock() = writer;
+                    on_event(LinkEvent::Restored);
+                }
+            })?;
+        Ok(Link {
+            shared,
+            replies: rx,
+            next_req_id: 1,
+        })
+    }
+
+    /// Remembers the session token, for resuming after a reconnect.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.shared.token.lock() = token;
+    }
+
+    /// Sends `msg` with a fresh `req_id` and waits for its answer.
+    pub fn request(&mut self, mut msg: Value) -> io::Result<Value> {
+        let id = self.next_req_id;
+        self.next_req_id += 1;
+        msg["req_id"] = json!(id);
+        let mut line = serde_json::to_vec(&msg).map_err(|e| invalid(e.to_string()))?;
+        line.push(b'\n');
+        {
+            let mut writer = self.shared.writer.lock();
+            let stream = writer
+                .as_mut()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected; reconnecting"))?;
+            stream.write_all(&line)?;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.replies.recv_timeout(left) {
+                Ok(reply) if reply["req_id"] == json!(id) => return Ok(reply),
+                Ok(_) => continue, // a late answer to a request that timed out
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no answer from the server",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The address this link connects to.
+    pub fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+}
+
+/// Reads lines until the connection closes, routing answers and pushes.
+fn read_until_closed(stream: &TcpStream, replies: &Sender<Value>, on_event: &mut impl FnMut(LinkEvent)) {
+    let Ok(clone) = stream.try_clone() else { return };
+    let reader = BufReader::new(clone);
+    for line in reader.lines() {
+        let Ok(line) = line else { return };
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        match &msg["req_id"] {
+            Value::Number(_) => {
+                let _ = replies.send(msg);
+            }
+            // Answers to what the reader itself sent after a reconnect.
+            Value::String(_) => on_event(LinkEvent::Push(msg)),
+            _ => on_event(LinkEvent::Push(msg)),
+        }
+    }
+}
+
+/// Connects again, waiting longer after each failure.
+fn reconnect(shared: &LinkShared) -> TcpStream {
+    let mut attempt = 0;
+    loop {
+        std::thread::sleep(backoff(attempt));
+        if let Ok(stream) = TcpStream::connect(&shared.addr) {
+            let _ = stream.set_nodelay(true);
+            return stream;
+        }
+        attempt += 1;
     }
 }

@@ -298,10 +298,13 @@ pub struct UpdUserName {
     pub name: String,
 }
 
-/// RQ_MEMBER_INFO.
+/// RQ_MEMBER_INFO: a user by id, or by login.
 #[derive(Debug, Deserialize)]
 pub struct MemberInfo {
-    pub user_id: i64,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub login: Option<String>,
 }
 
 /// RQ_NEW_ROOM (old clients give the room type as a second `type`).

@@ -160,10 +160,12 @@ pub fn update_name(ctx: &mut Ctx, req: UpdUserName) -> Result<Outcome> {
 }
 
 pub fn member_info(ctx: &mut Ctx, req: MemberInfo) -> Result<Outcome> {
-    let user = ctx
-        .store
-        .user_by_id(req.user_id)?
-        .ok_or_else(|| Error::not_found(format!("no user with id {}", req.user_id)))?;
+    let user = match (req.user_id, &req.login) {
+        (Some(id), _) => ctx.store.user_by_id(id)?,
+        (None, Some(login)) => ctx.store.user_by_login(login)?,
+        (None, None) => return Err(Error::bad_request("give `user_id` or `login`")),
+    }
+    .ok_or_else(|| Error::not_found("no such user"))?;
     let body = MemberInfoBody {
         online: ctx.shared.presence.is_online(user.id),
         user_id: user.id,
