@@ -214,7 +214,10 @@ fn profile_updates() {
     );
     let by_login = bob.req(json!({"type": "RQ_MEMBER_INFO", "login": "alice"}));
     assert_eq!(by_login["user_id"], alice.id);
-    assert_error(&bob.req(json!({"type": "RQ_MEMBER_INFO", "login": "nobody"})), "ER_NOT_FOUND");
+    assert_error(
+        &bob.req(json!({"type": "RQ_MEMBER_INFO", "login": "nobody"})),
+        "ER_NOT_FOUND",
+    );
     assert_error(&bob.req(json!({"type": "RQ_MEMBER_INFO"})), "ER_BAD_REQUEST");
 }
 

@@ -20,3 +20,5 @@ mod messages;
 mod friends;
 // File upload and download.
 mod files;
+// The parley terminal client, driven through stdin.
+mod cli;
