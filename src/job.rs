@@ -107,12 +107,23 @@ pub struct Outcome {
     /// The connection is closed once its output is sent (a connection that
     /// was authorized only by a transfer's token, when the transfer ends).
     pub close_after: bool,
+    /// The answer will come later from elsewhere (the message committer):
+    /// the worker sends no completion for this job.
+    pub deferred: bool,
 }
 
 impl Outcome {
     pub fn reply(msg: Outgoing) -> Outcome {
         Outcome {
             reply: Some(msg),
+            ..Outcome::default()
+        }
+    }
+
+    /// The job's completion will be sent by whoever finishes it.
+    pub fn deferred() -> Outcome {
+        Outcome {
+            deferred: true,
             ..Outcome::default()
         }
     }

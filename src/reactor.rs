@@ -514,6 +514,7 @@ impl Reactor {
             revoke,
             transfer,
             close_after,
+            deferred: _,
         } = completion.outcome;
         // The requester may have gone meanwhile (or there was none, for the
         // server's own jobs); what the job did still reaches everyone else.

@@ -15,6 +15,7 @@ use mio::{Poll, Waker};
 
 use crate::config::Config;
 use crate::files;
+use crate::handler::committer;
 use crate::presence::Presence;
 use crate::reactor::{Limits, Links, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
@@ -83,7 +84,8 @@ impl Server {
         store::migrate(&db_path)?;
         // Every worker's connection is opened before any thread starts, so a
         // bad database fails here rather than in a worker.
-        let stores = (0..config.workers)
+        // One connection per worker, and one for the message committer.
+        let stores = (0..config.workers + 1)
             .map(|_| Store::open(&db_path, config.durability))
             .collect::<anyhow::Result<Vec<_>>>()?;
         sweep_files(&config, &stores[0])?;
@@ -123,12 +125,24 @@ impl Server {
     pub fn run(self) -> anyhow::Result<()> {
         let config = self.config;
         let presence = Arc::new(Presence::default());
-        let shared = Arc::new(Shared::new(config.clone(), presence.clone()).map_err(anyhow::Error::msg)?);
+        let (committer, committer_inbox) = committer::channel();
+        let shared =
+            Arc::new(Shared::new(config.clone(), presence.clone(), committer).map_err(anyhow::Error::msg)?);
         let (job_tx, job_rx) = crossbeam_channel::bounded(config.job_queue);
         let (done_tx, done_rx) = crossbeam_channel::bounded(config.job_queue + config.workers);
 
+        let mut stores = self.stores;
+        let committer_store = stores.pop().context("no store for the committer")?;
+        let committer_thread = committer::start(
+            committer_inbox,
+            committer_store,
+            shared.clone(),
+            done_tx.clone(),
+            self.waker.clone(),
+        )
+        .context("spawning the message committer")?;
         let mut handles = Vec::new();
-        for (i, store) in self.stores.into_iter().enumerate() {
+        for (i, store) in stores.into_iter().enumerate() {
             let worker = Worker {
                 jobs: job_rx.clone(),
                 done: done_tx.clone(),
@@ -192,6 +206,11 @@ impl Server {
                 Ok(store) => stores.push(store),
                 Err(_) => log::error!("a worker thread panicked"),
             }
+        }
+        // Workers are gone: nothing more can be queued. Store what is.
+        shared.committer.stop();
+        if committer_thread.join().is_err() {
+            log::error!("the message committer panicked");
         }
         if let Some(store) = stores.first() {
             if let Err(e) = store.checkpoint() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::audience::RoomAudiences;
 use crate::auth::PasswordHasher;
 use crate::config::Config;
+use crate::handler::committer::MessageCommitter;
 use crate::presence::Presence;
 use crate::throttle::{LoginThrottle, RateLimiter};
 
@@ -19,10 +20,16 @@ pub struct Shared {
     pub audiences: RoomAudiences,
     /// Per-user message rate.
     pub msg_rate: RateLimiter,
+    /// Where checked messages go to be stored, several per transaction.
+    pub committer: MessageCommitter,
 }
 
 impl Shared {
-    pub fn new(config: Config, presence: Arc<Presence>) -> Result<Shared, String> {
+    pub fn new(
+        config: Config,
+        presence: Arc<Presence>,
+        committer: MessageCommitter,
+    ) -> Result<Shared, String> {
         let hasher = PasswordHasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
         let login_throttle = LoginThrottle::new(
             config.login_failures_per_login,
@@ -35,6 +42,7 @@ impl Shared {
             presence,
             audiences: RoomAudiences::default(),
             msg_rate: RateLimiter::new(config.msg_rate_per_sec, config.msg_burst),
+            committer,
             config,
         })
     }

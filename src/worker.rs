@@ -37,6 +37,9 @@ impl Worker {
                 log::error!("handler for {} on conn {conn} panicked", kind.name());
                 Outcome::error(ErrorCode::Internal, "internal server error", kind)
             });
+            if outcome.deferred {
+                continue;
+            }
             if self.done.send(Completion { conn, outcome }).is_err() {
                 break;
             }

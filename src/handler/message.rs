@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use super::committer::NewMessage;
 use super::room::{audience, membership};
 use super::{validate, Ctx};
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
-use crate::model::{now_ms, Message, MsgType, Role, Room, RoomType};
+use crate::model::{Message, MsgType, Role, Room, RoomType};
 use crate::protocol::{
     DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
     Outgoing, RoomIdBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
@@ -96,23 +97,19 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
             "you are sending messages too fast; slow down",
         ));
     }
-    // Checked and stored under one write lock; the broadcast goes out only
-    // after the commit, so a message anyone saw is on disk.
-    let (msg, power) = ctx.store.atomically(|s| {
-        let (room, _) = membership(s, req.room_id, user_id)?;
-        may_post(s, &room, user_id)?;
-        let id = s.insert_message(req.room_id, user_id, text, msg_type, now_ms())?;
-        let msg = s
-            .message(id)?
-            .ok_or_else(|| Error::Internal("stored message vanished".into()))?;
-        let power = power(s, req.room_id)?;
-        Ok::<_, Error>((msg, power))
+    // Checked now, checked again and stored by the committer (several
+    // messages per transaction and fsync); the broadcast goes out only after
+    // that commit, so a message anyone saw is on disk.
+    let (room, _) = membership(ctx.store, req.room_id, user_id)?;
+    may_post(ctx.store, &room, user_id)?;
+    ctx.shared.committer.submit(NewMessage {
+        conn: ctx.conn,
+        room_id: room.id,
+        user_id,
+        text: text.to_owned(),
+        msg_type,
     })?;
-    let body = message_body(msg, power);
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        Outgoing::new(Kind::Msg, &body),
-    )]))
+    Ok(Outcome::deferred())
 }
 
 pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {

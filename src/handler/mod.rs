@@ -6,6 +6,7 @@
 //! client sees only `ER_INTERNAL`).
 
 mod account;
+pub mod committer;
 mod file;
 mod friend;
 mod message;
@@ -15,7 +16,7 @@ mod validate;
 use std::net::IpAddr;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, Outcome, Session};
+use crate::job::{ConnId, Job, Outcome, Session};
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 use crate::shared::Shared;
 use crate::store::Store;
@@ -26,6 +27,8 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     pub session: Option<&'a Session>,
     pub peer: IpAddr,
+    /// The requesting connection (for answers sent later, by the committer).
+    pub conn: ConnId,
 }
 
 impl Ctx<'_> {
@@ -60,6 +63,7 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         shared,
         session: job.session.as_ref(),
         peer: job.peer,
+        conn: job.conn,
     };
     let result = match job.request {
         Request::SignUp(r) => account::sign_up(&mut ctx, r),
