@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::util::{assert_error, assert_type, ping, start_server, start_with};
+use crate::util::{assert_error, assert_type, ping, spawn_parleyd, start_server, start_with};
 
 /// Reads until EOF or timeout; true if the server closed the connection.
 fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
@@ -139,34 +139,6 @@ fn in_process_shutdown_finishes_and_stops_listening() {
 
 fn parleyd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_parleyd"))
-}
-
-/// Starts parleyd on an ephemeral port; returns the child and its address.
-// The caller waits for the child it is handed.
-#[allow(clippy::zombie_processes)]
-fn spawn_parleyd(data: &std::path::Path) -> (Child, String) {
-    let mut child = parleyd()
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(["--workers", "2"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            let _ = child.wait();
-            panic!("parleyd exited early");
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, addr);
-        }
-    }
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {

@@ -524,33 +524,8 @@ fn history_survives_a_restart() {
 
 #[test]
 fn acknowledged_messages_survive_kill_9() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_parleyd"))
-            .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.path())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "parleyd exited");
-        }
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        (child, addr)
-    };
+    let start = || crate::util::spawn_parleyd(dir.path());
     let (mut child, addr) = start();
     let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
     let token = c.sign_up("alice", "pw").unwrap()["token"]

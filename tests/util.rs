@@ -181,3 +181,31 @@ impl User {
         self.client.recv_type(kind).expect("push arrives")
     }
 }
+
+/// Starts parleyd on an ephemeral port; returns the child and its address.
+// The caller waits for the child it is handed.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_parleyd(data: &Path) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parleyd"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(["--workers", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            let _ = child.wait();
+            panic!("parleyd exited early");
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return (child, addr);
+        }
+    }
+}
