@@ -91,11 +91,12 @@ impl Server {
         sweep_files(&config, &stores[0])?;
         raise_fd_limit(config.max_connections);
 
-        let std_listener = std::net::TcpListener::bind(config.listen)
+        // mio's bind listens with a backlog of 1024 (std's is 128, which
+        // overflowed under connection storms: clients then waited for SYN
+        // retransmits, seconds each).
+        let listener = mio::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        std_listener.set_nonblocking(true)?;
-        let local_addr = std_listener.local_addr()?;
-        let listener = mio::net::TcpListener::from_std(std_listener);
+        let local_addr = listener.local_addr()?;
         let poll = Poll::new().context("creating the poll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating the waker")?);
         Ok(Server {

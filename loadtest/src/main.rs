@@ -322,6 +322,7 @@ struct TimelinePoint {
 /// Accounts, rooms and the per-connection plans of a run.
 fn plan_connections(o: &Options, target: &str, target_addr: SocketAddr) -> Result<Vec<ConnPlan>> {
     let run = setup::run_id();
+    let first_source = net::first_source();
     if o.protocol == Protocol::Irc {
         let rooms = o.clients.div_ceil(o.room_size);
         return Ok((0..o.clients)
@@ -339,7 +340,7 @@ fn plan_connections(o: &Options, target: &str, target_addr: SocketAddr) -> Resul
                     login: String::new(),
                     token: String::new(),
                     nick: format!("l{run}{i}"),
-                    source: net::source_for(target_addr, i),
+                    source: net::source_for(target_addr, i, first_source),
                 }
             })
             .collect());
@@ -378,13 +379,26 @@ fn plan_connections(o: &Options, target: &str, target_addr: SocketAddr) -> Resul
                 login: accounts[user].login.clone(),
                 token: accounts[user].token.clone(),
                 nick: String::new(),
-                source: net::source_for(target_addr, i),
+                source: net::source_for(target_addr, i, first_source),
             }
         })
         .collect())
 }
 
+/// Raises this process's open-file limit to hold every connection.
+fn raise_fd_limit(connections: usize) {
+    let wanted = connections as u64 + 256;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => {
+            eprintln!("warning: open-file limit is {got}; fewer than {connections} connections can be opened")
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: could not raise the open-file limit: {e}"),
+    }
+}
+
 fn run(o: Options) -> Result<()> {
+    raise_fd_limit(o.clients);
     let spawned = if o.target == "spawn" {
         Some(spawn_server(o.parleyd.as_ref())?)
     } else {

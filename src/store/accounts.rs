@@ -91,36 +91,36 @@ impl Store {
         not_before: i64,
         now: i64,
     ) -> rusqlite::Result<Option<User>> {
-        let tx = self
+        // A plain read: most resumes write nothing, and a write transaction
+        // here made concurrent resumes queue for SQLite's write lock. The
+        // rare writes below are single idempotent statements.
+        let found = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found = tx
             .prepare_cached(
                 "SELECT u.id, u.login, u.name, u.\"desc\", t.last_used FROM tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.hash = ?1",
             )?
             .query_row([&hash[..]], |row| Ok((user_from_row(row)?, row.get::<_, i64>(4)?)))
             .optional()?;
-        let user = match found {
-            Some((user, last_used)) if last_used < not_before => {
-                tx.prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
-                    .execute([&hash[..]])?;
-                drop(user);
-                None
+        match found {
+            Some((_, last_used)) if last_used < not_before => {
+                self.conn
+                    .prepare_cached("DELETE FROM tokens WHERE hash = ?1 AND last_used < ?2")?
+                    .execute(params![&hash[..], not_before])?;
+                Ok(None)
             }
             Some((user, last_used)) if user.login == login => {
                 // Expiry is counted in days: refreshing the mark at most
                 // hourly spares a write (and its fsync) on most resumes.
                 if now - last_used > LAST_USED_GRANULARITY_MS {
-                    tx.prepare_cached("UPDATE tokens SET last_used = ?2 WHERE hash = ?1")?
+                    self.conn
+                        .prepare_cached("UPDATE tokens SET last_used = max(last_used, ?2) WHERE hash = ?1")?
                         .execute(params![&hash[..], now])?;
                 }
-                Some(user)
+                Ok(Some(user))
             }
-            _ => None,
-        };
-        tx.commit()?;
-        Ok(user)
+            _ => Ok(None),
+        }
     }
 
     /// Deletes a user's token; false when it was not theirs or did not exist.
