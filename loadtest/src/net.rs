@@ -59,11 +59,16 @@ mod tests {
     #[test]
     fn sources_spread_over_loopback_only() {
         let local: SocketAddr = "127.0.0.1:7700".parse().unwrap();
-        assert_eq!(source_for(local, 0), None, "the first share connects unbound");
+        assert_eq!(source_for(local, 0, 0), Some("127.0.0.1".parse().unwrap()));
         assert_eq!(
-            source_for(local, CONNS_PER_SOURCE),
+            source_for(local, CONNS_PER_SOURCE, 0),
             Some("127.0.0.2".parse().unwrap())
         );
-        assert_eq!(source_for("10.1.2.3:7700".parse().unwrap(), 99_999), None);
+        assert_eq!(source_for(local, 0, 249), Some("127.0.0.250".parse().unwrap()));
+        assert_eq!(
+            source_for(local, CONNS_PER_SOURCE, 249),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(source_for("10.1.2.3:7700".parse().unwrap(), 99_999, 0), None);
     }
 }
