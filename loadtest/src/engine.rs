@@ -466,18 +466,23 @@ impl Thread {
         self.next_req_id
     }
 
-    fn request_message(&mut self, i: usize, intended: u64) {
-        let req_id = self.req_id();
+    /// Queues a chat message stamped with `intended` on connection `i`.
+    fn queue_message(&mut self, i: usize, intended: u64, req_id: Option<u64>) {
         let conn = &mut self.conns[i];
         let line = self.cfg.protocol.message(
             conn.plan.room_id,
             &conn.plan.room_name,
             intended,
             self.cfg.payload,
-            Some(req_id),
+            req_id,
         );
         conn.wbuf.extend_from_slice(&line);
-        conn.pending.push_back(intended);
+    }
+
+    fn request_message(&mut self, i: usize, intended: u64) {
+        let req_id = self.req_id();
+        self.queue_message(i, intended, Some(req_id));
+        self.conns[i].pending.push_back(intended);
     }
 
     fn request_log_in(&mut self, i: usize, intended: u64, password: bool) {
@@ -513,19 +518,11 @@ impl Thread {
             };
             match self.cfg.traffic {
                 Traffic::Fanout { .. } => {
-                    let conn = &mut self.conns[i];
-                    let line = self.cfg.protocol.message(
-                        conn.plan.room_id,
-                        &conn.plan.room_name,
-                        intended,
-                        self.cfg.payload,
-                        None,
-                    );
-                    conn.wbuf.extend_from_slice(&line);
+                    self.queue_message(i, intended, None);
                     self.interval.sent += 1;
                     if intended >= window_start {
                         self.window.sent += 1;
-                        self.window.expected += conn.plan.recipients;
+                        self.window.expected += self.conns[i].plan.recipients;
                     }
                 }
                 Traffic::History { .. } => {
