@@ -157,6 +157,7 @@ fn history_queries_are_answered_at_the_rate() {
 
 #[test]
 fn log_ins_by_password_and_by_token() {
+    // Argon2 costs real CPU, and other tests share the machine: a modest rate.
     let r = run(&[
         "--scenario",
         "login",
@@ -165,10 +166,10 @@ fn log_ins_by_password_and_by_token() {
         "--clients",
         "4",
         "--rate",
-        "20",
+        "10",
     ]);
     let sent = u(&r["sent"]);
-    assert!((35..=45).contains(&sent), "password log-ins {sent}: {r}");
+    assert!((15..=23).contains(&sent), "password log-ins {sent}: {r}");
     let r = run(&[
         "--scenario",
         "login",
