@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use super::message::{may_post, message_body};
-use super::room::membership;
+use super::room::{audience_of, membership};
 use crate::error::Error;
 use crate::job::{Completion, ConnId, Outcome, Push};
 use crate::model::{now_ms, Message, MsgType};
@@ -176,9 +176,7 @@ fn store_batch(store: &mut Store, batch: &[NewMessage]) -> Vec<Result<(Message, 
 /// The RQ_MSG broadcast of a stored message.
 fn broadcast(store: &Store, shared: &Shared, msg: Message, power: i64) -> Result<Outcome, Error> {
     let room_id = msg.room_id;
-    let audience = shared
-        .audiences
-        .get(room_id, || store.member_ids(room_id).map_err(Error::from))?;
+    let audience = audience_of(store, shared, room_id)?;
     let body = message_body(msg, power);
     Ok(Outcome::pushes(vec![Push::answer(
         audience,

@@ -5,12 +5,12 @@
 //! upload is safely on disk.
 
 use super::message::{may_post, message_body};
-use super::room::{audience, membership};
+use super::room::{broadcast, membership};
 use super::Ctx;
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::job::{Outcome, Push, TransferStart};
+use crate::job::{Outcome, TransferStart};
 use crate::model::{now_ms, MsgType, StoredFile, User};
 use crate::protocol::{DownloadBody, DownloadFile, ErrorCode, Kind, Outgoing, StoreUpload, UploadFile};
 
@@ -103,10 +103,7 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         }
     };
     let body = message_body(msg, power);
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        Outgoing::new(Kind::Msg, &body),
-    )]))
+    broadcast(ctx, req.room_id, Kind::Msg, &body)
 }
 
 pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {

@@ -18,6 +18,14 @@ fn peer(user: &User) -> PeerBody {
     }
 }
 
+/// The caller's connections learn about `friend`, and the friend's about the caller.
+fn tell_both(kind: Kind, me: &User, friend: &User) -> Outcome {
+    Outcome::pushes(vec![
+        Push::answer(Arc::new(vec![me.id]), Outgoing::new(kind, &peer(friend))),
+        Push::notice(Arc::new(vec![friend.id]), Outgoing::new(kind, &peer(me))),
+    ])
+}
+
 /// The other user named by login; refuses oneself and unknown logins.
 fn other_user(ctx: &Ctx, login: &str) -> Result<User> {
     if ctx.user()?.login == login {
@@ -44,16 +52,7 @@ pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     {
         return Err(Error::client(ErrorCode::Conflict, "already friends"));
     }
-    Ok(Outcome::pushes(vec![
-        Push::answer(
-            Arc::new(vec![me.id]),
-            Outgoing::new(Kind::AddFriend, &peer(&friend)),
-        ),
-        Push::notice(
-            Arc::new(vec![friend.id]),
-            Outgoing::new(Kind::AddFriend, &peer(&me)),
-        ),
-    ]))
+    Ok(tell_both(Kind::AddFriend, &me, &friend))
 }
 
 pub fn del_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
@@ -62,16 +61,7 @@ pub fn del_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     if !ctx.store.atomically(|s| s.remove_friend(me.id, friend.id))? {
         return Err(Error::not_found("not friends"));
     }
-    Ok(Outcome::pushes(vec![
-        Push::answer(
-            Arc::new(vec![me.id]),
-            Outgoing::new(Kind::DelFriend, &peer(&friend)),
-        ),
-        Push::notice(
-            Arc::new(vec![friend.id]),
-            Outgoing::new(Kind::DelFriend, &peer(&me)),
-        ),
-    ]))
+    Ok(tell_both(Kind::DelFriend, &me, &friend))
 }
 
 pub fn get_friends(ctx: &mut Ctx) -> Result<Outcome> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::committer::NewMessage;
-use super::room::{audience, membership};
+use super::room::{broadcast, membership};
 use super::{validate, Ctx};
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
@@ -133,10 +133,7 @@ pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
         msg: text.to_owned(),
         power,
     };
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        Outgoing::new(Kind::EditMsg, &body),
-    )]))
+    broadcast(ctx, req.room_id, Kind::EditMsg, &body)
 }
 
 pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
@@ -160,10 +157,7 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
         room_id: req.room_id,
         msg_id: req.msg_id,
     };
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        Outgoing::new(Kind::DelMsg, &body),
-    )]))
+    broadcast(ctx, req.room_id, Kind::DelMsg, &body)
 }
 
 pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
@@ -181,10 +175,7 @@ pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     })?;
     super::file::remove_files(ctx, &files);
     let body = RoomIdBody { room_id: req.room_id };
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        Outgoing::new(Kind::DelHist, &body),
-    )]))
+    broadcast(ctx, req.room_id, Kind::DelHist, &body)
 }
 
 fn page_size(count: Option<i64>) -> Result<usize> {

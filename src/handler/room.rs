@@ -14,6 +14,7 @@ use crate::protocol::{
     NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody,
     RoomRef, RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
 };
+use crate::shared::Shared;
 use crate::store::{Departure, Store};
 
 /// Longest room name, in characters.
@@ -52,10 +53,22 @@ pub fn membership(store: &Store, room_id: i64, user_id: i64) -> Result<(Room, Ro
 
 /// The room's current members, from the fan-out cache.
 pub fn audience(ctx: &Ctx, room_id: i64) -> Result<Audience> {
-    let store = &*ctx.store;
-    ctx.shared
+    audience_of(ctx.store, ctx.shared, room_id)
+}
+
+/// The room's current members from the cache, loaded with `store` on a miss.
+pub fn audience_of(store: &Store, shared: &Shared, room_id: i64) -> Result<Audience> {
+    shared
         .audiences
         .get(room_id, || store.member_ids(room_id).map_err(Error::from))
+}
+
+/// Answers the request with `body` broadcast to the room's current members.
+pub fn broadcast<T: serde::Serialize>(ctx: &Ctx, room_id: i64, kind: Kind, body: &T) -> Result<Outcome> {
+    Ok(Outcome::pushes(vec![Push::answer(
+        audience(ctx, room_id)?,
+        Outgoing::new(kind, body),
+    )]))
 }
 
 /// Just these users.
@@ -307,11 +320,7 @@ pub fn update_name(ctx: &mut Ctx, req: UpdRoomName) -> Result<Outcome> {
         room_id: req.room_id,
         room_name: name.to_owned(),
     };
-    let msg = Outgoing::new(Kind::UpdRoomName, &body);
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        msg,
-    )]))
+    broadcast(ctx, req.room_id, Kind::UpdRoomName, &body)
 }
 
 pub fn update_desc(ctx: &mut Ctx, req: UpdRoomDesc) -> Result<Outcome> {
@@ -325,11 +334,7 @@ pub fn update_desc(ctx: &mut Ctx, req: UpdRoomDesc) -> Result<Outcome> {
         room_id: req.room_id,
         desc: desc.to_owned(),
     };
-    let msg = Outgoing::new(Kind::UpdRoomDesc, &body);
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        msg,
-    )]))
+    broadcast(ctx, req.room_id, Kind::UpdRoomDesc, &body)
 }
 
 pub fn search(ctx: &mut Ctx, req: SearchCh) -> Result<Outcome> {
@@ -407,11 +412,7 @@ pub fn set_role(ctx: &mut Ctx, req: SetRole) -> Result<Outcome> {
         user_id: req.user_id,
         role: req.role,
     };
-    let msg = Outgoing::new(Kind::SetRole, &body);
-    Ok(Outcome::pushes(vec![Push::answer(
-        audience(ctx, req.room_id)?,
-        msg,
-    )]))
+    broadcast(ctx, req.room_id, Kind::SetRole, &body)
 }
 
 pub fn ban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
