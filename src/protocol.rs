@@ -1177,4 +1177,39 @@ mod tests {
             "only enum-valued fields change"
         );
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes decode to a request or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = decode(&data);
+        }
+
+        /// Objects with a real request type and arbitrary fields of arbitrary
+        /// JSON shapes decode or are refused, never panic.
+        #[test]
+        fn arbitrary_fields_never_panic(
+            code in 0i64..=120,
+            named in proptest::bool::ANY,
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec!["room_id", "msg_id", "login", "pass", "name", "message",
+                    "msg", "size", "token", "date", "count", "role", "user_id", "req_id", "type", "after_id"]),
+                 proptest::sample::select(vec![
+                    "0", "-1", "1e400", "9223372036854775808", "\"x\"", "null", "[]", "{}", "true",
+                    "\"\\u0000\"", "3.5", "\"RQ_MSG\"", "[1,2]"])),
+                0..6),
+        ) {
+            let kind = match Kind::from_code(code) {
+                Some(k) => k,
+                None => return Ok(()),
+            };
+            let ty = if named { format!("\"{}\"", kind.name()) } else { code.to_string() };
+            let mut line = format!("{{\"type\":{ty}");
+            for (k, v) in fields {
+                line.push_str(&format!(",\"{k}\":{v}"));
+            }
+            line.push('}');
+            let _ = decode(line.as_bytes());
+        }
+    }
 }

@@ -37,6 +37,32 @@ const FIRST_CONN_TOKEN: usize = 2;
 /// Read-and-dispatch rounds one connection gets before others have a turn.
 const SERVICE_ROUNDS: usize = 16;
 
+/// Lines one connection may have taken off per turn: requests, pings answered
+/// inline, bad lines and empty lines alike (a flood of bare `\n` or of pings
+/// must cost its sender, not everyone).
+const TURN_LINES: usize = 256;
+/// Bytes one connection may have read per turn.
+const TURN_BYTES: usize = 256 * 1024;
+
+/// What one connection may still do in its current turn.
+struct TurnBudget {
+    lines: usize,
+    bytes: usize,
+}
+
+impl TurnBudget {
+    fn new() -> TurnBudget {
+        TurnBudget {
+            lines: TURN_LINES,
+            bytes: TURN_BYTES,
+        }
+    }
+
+    fn spent(&self) -> bool {
+        self.lines == 0 || self.bytes == 0
+    }
+}
+
 /// How long a shutdown waits for in-flight requests and unsent replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -302,6 +328,7 @@ impl Reactor {
         let pause_at = self.limits.read_pause_bytes();
         let max_out = self.limits.max_outbound_bytes;
         let mut rounds = 0;
+        let mut budget = TurnBudget::new();
         loop {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
@@ -311,20 +338,29 @@ impl Reactor {
                 return;
             }
             let buffered_before = conn.reader.buffered();
-            self.dispatch_lines(token);
+            self.dispatch_lines(token, &mut budget);
             self.pump_upload(token);
+            if budget.spent() {
+                // Its turn is over; come back after the others had theirs.
+                self.ready.push(token);
+                break;
+            }
             let draining = self.draining_until.is_some();
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
             };
             let mut progressed = conn.reader.buffered() != buffered_before;
             if !draining && wants_read(conn, max_out, pause_at) {
-                match conn.read_available(pause_at, &mut self.scratch) {
+                let limit = pause_at.min(conn.reader.buffered() + budget.bytes);
+                match conn.read_available(limit, &mut self.scratch) {
                     Ok((_, ReadStatus::Closed)) => {
                         conn.peer_closed = true;
                         progressed = true;
                     }
-                    Ok((n, ReadStatus::Open)) => progressed |= n > 0,
+                    Ok((n, ReadStatus::Open)) => {
+                        budget.bytes = budget.bytes.saturating_sub(n);
+                        progressed |= n > 0;
+                    }
                     Err(e) => {
                         self.close(token, &format!("read error: {e}"));
                         return;
@@ -403,8 +439,8 @@ impl Reactor {
     }
 
     /// Takes complete lines off a connection while it has no request in flight.
-    fn dispatch_lines(&mut self, token: Token) {
-        while self.draining_until.is_none() {
+    fn dispatch_lines(&mut self, token: Token, budget: &mut TurnBudget) {
+        while self.draining_until.is_none() && budget.lines > 0 {
             let Some(mut conn) = self.conns.get_mut(&token) else {
                 return;
             };
@@ -418,6 +454,7 @@ impl Reactor {
             let Some(frame) = conn.reader.next_frame() else {
                 return;
             };
+            budget.lines -= 1;
             let line = match frame {
                 Frame::TooLarge => {
                     let msg = format!("line longer than {} bytes", self.limits.max_line_bytes);

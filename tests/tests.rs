@@ -22,3 +22,5 @@ mod friends;
 mod files;
 // The parley terminal client, driven through stdin.
 mod cli;
+// Attacks by hostile clients, each with a bystander whose answers must stay prompt.
+mod abuse;
