@@ -38,7 +38,11 @@ fn invalid(msg: String) -> io::Error {
 
 impl Client {
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// A client on an already connected stream (one bound to a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
         Ok(Client {

@@ -39,14 +39,39 @@ pub struct Config {
     pub job_queue: usize,
     /// A connection that has not logged in after this long is closed.
     pub login_timeout_ms: u64,
+    /// Connections not logged in, per source address (IPv6: per /64); at
+    /// the cap the oldest idle one of that address is closed to make room.
+    pub max_anonymous_per_addr: usize,
+    /// Connections not logged in, in all; 0: a tenth of `max_connections`.
+    pub max_anonymous: usize,
     /// A token unused for this many days stops working.
     pub token_ttl_days: u64,
-    /// Failed log-ins for one login within the window before ER_RATE_LIMITED.
+    /// Failed log-ins for one login from one address within the window
+    /// before that address is refused for that login (ER_RATE_LIMITED).
     pub login_failures_per_login: u32,
+    /// Failed log-ins for one login from all addresses within the window
+    /// before addresses it never logged in from are refused (its owner's are not).
+    pub login_failures_per_login_all: u32,
     /// Failed log-ins from one source address within the window before ER_RATE_LIMITED.
     pub login_failures_per_addr: u32,
     /// The window, in seconds, over which failed log-ins are counted.
     pub login_failure_window_secs: u64,
+    /// Threads that hash passwords (sign-up, log-in); chat never waits for them.
+    pub auth_workers: usize,
+    /// Sign-ups and log-ins waiting for a hashing thread; beyond it ER_BUSY.
+    pub auth_queue: usize,
+    /// Sign-ups per source address per minute, sustained...
+    pub sign_ups_per_addr_per_min: f64,
+    /// ...with bursts up to this.
+    pub sign_up_burst_per_addr: u32,
+    /// Sign-ups per minute from all addresses together.
+    pub sign_ups_per_min: f64,
+    /// Password log-ins per source address per minute, sustained...
+    pub log_ins_per_addr_per_min: f64,
+    /// ...with bursts up to this.
+    pub log_in_burst_per_addr: u32,
+    /// Password log-ins per minute from all addresses together.
+    pub log_ins_per_min: f64,
     /// Argon2id memory cost in KiB.
     pub argon2_memory_kib: u32,
     /// Argon2id passes.
@@ -63,8 +88,23 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// A transfer that moves no byte for this long is abandoned and its connection closed.
     pub transfer_idle_timeout_ms: u64,
-    /// Bytes of files one user may store; 0 for no limit.
+    /// Bytes of files one user may store (uploads under way count); 0 for no limit.
     pub user_quota_bytes: u64,
+    /// Free space kept on the data disk: uploads that would go below it are refused,
+    /// so deleting (which needs a little space) always stays possible.
+    pub disk_reserve_bytes: u64,
+    /// Searches and history pages per user per second, sustained...
+    pub reads_per_sec: f64,
+    /// ...with bursts up to this.
+    pub reads_burst: u32,
+    /// Rooms a user may create per hour, sustained...
+    pub rooms_per_hour: f64,
+    /// ...with bursts up to this.
+    pub rooms_burst: u32,
+    /// Friends a user may add per hour, sustained...
+    pub friend_adds_per_hour: f64,
+    /// ...with bursts up to this.
+    pub friend_adds_burst: u32,
 }
 
 impl Default for Config {
@@ -79,20 +119,38 @@ impl Default for Config {
             max_line_bytes: 64 * 1024,
             max_outbound_bytes: 1024 * 1024,
             job_queue: 4096,
-            login_timeout_ms: 30_000,
+            login_timeout_ms: 15 * 60 * 1000,
+            max_anonymous_per_addr: 32,
+            max_anonymous: 0,
             token_ttl_days: 30,
             login_failures_per_login: 5,
+            login_failures_per_login_all: 20,
             login_failures_per_addr: 30,
             login_failure_window_secs: 60,
+            auth_workers: (cores / 2).max(1),
+            auth_queue: 64,
+            sign_ups_per_addr_per_min: 2.0,
+            sign_up_burst_per_addr: 10,
+            sign_ups_per_min: 60.0,
+            log_ins_per_addr_per_min: 30.0,
+            log_in_burst_per_addr: 20,
+            log_ins_per_min: 600.0,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             durability: Durability::Full,
             max_message_chars: 4000,
             msg_rate_per_sec: 20.0,
             msg_burst: 40,
-            max_file_bytes: 10 * 1024 * 1024,
+            max_file_bytes: 10_000_000,
             transfer_idle_timeout_ms: 30_000,
-            user_quota_bytes: 0,
+            user_quota_bytes: 1 << 30,
+            disk_reserve_bytes: 256 << 20,
+            reads_per_sec: 10.0,
+            reads_burst: 60,
+            rooms_per_hour: 30.0,
+            rooms_burst: 10,
+            friend_adds_per_hour: 60.0,
+            friend_adds_burst: 20,
         }
     }
 }
@@ -104,6 +162,26 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// The cap on connections not logged in, in all.
+    pub fn anonymous_cap(&self) -> usize {
+        if self.max_anonymous > 0 {
+            self.max_anonymous
+        } else {
+            (self.max_connections / 10).max(1)
+        }
+    }
+
+    /// The sign-up and log-in rates the reactor admits.
+    pub fn auth_rates(&self) -> crate::throttle::AuthRates {
+        use crate::throttle::Rate;
+        crate::throttle::AuthRates {
+            sign_ups_per_addr: Rate::new(self.sign_ups_per_addr_per_min / 60.0, self.sign_up_burst_per_addr),
+            log_ins_per_addr: Rate::new(self.log_ins_per_addr_per_min / 60.0, self.log_in_burst_per_addr),
+            sign_ups_all: Rate::per_minute(self.sign_ups_per_min),
+            log_ins_all: Rate::per_minute(self.log_ins_per_min),
+        }
     }
 
     /// Path of the SQLite database inside the data directory.

@@ -11,6 +11,7 @@
 //! into that kind's own struct, with errors that name the field.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -776,6 +777,14 @@ impl Outgoing {
                 request,
             },
         )
+    }
+
+    /// An `RQ_ERROR_MSG` with ER_RATE_LIMITED and `retry_after_ms`.
+    pub fn rate_limited(msg: impl Into<String>, request: Option<Kind>, retry_after: Duration) -> Outgoing {
+        let mut out = Outgoing::error(ErrorCode::RateLimited, msg, request);
+        let ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        out.body.insert("retry_after_ms".into(), Value::from(ms));
+        out
     }
 
     /// The line sent to a connection of the given dialect, `\n` included.

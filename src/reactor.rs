@@ -27,6 +27,7 @@ use crate::job::TransferStart;
 use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session, NO_CONN};
 use crate::presence::Presence;
 use crate::protocol::{self, ErrorCode, Kind, Outgoing, ReqId, Request, StoreUpload};
+use crate::throttle::{AuthAttempt, AuthGate, AuthRates};
 use crate::transfer::{Download, Mode, Upload, CHUNK};
 
 pub const LISTENER: Token = Token(0);
@@ -73,6 +74,12 @@ pub struct Limits {
     pub max_outbound_bytes: usize,
     pub max_connections: usize,
     pub login_timeout: Duration,
+    /// Connections not logged in, in all.
+    pub max_anonymous: usize,
+    /// Connections not logged in, per source address (IPv6: per /64).
+    pub max_anonymous_per_addr: usize,
+    /// Sign-ups and password log-ins admitted per address and in all.
+    pub auth_rates: AuthRates,
     /// A transfer moving no byte for this long is abandoned.
     pub transfer_idle: Duration,
 }
@@ -104,6 +111,8 @@ impl ShutdownHandle {
 /// The channels between the reactor and the other threads.
 pub struct Links {
     pub jobs: Sender<Job>,
+    /// Sign-ups and log-ins: served by the password-hashing threads.
+    pub auth_jobs: Sender<Job>,
     pub done: Receiver<Completion>,
     pub file_tasks: Sender<FileTask>,
     pub file_events: Receiver<FileEvent>,
@@ -123,6 +132,9 @@ pub struct Reactor {
     /// Logged-in connections of each user: where pushes for a user go.
     by_user: HashMap<i64, Vec<Token>>,
     jobs: Sender<Job>,
+    auth_jobs: Sender<Job>,
+    /// Admits sign-ups and log-ins before they cost a hash.
+    auth_gate: AuthGate,
     done: Receiver<Completion>,
     presence: Arc<Presence>,
     /// When each unauthenticated connection must have logged in, oldest first
@@ -165,6 +177,7 @@ impl Reactor {
     ) -> io::Result<Reactor> {
         let Links {
             jobs,
+            auth_jobs,
             done,
             file_tasks,
             file_events,
@@ -178,6 +191,8 @@ impl Reactor {
             next_token: FIRST_CONN_TOKEN,
             by_user: HashMap::new(),
             jobs,
+            auth_jobs,
+            auth_gate: AuthGate::new(limits.auth_rates),
             done,
             presence,
             login_deadlines: VecDeque::new(),
@@ -500,6 +515,31 @@ impl Reactor {
                 conn.reply(&Outgoing::empty(Kind::Ping), env.req_id.as_ref());
                 continue;
             }
+            let attempt = match env.kind {
+                Kind::SignUp => Some(AuthAttempt::SignUp),
+                Kind::LogIn => Some(AuthAttempt::LogIn),
+                _ => None,
+            };
+            if let Some(attempt) = attempt {
+                if let Err(refused) = self.auth_gate.admit(attempt, conn.peer.ip()) {
+                    if refused.first {
+                        log::warn!(
+                            "{} from {} rate-limited for {:.1} s",
+                            env.kind.name(),
+                            conn.peer.ip(),
+                            refused.retry_after.as_secs_f64()
+                        );
+                    }
+                    let what = match attempt {
+                        AuthAttempt::SignUp => "too many sign-ups from your address",
+                        AuthAttempt::LogIn => "too many log-ins from your address",
+                    };
+                    let err = crate::error::Error::rate_limited(what, refused.retry_after);
+                    let msg = Outgoing::rate_limited(err.to_wire().1, Some(env.kind), refused.retry_after);
+                    conn.reply(&msg, env.req_id.as_ref());
+                    continue;
+                }
+            }
             let job = Job {
                 conn: conn_id(token),
                 peer: conn.peer.ip(),
@@ -507,7 +547,12 @@ impl Reactor {
                 kind: env.kind,
                 request: env.request,
             };
-            match self.jobs.try_send(job) {
+            let queue = if attempt.is_some() {
+                &self.auth_jobs
+            } else {
+                &self.jobs
+            };
+            match queue.try_send(job) {
                 Ok(()) => {
                     conn.in_flight = Some(InFlight {
                         kind: env.kind,

@@ -79,13 +79,17 @@ impl Server {
         if config.workers == 0 {
             bail!("--workers must be at least 1");
         }
+        if config.auth_workers == 0 || config.auth_queue == 0 {
+            bail!("auth_workers and auth_queue must be at least 1");
+        }
         prepare_data_dir(&config)?;
         let db_path = config.db_path();
         store::migrate(&db_path)?;
         // Every worker's connection is opened before any thread starts, so a
         // bad database fails here rather than in a worker.
-        // One connection per worker, and one for the message committer.
-        let stores = (0..config.workers + 1)
+        // One connection per worker, one per hashing thread, and one for
+        // the message committer.
+        let stores = (0..config.workers + config.auth_workers + 1)
             .map(|_| Store::open(&db_path, config.durability))
             .collect::<anyhow::Result<Vec<_>>>()?;
         sweep_files(&config, &stores[0])?;
@@ -130,7 +134,9 @@ impl Server {
         let shared =
             Arc::new(Shared::new(config.clone(), presence.clone(), committer).map_err(anyhow::Error::msg)?);
         let (job_tx, job_rx) = crossbeam_channel::bounded(config.job_queue);
-        let (done_tx, done_rx) = crossbeam_channel::bounded(config.job_queue + config.workers);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(
+            config.job_queue + config.auth_queue + config.workers + config.auth_workers,
+        );
 
         let mut stores = self.stores;
         let committer_store = stores.pop().context("no store for the committer")?;
@@ -142,7 +148,25 @@ impl Server {
             self.waker.clone(),
         )
         .context("spawning the message committer")?;
+        // Password hashing (sign-up, log-in) has threads and a queue of its
+        // own: a storm of log-ins waits there and never delays chat.
+        let (auth_tx, auth_rx) = crossbeam_channel::bounded(config.auth_queue);
         let mut handles = Vec::new();
+        let auth_stores = stores.split_off(config.workers);
+        for (i, store) in auth_stores.into_iter().enumerate() {
+            let worker = Worker {
+                jobs: auth_rx.clone(),
+                done: done_tx.clone(),
+                waker: self.waker.clone(),
+                store,
+                shared: shared.clone(),
+            };
+            let handle = thread::Builder::new()
+                .name(format!("parley-auth-{i}"))
+                .spawn(move || worker.run())
+                .context("spawning a password-hashing thread")?;
+            handles.push(handle);
+        }
         for (i, store) in stores.into_iter().enumerate() {
             let worker = Worker {
                 jobs: job_rx.clone(),
@@ -157,13 +181,16 @@ impl Server {
                 .context("spawning a worker thread")?;
             handles.push(handle);
         }
-        drop((job_rx, done_tx));
+        drop((job_rx, auth_rx, done_tx));
 
         let limits = Limits {
             max_line_bytes: config.max_line_bytes,
             max_outbound_bytes: config.max_outbound_bytes,
             max_connections: config.max_connections,
             login_timeout: Duration::from_millis(config.login_timeout_ms),
+            max_anonymous: config.anonymous_cap(),
+            max_anonymous_per_addr: config.max_anonymous_per_addr.max(1),
+            auth_rates: config.auth_rates(),
             transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
         };
         log::info!(
@@ -182,6 +209,7 @@ impl Server {
             .context("spawning the file thread")?;
         let links = Links {
             jobs: job_tx,
+            auth_jobs: auth_tx,
             done: done_rx,
             file_tasks: file_tx,
             file_events: file_event_rx,

@@ -8,7 +8,7 @@ use crate::auth::PasswordHasher;
 use crate::config::Config;
 use crate::handler::committer::MessageCommitter;
 use crate::presence::Presence;
-use crate::throttle::{LoginThrottle, RateLimiter};
+use crate::throttle::{LoginLimits, LoginThrottle, RateLimiter};
 
 /// Everything a handler may read besides its own store.
 pub struct Shared {
@@ -20,6 +20,12 @@ pub struct Shared {
     pub audiences: RoomAudiences,
     /// Per-user message rate.
     pub msg_rate: RateLimiter,
+    /// Per-user rate of reads that scan: searches and history pages.
+    pub read_rate: RateLimiter,
+    /// Per-user rate of room creation.
+    pub room_rate: RateLimiter,
+    /// Per-user rate of friend adds.
+    pub friend_rate: RateLimiter,
     /// Where checked messages go to be stored, several per transaction.
     pub committer: MessageCommitter,
 }
@@ -31,17 +37,21 @@ impl Shared {
         committer: MessageCommitter,
     ) -> Result<Shared, String> {
         let hasher = PasswordHasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
-        let login_throttle = LoginThrottle::new(
-            config.login_failures_per_login,
-            config.login_failures_per_addr,
-            Duration::from_secs(config.login_failure_window_secs),
-        );
+        let login_throttle = LoginThrottle::new(LoginLimits {
+            per_login_addr: config.login_failures_per_login,
+            per_login: config.login_failures_per_login_all,
+            per_addr: config.login_failures_per_addr,
+            window: Duration::from_secs(config.login_failure_window_secs),
+        });
         Ok(Shared {
             hasher,
             login_throttle,
             presence,
             audiences: RoomAudiences::default(),
             msg_rate: RateLimiter::new(config.msg_rate_per_sec, config.msg_burst),
+            read_rate: RateLimiter::new(config.reads_per_sec, config.reads_burst),
+            room_rate: RateLimiter::new(config.rooms_per_hour / 3600.0, config.rooms_burst),
+            friend_rate: RateLimiter::new(config.friend_adds_per_hour / 3600.0, config.friend_adds_burst),
             committer,
             config,
         })

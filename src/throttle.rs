@@ -1,8 +1,14 @@
-//! Throttling of failed log-ins, per login and per source address.
+//! Rate limits and throttles, every one with bounded memory.
 //!
-//! Shared by all workers. Each key keeps the times of its recent failures;
-//! once a key has `limit` failures inside the window, attempts for it are
-//! refused until the oldest failure leaves the window.
+//! - [`RateLimiter`]: a token bucket per user (messages, searches, rooms...).
+//! - [`AuthGate`]: sign-ups and password log-ins per source address (IPv6
+//!   by /64) and in total, checked by the reactor before any hashing.
+//! - [`LoginThrottle`]: failed log-ins, so that a guesser is stopped without
+//!   locking out the owner of the login.
+//!
+//! Everything keyed by client input has a fixed cap and is swept once per
+//! window, and keys are validated (or reduced to an address) before they
+//! are stored: a flood of distinct keys costs the attacker, not our memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -11,14 +17,268 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// Above this many tracked keys, expired entries are swept on insert.
-const SWEEP_ABOVE: usize = 10_000;
+/// Most keys any one table holds; new keys beyond it are not tracked.
+pub const MAX_KEYS: usize = 100_000;
 
-/// Recent failures per key within a sliding window.
+/// The part of an address that limits apply to: IPv4 whole, IPv6 by its /64
+/// (one host is commonly given a whole /64), IPv4-mapped IPv6 as IPv4.
+pub fn addr_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(seg.into())
+        }
+    }
+}
+
+/// A sustained rate with a burst allowance.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+impl Rate {
+    pub fn new(per_sec: f64, burst: u32) -> Rate {
+        Rate {
+            per_sec: per_sec.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst.max(1)),
+        }
+    }
+
+    /// `per_min` a minute, with a burst of ten seconds' worth (at least one).
+    pub fn per_minute(per_min: f64) -> Rate {
+        let per_sec = per_min / 60.0;
+        Rate::new(per_sec, (per_sec * 10.0).ceil().max(1.0) as u32)
+    }
+}
+
+/// One token bucket.
+#[derive(Clone, Copy, Debug)]
+pub struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// The last take was refused (so a refusal is logged once, not per try).
+    refusing: bool,
+}
+
+/// What a refused take reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// When the next take would succeed.
+    pub retry_after: Duration,
+    /// True for the first refusal after allowed takes: log this one.
+    pub first: bool,
+}
+
+impl Bucket {
+    pub fn full(rate: Rate, now: Instant) -> Bucket {
+        Bucket {
+            tokens: rate.burst,
+            at: now,
+            refusing: false,
+        }
+    }
+
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        self.at = now;
+    }
+
+    /// Whether a take now would succeed, without taking.
+    pub fn would_allow(&self, rate: Rate, now: Instant) -> bool {
+        let mut b = *self;
+        b.refill(rate, now);
+        b.tokens >= 1.0
+    }
+
+    /// Takes one token, or says how long until one is there.
+    pub fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Refused> {
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refusing = false;
+            Ok(())
+        } else {
+            let first = !self.refusing;
+            self.refusing = true;
+            let secs = (1.0 - self.tokens) / rate.per_sec;
+            Err(Refused {
+                retry_after: Duration::from_secs_f64(secs.min(86_400.0)),
+                first,
+            })
+        }
+    }
+
+    /// Whether the bucket is full again (it then carries no state worth keeping).
+    fn is_full(&self, rate: Rate, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * rate.per_sec >= rate.burst
+    }
+}
+
+/// A bucket per key, owned by one thread; at most [`MAX_KEYS`] of them.
+pub struct KeyedBuckets<K> {
+    rate: Rate,
+    buckets: HashMap<K, Bucket>,
+    last_sweep: Instant,
+    cap: usize,
+}
+
+impl<K: Hash + Eq> KeyedBuckets<K> {
+    pub fn new(rate: Rate) -> KeyedBuckets<K> {
+        KeyedBuckets::with_cap(rate, MAX_KEYS)
+    }
+
+    pub fn with_cap(rate: Rate, cap: usize) -> KeyedBuckets<K> {
+        KeyedBuckets {
+            rate,
+            buckets: HashMap::new(),
+            last_sweep: Instant::now(),
+            cap,
+        }
+    }
+
+    /// Drops full buckets, at most once a second unless the table is at its cap.
+    fn sweep(&mut self, now: Instant) {
+        let since = now.saturating_duration_since(self.last_sweep);
+        let full = self.buckets.len() >= self.cap;
+        // At the cap, sweeping on every take would make each take cost the
+        // whole table: a tenth of a second apart at most.
+        if since >= Duration::from_secs(1) || (full && since >= Duration::from_millis(100)) {
+            let rate = self.rate;
+            self.buckets.retain(|_, b| !b.is_full(rate, now));
+            self.last_sweep = now;
+        }
+    }
+
+    pub fn take(&mut self, key: K, now: Instant) -> Result<(), Refused> {
+        self.sweep(now);
+        let rate = self.rate;
+        if let Some(bucket) = self.buckets.get_mut(&key) {
+            return bucket.take(rate, now);
+        }
+        if self.buckets.len() >= self.cap {
+            // Every tracked key is busy: a new one waits rather than grow the table.
+            return Err(Refused {
+                retry_after: Duration::from_secs(1),
+                first: false,
+            });
+        }
+        let mut bucket = Bucket::full(rate, now);
+        let result = bucket.take(rate, now);
+        self.buckets.insert(key, bucket);
+        result
+    }
+
+    pub fn would_allow(&self, key: &K, now: Instant) -> bool {
+        self.buckets
+            .get(key)
+            .is_none_or(|b| b.would_allow(self.rate, now))
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
+/// A token bucket per user, shared by the workers.
+pub struct RateLimiter {
+    buckets: Mutex<KeyedBuckets<i64>>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, burst: u32) -> RateLimiter {
+        RateLimiter::with(Rate::new(rate, burst))
+    }
+
+    pub fn with(rate: Rate) -> RateLimiter {
+        RateLimiter {
+            buckets: Mutex::new(KeyedBuckets::new(rate)),
+        }
+    }
+
+    /// Takes one token for `user_id`, or says when to retry.
+    pub fn check(&self, user_id: i64) -> Result<(), Refused> {
+        self.buckets.lock().take(user_id, Instant::now())
+    }
+
+    /// Takes one token for `user_id`; false when the bucket is empty.
+    pub fn allow(&self, user_id: i64) -> bool {
+        self.check(user_id).is_ok()
+    }
+}
+
+/// What the [`AuthGate`] limits.
+#[derive(Clone, Copy, Debug)]
+pub enum AuthAttempt {
+    SignUp,
+    LogIn,
+}
+
+/// Sign-ups and password log-ins admitted per source address and in all.
+/// Owned by the reactor: a refusal costs no worker, no hash, no query.
+pub struct AuthGate {
+    sign_ups_by_addr: KeyedBuckets<IpAddr>,
+    log_ins_by_addr: KeyedBuckets<IpAddr>,
+    sign_ups_all: (Rate, Bucket),
+    log_ins_all: (Rate, Bucket),
+}
+
+/// The settings of an [`AuthGate`].
+#[derive(Clone, Copy, Debug)]
+pub struct AuthRates {
+    pub sign_ups_per_addr: Rate,
+    pub log_ins_per_addr: Rate,
+    pub sign_ups_all: Rate,
+    pub log_ins_all: Rate,
+}
+
+impl AuthGate {
+    pub fn new(rates: AuthRates) -> AuthGate {
+        let now = Instant::now();
+        AuthGate {
+            sign_ups_by_addr: KeyedBuckets::new(rates.sign_ups_per_addr),
+            log_ins_by_addr: KeyedBuckets::new(rates.log_ins_per_addr),
+            sign_ups_all: (rates.sign_ups_all, Bucket::full(rates.sign_ups_all, now)),
+            log_ins_all: (rates.log_ins_all, Bucket::full(rates.log_ins_all, now)),
+        }
+    }
+
+    /// Admits one attempt from `ip`, or says when to retry and whether this
+    /// is the first refusal for that address (to log it once).
+    pub fn admit(&mut self, attempt: AuthAttempt, ip: IpAddr) -> Result<(), Refused> {
+        let now = Instant::now();
+        let key = addr_key(ip);
+        let (by_addr, (rate, all)) = match attempt {
+            AuthAttempt::SignUp => (&mut self.sign_ups_by_addr, &mut self.sign_ups_all),
+            AuthAttempt::LogIn => (&mut self.log_ins_by_addr, &mut self.log_ins_all),
+        };
+        // The total is consulted first so a refusal there spends nothing of the address's share.
+        if !all.would_allow(*rate, now) {
+            return all.take(*rate, now);
+        }
+        by_addr.take(key, now)?;
+        all.take(*rate, now)
+    }
+}
+
+/// Recent failures per key within a sliding window, for at most [`MAX_KEYS`] keys.
 struct FailureWindow<K> {
     limit: u32,
     window: Duration,
-    failures: Mutex<HashMap<K, VecDeque<Instant>>>,
+    failures: Mutex<(HashMap<K, VecDeque<Instant>>, Instant)>,
 }
 
 impl<K: Hash + Eq + Clone> FailureWindow<K> {
@@ -26,108 +286,162 @@ impl<K: Hash + Eq + Clone> FailureWindow<K> {
         FailureWindow {
             limit,
             window,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new((HashMap::new(), Instant::now())),
         }
     }
 
-    fn is_blocked(&self, key: &K, now: Instant) -> bool {
-        let mut map = self.failures.lock();
-        let Some(times) = map.get_mut(key) else {
-            return false;
-        };
+    /// How long until `key` may try again (`None`: now).
+    fn blocked_for(&self, key: &K, now: Instant) -> Option<Duration> {
+        let mut guard = self.failures.lock();
+        let times = guard.0.get_mut(key)?;
         while times
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
         {
             times.pop_front();
         }
-        times.len() >= self.limit as usize
+        if times.len() >= self.limit.max(1) as usize {
+            times
+                .front()
+                .map(|oldest| self.window.saturating_sub(now.duration_since(*oldest)))
+        } else {
+            None
+        }
     }
 
     fn record(&self, key: K, now: Instant) {
-        let mut map = self.failures.lock();
-        if map.len() > SWEEP_ABOVE {
+        let mut guard = self.failures.lock();
+        let (map, last_sweep) = &mut *guard;
+        let since = now.duration_since(*last_sweep);
+        if since >= self.window || (map.len() >= MAX_KEYS && since >= Duration::from_secs(1)) {
             let window = self.window;
             map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
+            *last_sweep = now;
+        }
+        if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+            // Full of live keys: the per-address window still counts this one.
+            return;
         }
         let times = map.entry(key).or_default();
         times.push_back(now);
-        while times.len() > self.limit as usize {
+        while times.len() > self.limit.max(1) as usize {
             times.pop_front();
         }
     }
 
     fn clear(&self, key: &K) {
-        self.failures.lock().remove(key);
+        self.failures.lock().0.remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.failures.lock().0.len()
     }
 }
 
-/// The log-in throttle: a failure window per login and one per address.
+/// How long an address stays known as one its login's owner uses.
+const KNOWN_ADDR_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Addresses remembered per login.
+const KNOWN_ADDRS_PER_LOGIN: usize = 8;
+
+/// The log-in throttle. Three windows of failures:
+/// - per login and address: a guesser at one address is stopped there;
+/// - per login over all addresses: guesses spread over many addresses are
+///   still limited, but addresses this login logged in from before (its
+///   owner's) are exempt, so a guesser cannot lock the owner out;
+/// - per address over all logins: one address trying many logins.
+///
+/// Resuming with a valid token is never throttled.
 pub struct LoginThrottle {
+    by_login_addr: FailureWindow<(String, IpAddr)>,
     by_login: FailureWindow<String>,
     by_addr: FailureWindow<IpAddr>,
+    known: Mutex<HashMap<String, Vec<(IpAddr, Instant)>>>,
+}
+
+/// The settings of a [`LoginThrottle`].
+#[derive(Clone, Copy, Debug)]
+pub struct LoginLimits {
+    pub per_login_addr: u32,
+    pub per_login: u32,
+    pub per_addr: u32,
+    pub window: Duration,
 }
 
 impl LoginThrottle {
-    pub fn new(per_login: u32, per_addr: u32, window: Duration) -> LoginThrottle {
+    pub fn new(limits: LoginLimits) -> LoginThrottle {
         LoginThrottle {
-            by_login: FailureWindow::new(per_login, window),
-            by_addr: FailureWindow::new(per_addr, window),
+            by_login_addr: FailureWindow::new(limits.per_login_addr, limits.window),
+            by_login: FailureWindow::new(limits.per_login, limits.window),
+            by_addr: FailureWindow::new(limits.per_addr, limits.window),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether a log-in attempt for `login` from `addr` must be refused now.
-    pub fn is_blocked(&self, login: &str, addr: IpAddr) -> bool {
-        let now = Instant::now();
-        self.by_login.is_blocked(&login.to_owned(), now) || self.by_addr.is_blocked(&addr, now)
+    fn is_known(&self, login: &str, addr: IpAddr, now: Instant) -> bool {
+        self.known.lock().get(login).is_some_and(|addrs| {
+            addrs
+                .iter()
+                .any(|(a, at)| *a == addr && now.duration_since(*at) < KNOWN_ADDR_TTL)
+        })
     }
 
-    pub fn record_failure(&self, login: &str, addr: IpAddr) {
+    /// How long a log-in attempt for `login` from `ip` must wait (`None`: it may go ahead).
+    /// `login` must already be valid login syntax.
+    pub fn blocked_for(&self, login: &str, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
-        self.by_login.record(login.to_owned(), now);
+        let addr = addr_key(ip);
+        let pair = (login.to_owned(), addr);
+        let mut waits = vec![
+            self.by_login_addr.blocked_for(&pair, now),
+            self.by_addr.blocked_for(&addr, now),
+        ];
+        if !self.is_known(login, addr, now) {
+            waits.push(self.by_login.blocked_for(&login.to_owned(), now));
+        }
+        waits.into_iter().flatten().max()
+    }
+
+    pub fn is_blocked(&self, login: &str, ip: IpAddr) -> bool {
+        self.blocked_for(login, ip).is_some()
+    }
+
+    pub fn record_failure(&self, login: &str, ip: IpAddr) {
+        let now = Instant::now();
+        let addr = addr_key(ip);
+        self.by_login_addr.record((login.to_owned(), addr), now);
         self.by_addr.record(addr, now);
-    }
-
-    /// A successful log-in forgives that login's failures (not the address's).
-    pub fn record_success(&self, login: &str) {
-        self.by_login.clear(&login.to_owned());
-    }
-}
-
-/// A token bucket per user: `rate` tokens a second, at most `burst` saved.
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<i64, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    pub fn new(rate: f64, burst: u32) -> RateLimiter {
-        RateLimiter {
-            rate,
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+        if !self.is_known(login, addr, now) {
+            self.by_login.record(login.to_owned(), now);
         }
     }
 
-    /// Takes one token for `user_id`; false when the bucket is empty.
-    pub fn allow(&self, user_id: i64) -> bool {
+    /// A successful log-in forgives that login's failures at that address,
+    /// and remembers the address as the owner's.
+    pub fn record_success(&self, login: &str, ip: IpAddr) {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock();
-        if buckets.len() > SWEEP_ABOVE {
-            // Full buckets carry no state worth keeping.
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        let addr = addr_key(ip);
+        self.by_login_addr.clear(&(login.to_owned(), addr));
+        let mut known = self.known.lock();
+        if known.len() >= MAX_KEYS && !known.contains_key(login) {
+            known.retain(|_, addrs| {
+                addrs.retain(|(_, at)| now.duration_since(*at) < KNOWN_ADDR_TTL);
+                !addrs.is_empty()
+            });
+            if known.len() >= MAX_KEYS {
+                return;
+            }
         }
-        let (tokens, at) = buckets.entry(user_id).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        let addrs = known.entry(login.to_owned()).or_default();
+        addrs.retain(|(a, _)| *a != addr);
+        if addrs.len() >= KNOWN_ADDRS_PER_LOGIN {
+            addrs.remove(0);
         }
+        addrs.push((addr, now));
+    }
+
+    /// Keys held across the windows (for tests of boundedness).
+    pub fn tracked_keys(&self) -> usize {
+        self.by_login_addr.len() + self.by_login.len() + self.by_addr.len()
     }
 }
 
@@ -135,10 +449,19 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn limits(per_login_addr: u32, per_login: u32, per_addr: u32, window_ms: u64) -> LoginLimits {
+        LoginLimits {
+            per_login_addr,
+            per_login,
+            per_addr,
+            window: Duration::from_millis(window_ms),
+        }
+    }
+
     #[test]
     fn blocks_after_limit_and_recovers_after_window() {
         let addr: IpAddr = [10, 0, 0, 1].into();
-        let t = LoginThrottle::new(3, 100, Duration::from_millis(50));
+        let t = LoginThrottle::new(limits(3, 100, 100, 50));
         for _ in 0..3 {
             assert!(!t.is_blocked("bob", addr));
             t.record_failure("bob", addr);
@@ -147,6 +470,52 @@ mod tests {
         assert!(!t.is_blocked("alice", addr), "other logins are not affected");
         std::thread::sleep(Duration::from_millis(60));
         assert!(!t.is_blocked("bob", addr));
+    }
+
+    #[test]
+    fn a_guesser_does_not_lock_out_the_owner() {
+        let owner: IpAddr = [10, 0, 0, 9].into();
+        let t = LoginThrottle::new(limits(5, 20, 1000, 60_000));
+        t.record_success("bob", owner);
+        // 200 addresses, 5 guesses each: spread guesses are limited per login...
+        let mut refused = 0;
+        for i in 0..200u32 {
+            let addr = IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
+            for _ in 0..5 {
+                if t.is_blocked("bob", addr) {
+                    refused += 1;
+                } else {
+                    t.record_failure("bob", addr);
+                }
+            }
+        }
+        assert!(
+            refused >= 1000 - 20,
+            "only {refused} of 1000 spread guesses refused"
+        );
+        // ...while the owner's own address still gets through.
+        assert!(!t.is_blocked("bob", owner));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::7".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(addr_key(a), addr_key(b));
+        assert_ne!(addr_key(a), addr_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(addr_key(mapped), IpAddr::from([10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn failure_tables_stay_bounded() {
+        let t = LoginThrottle::new(limits(5, 20, 1_000_000, 60_000));
+        let addr: IpAddr = [10, 0, 0, 1].into();
+        for i in 0..(MAX_KEYS + 500) {
+            t.record_failure(&format!("u{i}"), addr);
+        }
+        assert!(t.tracked_keys() <= 2 * MAX_KEYS + 1, "{}", t.tracked_keys());
     }
 
     #[test]
@@ -160,12 +529,48 @@ mod tests {
     }
 
     #[test]
-    fn address_limit_spans_logins() {
-        let addr: IpAddr = [10, 0, 0, 2].into();
-        let t = LoginThrottle::new(100, 2, Duration::from_secs(60));
-        t.record_failure("a", addr);
-        t.record_failure("b", addr);
-        assert!(t.is_blocked("c", addr));
-        assert!(!t.is_blocked("c", [10, 0, 0, 3].into()));
+    fn refusals_say_when_to_retry_and_are_first_once() {
+        let mut b = KeyedBuckets::new(Rate::new(1.0, 1));
+        let now = Instant::now();
+        assert!(b.take(7, now).is_ok());
+        let first = b.take(7, now).unwrap_err();
+        assert!(first.first);
+        assert!(first.retry_after > Duration::from_millis(900));
+        assert!(!b.take(7, now).unwrap_err().first);
+    }
+
+    #[test]
+    fn keyed_buckets_are_capped() {
+        let mut b = KeyedBuckets::with_cap(Rate::new(0.001, 1), 100);
+        let now = Instant::now();
+        for i in 0..1000 {
+            let _ = b.take(i, now);
+        }
+        assert!(b.len() <= 100);
+    }
+
+    #[test]
+    fn auth_gate_limits_per_address_and_in_total() {
+        let mut gate = AuthGate::new(AuthRates {
+            sign_ups_per_addr: Rate::new(0.001, 3),
+            log_ins_per_addr: Rate::new(0.001, 3),
+            sign_ups_all: Rate::new(0.001, 5),
+            log_ins_all: Rate::new(0.001, 100),
+        });
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let c: IpAddr = [10, 0, 0, 3].into();
+        let ok = |g: &mut AuthGate, ip| {
+            (0..10)
+                .filter(|_| g.admit(AuthAttempt::SignUp, ip).is_ok())
+                .count()
+        };
+        assert_eq!(ok(&mut gate, a), 3);
+        assert_eq!(ok(&mut gate, b), 2, "the total of 5 is reached");
+        assert_eq!(ok(&mut gate, c), 0);
+        assert!(
+            gate.admit(AuthAttempt::LogIn, c).is_ok(),
+            "log-ins have their own budget"
+        );
     }
 }

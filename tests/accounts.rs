@@ -266,7 +266,7 @@ fn failed_log_ins_are_throttled_per_address() {
     });
     server.user("alice");
     let mut c = server.connect();
-    for login in ["u1", "u2", "u3", "u4"] {
+    for login in ["user1", "user2", "user3", "user4"] {
         assert_error(&c.log_in(login, "wrong").unwrap(), "ER_AUTH_DATA");
     }
     assert_error(

@@ -360,7 +360,8 @@ fn ten_megabytes_between_two_users_while_a_third_chats() {
     let (server, mut alice, mut bob, room) = setup(|_| {});
     let mut carol = server.user("carol");
     carol.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room}));
-    let data = noise(10 * 1024 * 1024, 17);
+    // The contract's limit: 10 MB, not 10 MiB.
+    let data = noise(10_000_000, 17);
     let expected = sha(&data);
     let chat = std::thread::spawn(move || {
         let mut worst = Duration::ZERO;

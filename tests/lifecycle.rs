@@ -81,10 +81,10 @@ fn a_client_that_does_not_read_is_throttled_not_grown() {
 #[test]
 fn a_full_job_queue_answers_busy() {
     let server = start_with(|c| {
-        c.workers = 1;
-        c.job_queue = 1;
+        c.auth_workers = 1;
+        c.auth_queue = 1;
     });
-    // Sign-ups cost an Argon2 hash each: ten at once overflow a queue of one.
+    // Sign-ups cost an Argon2 hash each: ten at once overflow a hashing queue of one.
     let mut clients: Vec<_> = (0..10).map(|_| server.connect()).collect();
     for (i, c) in clients.iter_mut().enumerate() {
         let msg = json!({"type": "RQ_SIGN_UP", "login": format!("user{i}"), "pass": parley::client::password_digest("pw"), "req_id": i});

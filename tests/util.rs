@@ -19,14 +19,41 @@ pub struct TestServer {
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for tests: ephemeral port, the given data directory, two workers.
+/// Settings for tests: ephemeral port, the given data directory, two
+/// workers. Functional tests make many users and rooms from one address in
+/// moments, so the per-address sign-up and per-user creation limits are
+/// lifted here; the abuse tests restore the defaults they attack
+/// ([`default_limits`]).
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         workers: 2,
+        sign_ups_per_addr_per_min: 1e6,
+        sign_up_burst_per_addr: 1_000_000,
+        sign_ups_per_min: 1e6,
+        log_ins_per_addr_per_min: 1e6,
+        log_in_burst_per_addr: 1_000_000,
+        log_ins_per_min: 1e6,
+        rooms_burst: 1_000_000,
+        friend_adds_burst: 1_000_000,
+        reads_burst: 1_000_000,
         ..Config::default()
     }
+}
+
+/// Puts back the default limits that [`test_config`] lifts.
+pub fn default_limits(config: &mut Config) {
+    let d = Config::default();
+    config.sign_ups_per_addr_per_min = d.sign_ups_per_addr_per_min;
+    config.sign_up_burst_per_addr = d.sign_up_burst_per_addr;
+    config.sign_ups_per_min = d.sign_ups_per_min;
+    config.log_ins_per_addr_per_min = d.log_ins_per_addr_per_min;
+    config.log_in_burst_per_addr = d.log_in_burst_per_addr;
+    config.log_ins_per_min = d.log_ins_per_min;
+    config.rooms_burst = d.rooms_burst;
+    config.friend_adds_burst = d.friend_adds_burst;
+    config.reads_burst = d.reads_burst;
 }
 
 /// Starts a server with default test settings.
@@ -208,4 +235,15 @@ pub fn spawn_parleyd(data: &Path) -> (std::process::Child, String) {
             return (child, addr);
         }
     }
+}
+
+/// A client whose connection comes from `source` (any 127.0.0.0/8 address
+/// works on loopback), to act as several hosts.
+#[track_caller]
+pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    Client::from_stream(socket.into()).expect("client")
 }

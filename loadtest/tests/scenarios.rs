@@ -30,6 +30,18 @@ fn server() -> TestServer {
         workers: 2,
         msg_rate_per_sec: 1e9,
         msg_burst: 1_000_000_000,
+        // Set-up signs up and logs in hundreds of users from one address at once.
+        sign_ups_per_addr_per_min: 1e9,
+        sign_up_burst_per_addr: 1_000_000_000,
+        sign_ups_per_min: 1e12,
+        log_ins_per_addr_per_min: 1e9,
+        log_in_burst_per_addr: 1_000_000_000,
+        log_ins_per_min: 1e12,
+        reads_per_sec: 1e9,
+        reads_burst: 1_000_000_000,
+        rooms_burst: 1_000_000_000,
+        friend_adds_burst: 1_000_000_000,
+        max_anonymous_per_addr: 1_000_000,
         durability: parley::config::Durability::Normal,
         ..Config::default()
     };

@@ -78,16 +78,21 @@ pub fn sign_up(ctx: &mut Ctx, req: SignUp) -> Result<Outcome> {
         .create_user(&req.login, name, desc, &pass_hash, now_ms())?
         .ok_or_else(|| Error::client(ErrorCode::UserExists, "that login is taken"))?;
     log::info!("user {} signed up from {}", user.login, ctx.peer);
+    // The address an account was made from is its owner's: guesses
+    // elsewhere cannot lock it out.
+    ctx.shared.login_throttle.record_success(&user.login, ctx.peer);
     issue_token(ctx, user)
 }
 
 pub fn log_in(ctx: &mut Ctx, req: LogIn) -> Result<Outcome> {
+    // A login that cannot exist is refused before it costs a hash or a
+    // throttle entry (so 60 KB random logins cost the server nothing).
+    if validate::login(&req.login).is_err() {
+        return Err(Error::client(ErrorCode::AuthData, "wrong login or password"));
+    }
     let throttle = &ctx.shared.login_throttle;
-    if throttle.is_blocked(&req.login, ctx.peer) {
-        return Err(Error::client(
-            ErrorCode::RateLimited,
-            "too many failed log-ins; wait a minute and try again",
-        ));
+    if let Some(wait) = throttle.blocked_for(&req.login, ctx.peer) {
+        return Err(Error::rate_limited("too many failed log-ins", wait));
     }
     let digest = password_digest(&req.pass)?;
     let verified = match ctx.store.user_with_pass_hash(&req.login)? {
@@ -99,11 +104,11 @@ pub fn log_in(ctx: &mut Ctx, req: LogIn) -> Result<Outcome> {
     };
     let Some(user) = verified else {
         throttle.record_failure(&req.login, ctx.peer);
-        log::info!("failed log-in for {:?} from {}", req.login, ctx.peer);
+        log::info!("failed log-in for {} from {}", req.login, ctx.peer);
         return Err(Error::client(ErrorCode::AuthData, "wrong login or password"));
     };
     ensure_same_user(ctx, Some(user.id))?;
-    throttle.record_success(&req.login);
+    throttle.record_success(&req.login, ctx.peer);
     issue_token(ctx, user)
 }
 

@@ -56,12 +56,7 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
             format!("your files would exceed your quota of {quota} bytes"),
         ));
     }
-    if !ctx.shared.msg_rate.allow(user_id) {
-        return Err(Error::client(
-            ErrorCode::RateLimited,
-            "you are sending messages too fast; slow down",
-        ));
-    }
+    super::limit(&ctx.shared.msg_rate, user_id, "you are sending messages too fast")?;
     Ok(Outcome {
         reply: Some(Outgoing::empty(Kind::ReadyRead)),
         transfer: Some(TransferStart::Upload {

@@ -46,6 +46,7 @@ fn me(ctx: &Ctx) -> Result<User> {
 pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     let friend = other_user(ctx, &req.login)?;
     let me = me(ctx)?;
+    super::limit(&ctx.shared.friend_rate, me.id, "you are adding friends too fast")?;
     if !ctx
         .store
         .atomically(|s| s.add_friend(me.id, friend.id, now_ms()))?

@@ -91,12 +91,7 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         ));
     }
     let text = message_text(ctx, &req.message)?;
-    if !ctx.shared.msg_rate.allow(user_id) {
-        return Err(Error::client(
-            ErrorCode::RateLimited,
-            "you are sending messages too fast; slow down",
-        ));
-    }
+    super::limit(&ctx.shared.msg_rate, user_id, "you are sending messages too fast")?;
     // Checked now, checked again and stored by the committer (several
     // messages per transaction and fsync); the broadcast goes out only after
     // that commit, so a message anyone saw is on disk.
@@ -188,6 +183,7 @@ fn page_size(count: Option<i64>) -> Result<usize> {
 
 fn history_reply(ctx: &mut Ctx, kind: Kind, room_id: i64, query: HistoryQuery) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
+    super::limit(&ctx.shared.read_rate, user_id, "you are reading history too fast")?;
     let (room, _) = membership(ctx.store, room_id, user_id)?;
     let messages = ctx
         .store
@@ -235,6 +231,7 @@ pub fn get_old(ctx: &mut Ctx, req: HistoryPage) -> Result<Outcome> {
 
 pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
+    super::limit(&ctx.shared.read_rate, user_id, "you are searching too fast")?;
     if req.msg.chars().count() > ctx.shared.config.max_message_chars {
         return Err(Error::client(ErrorCode::TooLarge, "search text too long"));
     }

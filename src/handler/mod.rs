@@ -15,11 +15,12 @@ mod validate;
 
 use std::net::IpAddr;
 
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 use crate::job::{ConnId, Job, Outcome, Session};
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 use crate::shared::Shared;
 use crate::store::Store;
+use crate::throttle::RateLimiter;
 
 /// What a handler works with.
 pub struct Ctx<'a> {
@@ -38,6 +39,17 @@ impl Ctx<'_> {
         self.session
             .ok_or_else(|| Error::client(ErrorCode::Unauthorized, "log in first"))
     }
+}
+
+/// Takes one of the user's tokens from `limiter`, or refuses with ER_RATE_LIMITED
+/// and when to retry (`what` says what went too fast).
+fn limit(limiter: &RateLimiter, user_id: i64, what: &str) -> Result<()> {
+    limiter.check(user_id).map_err(|refused| {
+        if refused.first {
+            log::info!("user {user_id} rate-limited: {what}");
+        }
+        Error::rate_limited(what, refused.retry_after)
+    })
 }
 
 /// Requests a connection may make before it has logged in.
@@ -106,12 +118,25 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::StoreUpload(r) => file::store_upload(&mut ctx, r),
     };
     result.unwrap_or_else(|err| {
-        if matches!(err, Error::Client { .. }) {
-            log::debug!("{} from conn {} refused: {err}", kind.name(), job.conn);
+        if matches!(err, Error::Client { .. } | Error::Limited { .. }) {
+            log::debug!(
+                "{} from conn {} refused: {}",
+                kind.name(),
+                job.conn,
+                clip(&err.to_string())
+            );
         } else {
             log::error!("{} from conn {} failed: {err}", kind.name(), job.conn);
         }
-        let (code, msg) = err.to_wire();
-        Outcome::error(code, msg, kind)
+        error_outcome(&err, kind)
     })
+}
+
+/// The RQ_ERROR_MSG answering a failed request (with `retry_after_ms` when rate-limited).
+pub fn error_outcome(err: &Error, kind: Kind) -> Outcome {
+    let (code, msg) = err.to_wire();
+    match err.retry_after() {
+        Some(wait) => Outcome::reply(Outgoing::rate_limited(msg, Some(kind), wait)),
+        None => Outcome::error(code, msg, kind),
+    }
 }
