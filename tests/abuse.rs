@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::util::{assert_type, ping, start_with, TestServer, User};
+use crate::util::{
+    assert_type, connect_from, default_limits, ping, rss_kib, spawn_parleyd_with, start_with, TestServer,
+    User,
+};
 
 /// The slowest answer a bystander may see during an attack.
 const PROMPT: Duration = Duration::from_secs(1);
@@ -181,4 +184,181 @@ fn shutdown_is_prompt_during_a_flood() {
         "shutdown took {:?}",
         started.elapsed()
     );
+}
+
+/// Sends sign-ups for fresh logins on `conns` connections in a loop until
+/// `stop`; returns how many accounts were made and how many were refused
+/// with ER_RATE_LIMITED (each refusal checked for its retry time).
+fn sign_up_storm(addr: std::net::SocketAddr, conns: usize, stop: Arc<AtomicBool>) -> (usize, usize) {
+    let workers: Vec<_> = (0..conns)
+        .map(|n| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let Ok(mut c) = parley::client::Client::connect(addr) else {
+                    return (0, 0);
+                };
+                let (mut made, mut limited) = (0, 0);
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let login = format!("storm{n}x{i}");
+                    let Ok(reply) = c.request(json!({"type": "RQ_SIGN_UP", "login": login,
+                        "pass": parley::client::password_digest("pw")}))
+                    else {
+                        break;
+                    };
+                    match reply["type"].as_str() {
+                        Some("RQ_TOKEN") => {
+                            made += 1;
+                            // A new connection for the next account.
+                            match parley::client::Client::connect(addr) {
+                                Ok(next) => c = next,
+                                Err(_) => break,
+                            }
+                        }
+                        _ if reply["error_code"] == "ER_RATE_LIMITED" => {
+                            assert!(
+                                reply["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+                                "{reply}"
+                            );
+                            limited += 1;
+                        }
+                        _ if reply["error_code"] == "ER_BUSY" => {}
+                        _ => panic!("unexpected answer to a sign-up: {reply}"),
+                    }
+                }
+                (made, limited)
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .map(|w| w.join().unwrap())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+/// Row 2: 32 connections signing up in a loop, with the default limits.
+#[test]
+fn a_sign_up_storm_is_limited_per_address() {
+    let server = start_with(default_limits);
+    let mut bystander = Bystander::new(&server, "bystander");
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sign_up_storm(addr, 32, stop))
+    };
+    bystander.probe_for(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    let (made, limited) = storm.join().unwrap();
+    let burst = parley::Config::default().sign_up_burst_per_addr as usize;
+    // The bystander's own sign-up took one of the address's burst.
+    assert!(made < burst + 2, "{made} accounts made from one address in 3 s");
+    assert!(limited > 100, "only {limited} refusals");
+}
+
+/// Row 2: with the per-address limits lifted, a storm of sign-ups keeps the
+/// hashing threads busy, and chat (workers, reactor) never waits for them.
+#[test]
+fn password_hashing_never_delays_chat() {
+    let server = start_with(|_| {});
+    let mut bystander = Bystander::new(&server, "bystander");
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sign_up_storm(addr, 32, stop))
+    };
+    bystander.probe_for(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    let (made, _) = storm.join().unwrap();
+    assert!(
+        made > 5,
+        "the storm made only {made} accounts: it did not load the hashing threads"
+    );
+}
+
+/// Row 4: failed log-ins with long random logins are refused before they
+/// are hashed, keyed or logged in full; the server's memory does not grow.
+#[test]
+fn long_random_logins_cost_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("parleyd.log");
+    let config = dir.path().join("parley.toml");
+    // The log-in admission rate is lifted so that every attempt reaches the throttle.
+    std::fs::write(
+        &config,
+        "log_ins_per_addr_per_min = 1e9\nlog_in_burst_per_addr = 1000000000\nlog_ins_per_min = 1e12\n",
+    )
+    .unwrap();
+    let (mut child, addr) = spawn_parleyd_with(&dir.path().join("data"), &config, &log);
+    let rss_before = rss_kib(child.id());
+    let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
+    let mut seed = 0x1234_5678u64;
+    for _ in 0..1000 {
+        let login: String = (0..60_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect();
+        let reply = c
+            .request(
+                json!({"type": "RQ_LOG_IN", "login": login, "pass": parley::client::password_digest("x")}),
+            )
+            .unwrap();
+        assert_eq!(reply["error_code"], "ER_AUTH_DATA", "{reply}");
+    }
+    let rss_after = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        rss_after < rss_before + 30 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.len() < 256 * 1024, "the log grew to {} bytes", text.len());
+}
+
+/// Row 8: a guesser at one address, then at many, neither locks out the
+/// owner (at the address the account was made from) nor a valid token.
+#[test]
+fn guessing_does_not_lock_out_the_owner() {
+    let server = start_with(|_| {});
+    let owner_addr: std::net::IpAddr = [127, 0, 0, 2].into();
+    let mut owner = connect_from(server.addr, owner_addr);
+    let signed = owner.sign_up("alice", "right").unwrap();
+    assert_type(&signed, "RQ_TOKEN");
+    let token = signed["token"].as_str().unwrap().to_owned();
+    // One address: five wrong guesses, then refused even with the right password.
+    let mut guesser = server.connect();
+    for _ in 0..5 {
+        assert_eq!(
+            guesser.log_in("alice", "wrong").unwrap()["error_code"],
+            "ER_AUTH_DATA"
+        );
+    }
+    let refused = guesser.log_in("alice", "right").unwrap();
+    assert_eq!(refused["error_code"], "ER_RATE_LIMITED", "{refused}");
+    assert!(refused["retry_after_ms"].as_u64().is_some());
+    // Many addresses, a guess or two each: limited per login all the same.
+    let mut got_through = 0;
+    for host in 10..60u8 {
+        let mut c = connect_from(server.addr, [127, 0, 1, host].into());
+        for _ in 0..2 {
+            if c.log_in("alice", "wrong").unwrap()["error_code"] == "ER_AUTH_DATA" {
+                got_through += 1;
+            }
+        }
+    }
+    let all = parley::Config::default().login_failures_per_login_all as usize;
+    assert!(got_through <= all, "{got_through} spread guesses were tried");
+    // The owner's own address, and any valid token, still work.
+    let again = connect_from(server.addr, owner_addr)
+        .log_in("alice", "right")
+        .unwrap();
+    assert_type(&again, "RQ_TOKEN");
+    assert_type(&server.connect().resume(&token).unwrap(), "RQ_TOKEN");
 }

@@ -247,3 +247,44 @@ pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
     socket.connect(&addr.into()).unwrap();
     Client::from_stream(socket.into()).expect("client")
 }
+
+/// Starts parleyd with a config file, its log going to `log`; returns the
+/// child and its address.
+// The caller waits for the child it is handed.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_parleyd_with(data: &Path, config: &Path, log: &Path) -> (std::process::Child, String) {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parleyd"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .args(["--workers", "2"])
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(rest) = text.split("listening on ").nth(1) {
+            return (child, rest.split_whitespace().next().unwrap().to_owned());
+        }
+        if started.elapsed() > Duration::from_secs(20) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("parleyd did not start: {text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
