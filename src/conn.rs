@@ -82,6 +82,11 @@ impl Conn {
         }
     }
 
+    /// Not logged in, and nothing under way that closing would cut short.
+    pub fn is_idle_anonymous(&self) -> bool {
+        self.session.is_none() && self.in_flight.is_none() && matches!(self.mode, Mode::Lines)
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect.unwrap_or(Dialect::Names)
     }

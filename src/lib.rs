@@ -4,6 +4,7 @@
 //! - [`server`]: start-up (data directory, database, workers, listener) and shutdown.
 //! - [`reactor`]: the one mio thread owning every socket; framing, dispatch, fan-out.
 //! - [`conn`]: one connection's buffers and state.
+//! - [`admission`]: caps on connections that have not logged in.
 //! - [`framing`]: splitting bytes into lines with a length limit.
 //! - [`transfer`]: upload and download state; [`files`]: stored files and the file-I/O thread.
 //! - [`protocol`]: kinds, codes, request decoding, reply encoding (no I/O).
@@ -15,6 +16,7 @@
 //! - [`auth`], [`throttle`], [`presence`], [`audience`], [`shared`]: what handlers share.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator.
 
+pub mod admission;
 pub mod audience;
 pub mod auth;
 pub mod client;

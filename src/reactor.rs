@@ -19,6 +19,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::admission::{AnonymousConns, Eviction};
 use crate::compat;
 use crate::conn::{Conn, InFlight, ReadStatus};
 use crate::files::{self, FileEvent, FileTask};
@@ -159,6 +160,29 @@ pub struct Reactor {
     files_dir: PathBuf,
     /// Every socket read lands here first; allocated once.
     scratch: Vec<u8>,
+    /// Connections not logged in, capped per address and in all.
+    anonymous: AnonymousConns,
+    /// Accepting failed for lack of file descriptors: try again at this time
+    /// (the listener will not signal again for connections already waiting).
+    accept_retry_at: Option<Instant>,
+    /// A descriptor held in reserve: given up to accept and close one waiting
+    /// client when the process is out of descriptors, so it is told at once.
+    reserve_fd: Option<std::fs::File>,
+    /// Accepting is failing for lack of descriptors (reported once).
+    fd_shortage: bool,
+}
+
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+fn open_reserve_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Whether an accept error means the process or system is out of descriptors.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+        || matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM))
 }
 
 fn conn_id(token: Token) -> ConnId {
@@ -193,6 +217,7 @@ impl Reactor {
             jobs,
             auth_jobs,
             auth_gate: AuthGate::new(limits.auth_rates),
+            anonymous: AnonymousConns::new(limits.max_anonymous_per_addr, limits.max_anonymous),
             done,
             presence,
             login_deadlines: VecDeque::new(),
@@ -209,6 +234,9 @@ impl Reactor {
             next_transfer: 1,
             files_dir,
             scratch: vec![0; crate::conn::READ_CHUNK],
+            accept_retry_at: None,
+            reserve_fd: open_reserve_fd(),
+            fd_shortage: false,
         })
     }
 
@@ -229,6 +257,11 @@ impl Reactor {
                     WAKER => {}
                     token => self.conn_event(token, event),
                 }
+            }
+            // After the events: connections that closed have freed their descriptors.
+            if self.accept_retry_at.is_some_and(|t| Instant::now() >= t) {
+                self.accept_retry_at = None;
+                self.accept();
             }
             // Completions are drained on every pass: wakes can merge.
             self.drain_completions();
@@ -268,7 +301,7 @@ impl Reactor {
         // file-thread backlog is retried soon.
         let transfers = (!self.transfers.is_empty() || !self.file_backlog.is_empty())
             .then(|| now + Duration::from_millis(100));
-        [login, drain, transfers]
+        [login, drain, transfers, self.accept_retry_at]
             .into_iter()
             .flatten()
             .min()
@@ -289,16 +322,24 @@ impl Reactor {
     fn accept(&mut self) {
         loop {
             let Some(listener) = &self.listener else { return };
-            let (mut socket, peer) = match listener.accept() {
+            let (socket, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: the pending connection stays queued.
-                    log::error!("accepting a connection failed: {e}");
+                Err(e) if out_of_descriptors(&e) => {
+                    self.out_of_descriptors(&e);
                     return;
                 }
+                Err(e) => {
+                    // Errors of one connection (ECONNABORTED and the like).
+                    log::debug!("accepting a connection failed: {e}");
+                    continue;
+                }
             };
+            if self.fd_shortage {
+                self.fd_shortage = false;
+                log::info!("file descriptors available again; accepting");
+            }
             if self.conns.len() >= self.limits.max_connections {
                 log::warn!(
                     "refused {peer}: connection limit of {} reached",
@@ -306,28 +347,106 @@ impl Reactor {
                 );
                 continue;
             }
-            let token = Token(self.next_token);
-            self.next_token += 1;
-            if let Err(e) = socket.set_nodelay(true) {
-                log::debug!("set_nodelay for {peer}: {e}");
-            }
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut socket, token, Interest::READABLE)
-            {
-                log::error!("registering connection from {peer} failed: {e}");
-                continue;
-            }
-            let mut conn = Conn::new(socket, peer, self.limits.max_line_bytes);
-            conn.registered = Some(Interest::READABLE);
-            self.conns.insert(token, conn);
-            self.login_deadlines
-                .push_back((Instant::now() + self.limits.login_timeout, token));
-            log::info!("conn {} opened from {peer}", token.0);
+            self.add_conn(socket, peer);
+        }
+    }
+
+    /// Takes on an accepted connection.
+    fn add_conn(&mut self, mut socket: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("set_nodelay for {peer}: {e}");
+        }
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+        {
+            log::error!("registering connection from {peer} failed: {e}");
+            return;
+        }
+        let mut conn = Conn::new(socket, peer, self.limits.max_line_bytes);
+        conn.registered = Some(Interest::READABLE);
+        self.conns.insert(token, conn);
+        self.login_deadlines
+            .push_back((Instant::now() + self.limits.login_timeout, token));
+        log::debug!("conn {} opened from {peer}", token.0);
+        self.count_anonymous(token);
+        if self.conns.contains_key(&token) {
             // Data may already be waiting; edge-triggered readiness for it
             // may have fired before registration.
             self.service(token);
+        }
+    }
+
+    /// Out of file descriptors: the waiting clients stay queued and the
+    /// listener will not signal for them again, so accepting resumes on a
+    /// timer. Meanwhile the reserve descriptor is given up to accept one
+    /// waiting client: it takes the place of the oldest idle connection that
+    /// has not logged in, if there is one, and is closed at once if not (so
+    /// it is told, rather than left hanging).
+    fn out_of_descriptors(&mut self, e: &io::Error) {
+        if !self.fd_shortage {
+            self.fd_shortage = true;
+            log::warn!("out of file descriptors ({e}); refusing new connections until some close");
+        }
+        self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
+        let Some(reserve) = self.reserve_fd.take() else {
+            self.reserve_fd = open_reserve_fd();
+            return;
+        };
+        drop(reserve);
+        let accepted = match &self.listener {
+            Some(listener) => listener.accept().ok(),
+            None => None,
+        };
+        if let Some((socket, peer)) = accepted {
+            let conns = &self.conns;
+            let oldest = self
+                .anonymous
+                .oldest_idle(|key| conns.get(&Token(key)).is_some_and(Conn::is_idle_anonymous));
+            match oldest {
+                Some(old) => {
+                    self.close_quietly(Token(old), "out of file descriptors: making room", false);
+                    self.add_conn(socket, peer);
+                }
+                None => drop(socket),
+            }
+        }
+        self.reserve_fd = open_reserve_fd();
+    }
+
+    /// Counts a connection that is not logged in; at a cap, the oldest idle
+    /// anonymous connection of its address (or of all) is closed for it.
+    fn count_anonymous(&mut self, token: Token) {
+        let Some(peer) = self.conns.get(&token).map(|c| c.peer) else {
+            return;
+        };
+        let conns = &self.conns;
+        let eviction = self.anonymous.admit(token.0, peer.ip(), |key| {
+            conns.get(&Token(key)).is_some_and(Conn::is_idle_anonymous)
+        });
+        match eviction {
+            None => {}
+            Some(Eviction::AddrFull { conn, addr, first }) => {
+                let cap = self.limits.max_anonymous_per_addr;
+                if first {
+                    log::warn!("{addr} holds {cap} connections that have not logged in; closing the oldest for each new one");
+                }
+                self.close_quietly(
+                    Token(conn),
+                    "too many connections not logged in from its address",
+                    first,
+                );
+            }
+            Some(Eviction::TotalFull { conn, first }) => {
+                let cap = self.limits.max_anonymous;
+                if first {
+                    log::warn!("{cap} connections have not logged in; closing the oldest for each new one");
+                }
+                self.close_quietly(Token(conn), "too many connections not logged in", first);
+            }
         }
     }
 
@@ -656,7 +775,10 @@ impl Reactor {
                 self.forget_user_conn(old.user_id, token);
                 self.remember_user_conn(user_id, token);
             }
-            None => self.remember_user_conn(user_id, token),
+            None => {
+                self.anonymous.remove(token.0);
+                self.remember_user_conn(user_id, token);
+            }
         }
     }
 
@@ -713,6 +835,7 @@ impl Reactor {
             self.forget_user_conn(revoke.user_id, token);
             self.login_deadlines
                 .push_back((Instant::now() + self.limits.login_timeout, token));
+            self.count_anonymous(token);
         }
     }
 
@@ -1084,9 +1207,16 @@ impl Reactor {
     }
 
     fn close(&mut self, token: Token, reason: &str) {
+        self.close_quietly(token, reason, true);
+    }
+
+    /// Closes a connection; `loud` false logs it at debug level only (the
+    /// many connections a defence closes are reported once, not each).
+    fn close_quietly(&mut self, token: Token, reason: &str, loud: bool) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
+        self.anonymous.remove(token.0);
         match std::mem::take(&mut conn.mode) {
             Mode::Lines => {}
             Mode::Upload(upload) => {
@@ -1109,7 +1239,8 @@ impl Reactor {
         if let Some(session) = &conn.session {
             self.forget_user_conn(session.user_id, token);
         }
-        log::info!("conn {} closed from {}: {reason}", token.0, conn.peer);
+        let level = if loud { log::Level::Info } else { log::Level::Debug };
+        log::log!(level, "conn {} closed from {}: {reason}", token.0, conn.peer);
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::util::{
-    assert_type, connect_from, default_limits, ping, rss_kib, spawn_parleyd_with, start_with, TestServer,
-    User,
+    assert_type, connect_from, default_limits, ping, rss_kib, spawn_parleyd_limited, spawn_parleyd_with,
+    start_with, TestServer, User,
 };
 
 /// The slowest answer a bystander may see during an attack.
@@ -361,4 +361,95 @@ fn guessing_does_not_lock_out_the_owner() {
         .unwrap();
     assert_type(&again, "RQ_TOKEN");
     assert_type(&server.connect().resume(&token).unwrap(), "RQ_TOKEN");
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Row 6: thousands of idle anonymous sockets from one address neither
+/// keep others out nor hold more than the per-address cap.
+#[test]
+fn idle_anonymous_sockets_from_one_address_are_capped() {
+    let server = start_with(|_| {});
+    let mut bystander = Bystander::new(&server, "bystander");
+    let mut idle: Vec<TcpStream> = (0..2600)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    bystander.probe_for(Duration::from_millis(500));
+    // Newcomers get in at once, from another address and from the same one.
+    for source in [[127, 0, 0, 5], [127, 0, 0, 1]] {
+        let started = Instant::now();
+        let mut c = connect_from(server.addr, source.into());
+        assert_type(&c.request(ping()).unwrap(), "RQ_PING");
+        assert!(
+            started.elapsed() < PROMPT,
+            "a newcomer waited {:?}",
+            started.elapsed()
+        );
+    }
+    let newcomer = connect_from(server.addr, [127, 0, 0, 6].into())
+        .sign_up("newcomer", "pw")
+        .unwrap();
+    assert_type(&newcomer, "RQ_TOKEN");
+    // All but the newest 32 of the idle ones were closed.
+    let cap = parley::Config::default().max_anonymous_per_addr;
+    let oldest = &mut idle[..2600 - cap - 1];
+    let mut closed = 0;
+    for s in oldest.iter_mut().take(200) {
+        if closed_within(s, Duration::from_millis(200)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 200, "the oldest idle connections were not closed");
+    let mut newest = idle.pop().unwrap();
+    assert!(
+        !closed_within(&mut newest, Duration::from_millis(200)),
+        "the newest is kept"
+    );
+}
+
+/// Row 5: after the process ran out of descriptors and the sockets holding
+/// them closed, a client already waiting is accepted without anyone else
+/// connecting.
+#[test]
+fn accepting_resumes_after_running_out_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("parleyd.log");
+    let config = dir.path().join("parley.toml");
+    std::fs::write(
+        &config,
+        "max_anonymous_per_addr = 100000\nmax_anonymous = 100000\n",
+    )
+    .unwrap();
+    let (mut child, addr) = spawn_parleyd_limited(&dir.path().join("data"), &config, &log, 600);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let holders: Vec<TcpStream> = (0..700).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut waiting = parley::client::Client::connect(addr).unwrap();
+    waiting.send(&ping()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(holders);
+    waiting.set_timeout(Duration::from_secs(5)).unwrap();
+    let answer = waiting.recv();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("out of file descriptors"), "never ran out: {text}");
+    assert_type(&answer.expect("the waiting client was never served"), "RQ_PING");
+    assert_eq!(
+        text.matches("out of file descriptors").count(),
+        1,
+        "reported once: {text}"
+    );
 }

@@ -38,7 +38,10 @@ fn connections_that_never_log_in_are_closed() {
 
 #[test]
 fn connection_limit_refuses_extra_connections() {
-    let server = start_with(|c| c.max_connections = 2);
+    let server = start_with(|c| {
+        c.max_connections = 2;
+        c.max_anonymous = 10;
+    });
     let mut a = server.connect();
     let mut b = server.connect();
     assert_type(&a.request(ping()).unwrap(), "RQ_PING");

@@ -253,8 +253,38 @@ pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
 // The caller waits for the child it is handed.
 #[allow(clippy::zombie_processes)]
 pub fn spawn_parleyd_with(data: &Path, config: &Path, log: &Path) -> (std::process::Child, String) {
+    spawn_command(
+        std::process::Command::new(env!("CARGO_BIN_EXE_parleyd")),
+        data,
+        config,
+        log,
+    )
+}
+
+/// As [`spawn_parleyd_with`], under an open-file limit of `max_files` (with prlimit).
+pub fn spawn_parleyd_limited(
+    data: &Path,
+    config: &Path,
+    log: &Path,
+    max_files: u32,
+) -> (std::process::Child, String) {
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg(format!("--nofile={max_files}:{max_files}"))
+        .arg(env!("CARGO_BIN_EXE_parleyd"));
+    spawn_command(command, data, config, log)
+}
+
+// The caller waits for the child it is handed.
+#[allow(clippy::zombie_processes)]
+fn spawn_command(
+    mut command: std::process::Command,
+    data: &Path,
+    config: &Path,
+    log: &Path,
+) -> (std::process::Child, String) {
     let log_file = std::fs::File::create(log).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parleyd"))
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .arg("--config")
