@@ -8,6 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -119,93 +121,23 @@ enum Open {
     Download { file: File },
 }
 
-/// Runs the file thread until the task channel closes.
+/// Runs the file thread until the task channel closes. A panic while doing
+/// one task fails that transfer only; the thread goes on with the next.
 pub fn run_file_thread(tasks: Receiver<FileTask>, events: Sender<FileEvent>, waker: Arc<Waker>) {
     let mut open: HashMap<u64, Open> = HashMap::new();
     for task in tasks.iter() {
-        let event = match task {
-            FileTask::Create { id, dir } => match create_temp(&dir, id) {
-                Ok((file, temp)) => {
-                    open.insert(id, Open::Upload { file, temp, dir });
-                    None
-                }
-                Err(e) => Some(FileEvent::Failed {
-                    id,
-                    error: format!("creating upload file: {e}"),
-                }),
-            },
-            FileTask::Write { id, data } => match open.get_mut(&id) {
-                Some(Open::Upload { file, .. }) => Some(match file.write_all(&data) {
-                    Ok(()) => FileEvent::Written { id, n: data.len() },
-                    Err(e) => FileEvent::Failed {
-                        id,
-                        error: format!("writing upload: {e}"),
-                    },
-                }),
-                _ => None,
-            },
-            FileTask::Finish { id, stored_name } => match open.remove(&id) {
-                Some(Open::Upload { file, temp, dir }) => {
-                    Some(match finish(file, &temp, &dir, &stored_name) {
-                        Ok(()) => FileEvent::Stored { id },
-                        Err(e) => {
-                            let _ = fs::remove_file(&temp);
-                            FileEvent::Failed {
-                                id,
-                                error: format!("storing upload: {e}"),
-                            }
-                        }
-                    })
-                }
-                _ => None,
-            },
-            FileTask::Abort { id } => {
-                if let Some(Open::Upload { temp, .. }) = open.remove(&id) {
-                    if let Err(e) = fs::remove_file(&temp) {
-                        log::error!("removing aborted upload {}: {e}", temp.display());
-                    }
-                }
-                None
+        let id = task.transfer_id();
+        let event = catch_unwind(AssertUnwindSafe(|| do_task(task, &mut open))).unwrap_or_else(|_| {
+            log::error!("the file thread panicked on transfer {id:?}");
+            let id = id?;
+            if let Some(Open::Upload { temp, .. }) = open.remove(&id) {
+                let _ = fs::remove_file(temp);
             }
-            FileTask::OpenRead { id, path } => match File::open(&path) {
-                Ok(file) => {
-                    open.insert(id, Open::Download { file });
-                    None
-                }
-                Err(e) => Some(FileEvent::Failed {
-                    id,
-                    error: format!("opening {}: {e}", path.display()),
-                }),
-            },
-            FileTask::Read { id, len } => match open.get_mut(&id) {
-                Some(Open::Download { file }) => {
-                    let mut data = vec![0u8; len];
-                    Some(match read_full(file, &mut data) {
-                        Ok(n) if n > 0 => {
-                            data.truncate(n);
-                            FileEvent::Chunk { id, data }
-                        }
-                        Ok(_) => FileEvent::Failed {
-                            id,
-                            error: "file shorter than recorded".into(),
-                        },
-                        Err(e) => FileEvent::Failed {
-                            id,
-                            error: format!("reading: {e}"),
-                        },
-                    })
-                }
-                _ => None,
-            },
-            FileTask::Close { id } => {
-                open.remove(&id);
-                None
-            }
-            FileTask::Delete { dir, stored_name } => {
-                remove_stored(&dir, &stored_name);
-                None
-            }
-        };
+            Some(FileEvent::Failed {
+                id,
+                error: "internal error in the file thread".into(),
+            })
+        });
         if let Some(event) = event {
             if events.send(event).is_err() {
                 break;
@@ -223,10 +155,116 @@ pub fn run_file_thread(tasks: Receiver<FileTask>, events: Sender<FileEvent>, wak
     }
 }
 
+impl FileTask {
+    /// The transfer this task belongs to, if any.
+    fn transfer_id(&self) -> Option<u64> {
+        match self {
+            FileTask::Create { id, .. }
+            | FileTask::Write { id, .. }
+            | FileTask::Finish { id, .. }
+            | FileTask::Abort { id }
+            | FileTask::OpenRead { id, .. }
+            | FileTask::Read { id, .. }
+            | FileTask::Close { id } => Some(*id),
+            FileTask::Delete { .. } => None,
+        }
+    }
+}
+
+/// Does one task; the event to report, if any.
+fn do_task(task: FileTask, open: &mut HashMap<u64, Open>) -> Option<FileEvent> {
+    match task {
+        FileTask::Create { id, dir } => match create_temp(&dir, id) {
+            Ok((file, temp)) => {
+                open.insert(id, Open::Upload { file, temp, dir });
+                None
+            }
+            Err(e) => Some(FileEvent::Failed {
+                id,
+                error: format!("creating upload file: {e}"),
+            }),
+        },
+        FileTask::Write { id, data } => match open.get_mut(&id) {
+            Some(Open::Upload { file, .. }) => Some(match file.write_all(&data) {
+                Ok(()) => FileEvent::Written { id, n: data.len() },
+                Err(e) => FileEvent::Failed {
+                    id,
+                    error: format!("writing upload: {e}"),
+                },
+            }),
+            _ => None,
+        },
+        FileTask::Finish { id, stored_name } => match open.remove(&id) {
+            Some(Open::Upload { file, temp, dir }) => Some(match finish(file, &temp, &dir, &stored_name) {
+                Ok(()) => FileEvent::Stored { id },
+                Err(e) => {
+                    let _ = fs::remove_file(&temp);
+                    FileEvent::Failed {
+                        id,
+                        error: format!("storing upload: {e}"),
+                    }
+                }
+            }),
+            _ => None,
+        },
+        FileTask::Abort { id } => {
+            if let Some(Open::Upload { temp, .. }) = open.remove(&id) {
+                if let Err(e) = fs::remove_file(&temp) {
+                    log::error!("removing aborted upload {}: {e}", temp.display());
+                }
+            }
+            None
+        }
+        FileTask::OpenRead { id, path } => match File::open(&path) {
+            Ok(file) => {
+                open.insert(id, Open::Download { file });
+                None
+            }
+            Err(e) => Some(FileEvent::Failed {
+                id,
+                error: format!("opening {}: {e}", path.display()),
+            }),
+        },
+        FileTask::Read { id, len } => match open.get_mut(&id) {
+            Some(Open::Download { file }) => {
+                let mut data = vec![0u8; len];
+                Some(match read_full(file, &mut data) {
+                    Ok(n) if n > 0 => {
+                        data.truncate(n);
+                        FileEvent::Chunk { id, data }
+                    }
+                    Ok(_) => FileEvent::Failed {
+                        id,
+                        error: "file shorter than recorded".into(),
+                    },
+                    Err(e) => FileEvent::Failed {
+                        id,
+                        error: format!("reading: {e}"),
+                    },
+                })
+            }
+            _ => None,
+        },
+        FileTask::Close { id } => {
+            open.remove(&id);
+            None
+        }
+        FileTask::Delete { dir, stored_name } => {
+            remove_stored(&dir, &stored_name);
+            None
+        }
+    }
+}
+
 fn create_temp(dir: &Path, id: u64) -> io::Result<(File, PathBuf)> {
     fs::create_dir_all(dir)?;
     let temp = dir.join(format!("{TEMP_PREFIX}{id}-{}", new_stored_name()?));
-    let file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+    // Only the server's user may read what people uploaded.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)?;
     Ok((file, temp))
 }
 

@@ -517,6 +517,8 @@ pub enum Request {
     ReadyRead,
     /// Not from the wire: see [`StoreUpload`].
     StoreUpload(StoreUpload),
+    /// Not from the wire: the reactor's periodic request to delete expired tokens.
+    PurgeExpiredTokens,
 }
 
 /// A decoded line: the request with what the envelope said about it.

@@ -170,7 +170,12 @@ pub struct Reactor {
     reserve_fd: Option<std::fs::File>,
     /// Accepting is failing for lack of descriptors (reported once).
     fd_shortage: bool,
+    /// When to ask a worker to delete expired tokens next.
+    next_token_purge: Instant,
 }
+
+/// How often expired tokens are deleted.
+const TOKEN_PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -237,6 +242,7 @@ impl Reactor {
             accept_retry_at: None,
             reserve_fd: open_reserve_fd(),
             fd_shortage: false,
+            next_token_purge: Instant::now() + Duration::from_secs(5),
         })
     }
 
@@ -271,6 +277,7 @@ impl Reactor {
             }
             self.expire_transfers();
             self.flush_file_backlog();
+            self.maybe_purge_tokens();
             if self.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
                 self.begin_drain();
             }
@@ -301,11 +308,32 @@ impl Reactor {
         // file-thread backlog is retried soon.
         let transfers = (!self.transfers.is_empty() || !self.file_backlog.is_empty())
             .then(|| now + Duration::from_millis(100));
-        [login, drain, transfers, self.accept_retry_at]
+        let purge = Some(self.next_token_purge);
+        [login, drain, transfers, self.accept_retry_at, purge]
             .into_iter()
             .flatten()
             .min()
             .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Every [`TOKEN_PURGE_EVERY`], a worker deletes the tokens that expired.
+    fn maybe_purge_tokens(&mut self) {
+        let now = Instant::now();
+        if now < self.next_token_purge || self.draining_until.is_some() {
+            return;
+        }
+        self.next_token_purge = now + TOKEN_PURGE_EVERY;
+        let job = Job {
+            conn: NO_CONN,
+            peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            session: None,
+            kind: Kind::Token,
+            request: Request::PurgeExpiredTokens,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => self.jobs_out += 1,
+            Err(_) => log::debug!("token purge postponed: job queue full"),
+        }
     }
 
     fn begin_drain(&mut self) {

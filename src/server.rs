@@ -39,14 +39,39 @@ pub struct Server {
     stores: Vec<Store>,
 }
 
-/// Fails with a clear message unless `dir` exists (created if needed) and is writable.
+/// Fails with a clear message unless `dir` exists (created if needed) and is
+/// writable. The data directory and its files directory are made private
+/// (0700): they hold everyone's conversations.
 fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let files = files::files_dir(dir);
+    std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
+    for d in [dir, &files] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", d.display()))?;
+    }
     let probe = dir.join(".parley-write-test");
     std::fs::write(&probe, b"")
         .with_context(|| format!("data directory {} is not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Makes the database and its journal files readable by the server's user
+/// only (SQLite gives new journal files the database file's mode).
+fn make_private(db_path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db_path.as_os_str().to_owned();
+        path.push(suffix);
+        let path = std::path::PathBuf::from(path);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", path.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -85,6 +110,7 @@ impl Server {
         prepare_data_dir(&config)?;
         let db_path = config.db_path();
         store::migrate(&db_path)?;
+        make_private(&db_path)?;
         // Every worker's connection is opened before any thread starts, so a
         // bad database fails here rather than in a worker.
         // One connection per worker, one per hashing thread, and one for

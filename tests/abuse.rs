@@ -453,3 +453,91 @@ fn accepting_resumes_after_running_out_of_descriptors() {
         "reported once: {text}"
     );
 }
+
+/// Code finding: with a tiny completion channel (job queue of one), the
+/// message committer must wake the reactor before it could block on the
+/// channel; otherwise acknowledgements stop arriving.
+#[test]
+fn acknowledgements_flow_with_a_queue_of_one() {
+    let server = start_with(|c| {
+        c.job_queue = 1;
+        c.auth_queue = 1;
+        c.workers = 1;
+        c.auth_workers = 1;
+    });
+    let mut owner = server.user("owner");
+    let room = owner.new_room("busy", "DB_GLOBAL_CHAT");
+    let senders: Vec<_> = (0..16)
+        .map(|i| {
+            let mut u = server.user(&format!("sender{i}"));
+            u.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room}));
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                let mut acked = 0;
+                let started = Instant::now();
+                while acked < 15 && started.elapsed() < Duration::from_secs(20) {
+                    let t = Instant::now();
+                    let reply =
+                        u.req(json!({"type": "RQ_MSG", "room_id": room, "message": format!("m{acked}")}));
+                    match reply["type"].as_str() {
+                        Some("RQ_MSG") => {
+                            acked += 1;
+                            worst = worst.max(t.elapsed());
+                        }
+                        _ => assert_eq!(reply["error_code"], "ER_BUSY", "{reply}"),
+                    }
+                }
+                (acked, worst)
+            })
+        })
+        .collect();
+    for s in senders {
+        let (acked, worst) = s.join().unwrap();
+        assert_eq!(acked, 15, "acknowledgements stopped arriving");
+        assert!(
+            worst < Duration::from_secs(2),
+            "an acknowledgement took {worst:?}"
+        );
+    }
+}
+
+/// Code finding: the data directory and what is in it are private.
+#[test]
+fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = start_with(|_| {});
+    let mut alice = server.user("alice");
+    let room = alice.new_room("r", "DB_GLOBAL_CHAT");
+    let reply = alice
+        .client
+        .upload(room, "secret.txt", b"private bytes", None)
+        .unwrap();
+    assert_type(&reply, "RQ_MSG");
+    let data = server.dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("files")), 0o700);
+    assert_eq!(mode(&data.join("parley.db")), 0o600);
+    assert_eq!(mode(&data.join("parley.db-wal")), 0o600);
+    let stored: Vec<_> = std::fs::read_dir(data.join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(mode(&stored[0]), 0o600);
+}
+
+/// Code finding: expired tokens are deleted on a timer, not only when presented.
+#[test]
+fn expired_tokens_are_purged() {
+    let server = start_with(|c| c.token_ttl_days = 0);
+    let _alice = server.user("alice");
+    let db = server.dir.path().join("data").join("parley.db");
+    let count = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(), 1);
+    crate::util::wait_until(Duration::from_secs(15), || count() == 0);
+}

@@ -125,6 +125,16 @@ pub fn resume(ctx: &mut Ctx, req: TokenResume) -> Result<Outcome> {
     Ok(logged_in(user, req.token, hash))
 }
 
+/// Deletes tokens that expired unused (they would otherwise stay until presented).
+pub fn purge_expired_tokens(ctx: &mut Ctx) -> Result<Outcome> {
+    let ttl = ctx.shared.config.token_ttl_days as i64 * MS_PER_DAY;
+    let removed = ctx.store.purge_expired_tokens(now_ms() - ttl)?;
+    if removed > 0 {
+        log::info!("removed {removed} expired tokens");
+    }
+    Ok(Outcome::default())
+}
+
 pub fn log_out(ctx: &mut Ctx, req: LogOut) -> Result<Outcome> {
     let session = ctx.user()?.clone();
     let unknown = || Error::client(ErrorCode::AuthData, "not a token of this user");

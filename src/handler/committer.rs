@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use super::message::{may_post, message_body};
@@ -18,7 +20,7 @@ use super::room::{audience_of, membership};
 use crate::error::Error;
 use crate::job::{Completion, ConnId, Outcome, Push};
 use crate::model::{now_ms, Message, MsgType};
-use crate::protocol::{Kind, Outgoing};
+use crate::protocol::{ErrorCode, Kind, Outgoing};
 use crate::shared::Shared;
 use crate::store::Store;
 
@@ -100,34 +102,75 @@ pub fn start(
                         Err(_) => break,
                     }
                 }
-                let results = store_batch(&mut store, &batch);
-                for (message, result) in batch.iter().zip(results) {
-                    let outcome = match result.and_then(|(msg, power)| broadcast(&store, &shared, msg, power))
-                    {
-                        Ok(outcome) => outcome,
-                        Err(err) => {
-                            if !matches!(err, Error::Client { .. }) {
-                                log::error!("storing a message from conn {} failed: {err}", message.conn);
-                            }
-                            let (code, msg) = err.to_wire();
-                            Outcome::error(code, msg, Kind::Msg)
-                        }
+                // A bug while storing must not leave messaging dead in a
+                // live process: the batch fails with ER_INTERNAL and the
+                // loop goes on (the store rolls back what was left open).
+                let outcomes = catch_unwind(AssertUnwindSafe(|| {
+                    let results = store_batch(&mut store, &batch);
+                    batch
+                        .iter()
+                        .zip(results)
+                        .map(|(message, result)| outcome_of(&store, &shared, message, result))
+                        .collect::<Vec<_>>()
+                }))
+                .unwrap_or_else(|_| {
+                    log::error!("the message committer panicked; {} messages failed", batch.len());
+                    batch
+                        .iter()
+                        .map(|_| Outcome::error(ErrorCode::Internal, "internal server error", Kind::Msg))
+                        .collect()
+                });
+                for (message, outcome) in batch.iter().zip(outcomes) {
+                    let completion = Completion {
+                        conn: message.conn,
+                        outcome,
                     };
-                    if done
-                        .send(Completion {
-                            conn: message.conn,
-                            outcome,
-                        })
-                        .is_err()
-                    {
+                    if !hand_over(&done, &waker, completion) {
                         return;
                     }
                 }
-                if let Err(e) = waker.wake() {
-                    log::error!("waking the reactor failed: {e}");
-                }
+                wake(&waker);
             }
         })
+}
+
+/// The completion of one message of a batch.
+fn outcome_of(
+    store: &Store,
+    shared: &Shared,
+    message: &NewMessage,
+    result: Result<(Message, i64), Error>,
+) -> Outcome {
+    match result.and_then(|(msg, power)| broadcast(store, shared, msg, power)) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            if !matches!(err, Error::Client { .. }) {
+                log::error!("storing a message from conn {} failed: {err}", message.conn);
+            }
+            let (code, msg) = err.to_wire();
+            Outcome::error(code, msg, Kind::Msg)
+        }
+    }
+}
+
+fn wake(waker: &Waker) {
+    if let Err(e) = waker.wake() {
+        log::error!("waking the reactor failed: {e}");
+    }
+}
+
+/// Sends a completion; when the channel is full, wakes the reactor first so
+/// that it drains the channel (waking only after the batch could block
+/// forever on a channel nobody is told to drain). False once the reactor is gone.
+fn hand_over(done: &Sender<Completion>, waker: &Waker, completion: Completion) -> bool {
+    match done.try_send(completion) {
+        Ok(()) => true,
+        Err(TrySendError::Disconnected(_)) => false,
+        Err(TrySendError::Full(completion)) => {
+            wake(waker);
+            done.send(completion).is_ok()
+        }
+    }
 }
 
 /// Stores a batch in one transaction: each message is checked again under
@@ -182,4 +225,36 @@ fn broadcast(store: &Store, shared: &Shared, msg: Message, power: i64) -> Result
         audience,
         Outgoing::new(Kind::Msg, &body),
     )]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+
+    /// The committer, finding the completion channel full, wakes the
+    /// reactor before it waits, so the reactor drains the channel and
+    /// nothing stalls (waking only after a batch could wait forever).
+    #[test]
+    fn a_full_channel_wakes_the_reactor_before_waiting() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+        let (done, completions) = crossbeam_channel::bounded(1);
+        let completion = || Completion {
+            conn: 7,
+            outcome: Outcome::default(),
+        };
+        assert!(hand_over(&done, &waker, completion()), "room for one");
+        let sender = {
+            let (done, waker) = (done.clone(), waker.clone());
+            std::thread::spawn(move || hand_over(&done, &waker, completion()))
+        };
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert!(!events.is_empty(), "the reactor was not woken");
+        assert_eq!(completions.recv().unwrap().conn, 7);
+        assert!(sender.join().unwrap());
+        assert_eq!(completions.recv().unwrap().conn, 7);
+    }
 }

@@ -62,7 +62,7 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
     let kind = job.kind;
     // Jobs the server made itself, and transfers authorized by their own token.
     let authorized_otherwise = match &job.request {
-        Request::PresenceChanged { .. } | Request::StoreUpload(_) => true,
+        Request::PresenceChanged { .. } | Request::StoreUpload(_) | Request::PurgeExpiredTokens => true,
         Request::UploadFile(r) => r.token.is_some(),
         Request::DownloadFile(r) => r.token.is_some(),
         _ => false,
@@ -116,6 +116,7 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::DownloadFile(r) => file::download(&mut ctx, r),
         Request::ReadyRead => file::stray_ready_read(),
         Request::StoreUpload(r) => file::store_upload(&mut ctx, r),
+        Request::PurgeExpiredTokens => account::purge_expired_tokens(&mut ctx),
     };
     result.unwrap_or_else(|err| {
         if matches!(err, Error::Client { .. } | Error::Limited { .. }) {

@@ -124,6 +124,13 @@ impl Store {
     }
 
     /// Deletes a user's token; false when it was not theirs or did not exist.
+    /// Deletes tokens unused since `not_before`; returns how many.
+    pub fn purge_expired_tokens(&mut self, not_before: i64) -> rusqlite::Result<usize> {
+        self.conn
+            .prepare_cached("DELETE FROM tokens WHERE last_used < ?1")?
+            .execute(params![not_before])
+    }
+
     pub fn revoke_token(&mut self, hash: &[u8; 32], user_id: i64) -> rusqlite::Result<bool> {
         let n = self
             .conn
