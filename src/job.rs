@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::disk::QuotaReservation;
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 
 /// Identifies a connection for as long as the server runs (never reused).
@@ -87,6 +88,8 @@ pub enum TransferStart {
         room_id: i64,
         name: String,
         size: u64,
+        /// The upload's share of the user's quota, held until it ends.
+        reservation: QuotaReservation,
     },
     /// Send `size` bytes of the file at `path` once the client is ready.
     Download { path: PathBuf, size: u64 },

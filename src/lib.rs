@@ -7,6 +7,7 @@
 //! - [`admission`]: caps on connections that have not logged in.
 //! - [`framing`]: splitting bytes into lines with a length limit.
 //! - [`transfer`]: upload and download state; [`files`]: stored files and the file-I/O thread.
+//! - [`disk`]: quotas, the free-space reserve, and the ballast that keeps deleting possible.
 //! - [`protocol`]: kinds, codes, request decoding, reply encoding (no I/O).
 //! - [`compat`]: the rules old uchat clients rely on, in one place.
 //! - [`job`]: messages between the reactor and the workers.
@@ -23,6 +24,7 @@ pub mod client;
 pub mod compat;
 pub mod config;
 pub mod conn;
+pub mod disk;
 pub mod error;
 pub mod files;
 pub mod framing;

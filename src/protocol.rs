@@ -518,7 +518,7 @@ pub enum Request {
     /// Not from the wire: see [`StoreUpload`].
     StoreUpload(StoreUpload),
     /// Not from the wire: the reactor's periodic request to delete expired tokens.
-    PurgeExpiredTokens,
+    Maintenance,
 }
 
 /// A decoded line: the request with what the envelope said about it.

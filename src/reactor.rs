@@ -119,6 +119,15 @@ pub struct Links {
     pub file_events: Receiver<FileEvent>,
 }
 
+/// What an upload starts with.
+struct NewUpload {
+    user_id: i64,
+    room_id: i64,
+    name: String,
+    size: u64,
+    reservation: crate::disk::QuotaReservation,
+}
+
 /// An upload whose client closed right after its last byte (as old clients
 /// do): it is stored all the same.
 struct OrphanUpload {
@@ -328,7 +337,7 @@ impl Reactor {
             peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
             session: None,
             kind: Kind::Token,
-            request: Request::PurgeExpiredTokens,
+            request: Request::Maintenance,
         };
         match self.jobs.try_send(job) {
             Ok(()) => self.jobs_out += 1,
@@ -774,7 +783,18 @@ impl Reactor {
                         room_id,
                         name,
                         size,
-                    }) => self.start_upload(token, user_id, room_id, name, size, req_id.clone()),
+                        reservation,
+                    }) => self.start_upload(
+                        token,
+                        NewUpload {
+                            user_id,
+                            room_id,
+                            name,
+                            size,
+                            reservation,
+                        },
+                        req_id.clone(),
+                    ),
                     Some(TransferStart::Download { path, size }) => self.start_download(token, path, size),
                     None => {}
                 }
@@ -953,15 +973,14 @@ impl Reactor {
         id
     }
 
-    fn start_upload(
-        &mut self,
-        token: Token,
-        user_id: i64,
-        room_id: i64,
-        name: String,
-        size: u64,
-        req_id: Option<ReqId>,
-    ) {
+    fn start_upload(&mut self, token: Token, new: NewUpload, req_id: Option<ReqId>) {
+        let NewUpload {
+            user_id,
+            room_id,
+            name,
+            size,
+            reservation,
+        } = new;
         let id = self.new_transfer(token);
         self.file_backlog.push_back(FileTask::Create {
             id,
@@ -982,6 +1001,7 @@ impl Reactor {
                 stored_name: None,
                 last_activity: Instant::now(),
                 req_id,
+                reservation,
             });
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::audience::RoomAudiences;
 use crate::auth::PasswordHasher;
 use crate::config::Config;
+use crate::disk::DiskSpace;
 use crate::handler::committer::MessageCommitter;
 use crate::presence::Presence;
 use crate::throttle::{LoginLimits, LoginThrottle, RateLimiter};
@@ -28,6 +29,8 @@ pub struct Shared {
     pub friend_rate: RateLimiter,
     /// Where checked messages go to be stored, several per transaction.
     pub committer: MessageCommitter,
+    /// Quotas, the free-space reserve, the ballast.
+    pub disk: DiskSpace,
 }
 
 impl Shared {
@@ -43,7 +46,20 @@ impl Shared {
             per_addr: config.login_failures_per_addr,
             window: Duration::from_secs(config.login_failure_window_secs),
         });
+        let disk = DiskSpace::new(
+            &config.data_dir,
+            &crate::files::files_dir(&config.data_dir),
+            config.user_quota_bytes,
+            config.disk_reserve_bytes,
+        );
+        if !disk.ensure_ballast() {
+            log::warn!(
+                "no room for the space reserve file in {}",
+                config.data_dir.display()
+            );
+        }
         Ok(Shared {
+            disk,
             hasher,
             login_throttle,
             presence,

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use crate::disk::QuotaReservation;
 use crate::protocol::ReqId;
 
 /// Bytes read from disk or handed to the disk per chunk.
@@ -71,6 +72,8 @@ pub struct Upload {
     pub last_activity: Instant,
     /// The upload request's id, carried by the RQ_MSG that answers it.
     pub req_id: Option<ReqId>,
+    /// Its share of the user's quota: released when the upload is dropped.
+    pub reservation: QuotaReservation,
 }
 
 impl Upload {

@@ -454,53 +454,6 @@ fn accepting_resumes_after_running_out_of_descriptors() {
     );
 }
 
-/// Code finding: with a tiny completion channel (job queue of one), the
-/// message committer must wake the reactor before it could block on the
-/// channel; otherwise acknowledgements stop arriving.
-#[test]
-fn acknowledgements_flow_with_a_queue_of_one() {
-    let server = start_with(|c| {
-        c.job_queue = 1;
-        c.auth_queue = 1;
-        c.workers = 1;
-        c.auth_workers = 1;
-    });
-    let mut owner = server.user("owner");
-    let room = owner.new_room("busy", "DB_GLOBAL_CHAT");
-    let senders: Vec<_> = (0..16)
-        .map(|i| {
-            let mut u = server.user(&format!("sender{i}"));
-            u.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room}));
-            std::thread::spawn(move || {
-                let mut worst = Duration::ZERO;
-                let mut acked = 0;
-                let started = Instant::now();
-                while acked < 15 && started.elapsed() < Duration::from_secs(20) {
-                    let t = Instant::now();
-                    let reply =
-                        u.req(json!({"type": "RQ_MSG", "room_id": room, "message": format!("m{acked}")}));
-                    match reply["type"].as_str() {
-                        Some("RQ_MSG") => {
-                            acked += 1;
-                            worst = worst.max(t.elapsed());
-                        }
-                        _ => assert_eq!(reply["error_code"], "ER_BUSY", "{reply}"),
-                    }
-                }
-                (acked, worst)
-            })
-        })
-        .collect();
-    for s in senders {
-        let (acked, worst) = s.join().unwrap();
-        assert_eq!(acked, 15, "acknowledgements stopped arriving");
-        assert!(
-            worst < Duration::from_secs(2),
-            "an acknowledgement took {worst:?}"
-        );
-    }
-}
-
 /// Code finding: the data directory and what is in it are private.
 #[test]
 fn the_data_directory_is_private() {
@@ -540,4 +493,136 @@ fn expired_tokens_are_purged() {
     };
     assert_eq!(count(), 1);
     crate::util::wait_until(Duration::from_secs(15), || count() == 0);
+}
+
+/// Row 3: parallel uploads cannot together pass the quota: it is reserved
+/// when an upload starts, not counted when it ends.
+#[test]
+fn parallel_uploads_cannot_pass_the_quota() {
+    let server = start_with(|c| c.user_quota_bytes = 1_000_000);
+    let mut alice = server.user("alice");
+    let room = alice.new_room("files", "DB_GLOBAL_CHAT");
+    let mut conns: Vec<_> = (0..8).map(|_| server.connect()).collect();
+    let mut ready = Vec::new();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let reply = c
+            .request(
+                json!({"type": "RQ_UPLOAD_FILE", "name": format!("f{i}.bin"), "size": 600_000,
+                "room_id": room, "token": alice.token}),
+            )
+            .unwrap();
+        match reply["type"].as_str() {
+            Some("RQ_READY_READ") => ready.push(i),
+            _ => assert_eq!(reply["error_code"], "ER_TOO_LARGE", "{reply}"),
+        }
+    }
+    assert_eq!(
+        ready.len(),
+        1,
+        "{} uploads of 600 KB started under a 1 MB quota",
+        ready.len()
+    );
+    let c = &mut conns[ready[0]];
+    c.send_raw(&vec![7u8; 600_000]).unwrap();
+    assert_type(&c.recv().unwrap(), "RQ_MSG");
+    // The stored file counts now: another 600 KB is refused.
+    let reply = server
+        .connect()
+        .request(
+            json!({"type": "RQ_UPLOAD_FILE", "name": "more.bin", "size": 600_000,
+            "room_id": room, "token": alice.token}),
+        )
+        .unwrap();
+    assert_eq!(reply["error_code"], "ER_TOO_LARGE", "{reply}");
+}
+
+/// Row 3: there is a quota by default, and the file limit is the contract's 10 MB.
+#[test]
+fn files_have_a_default_quota_and_a_10_mb_limit() {
+    let defaults = parley::Config::default();
+    assert_eq!(defaults.user_quota_bytes, 1 << 30);
+    assert!(defaults.disk_reserve_bytes > 0);
+    let server = start_with(|_| {});
+    let mut alice = server.user("alice");
+    let room = alice.new_room("files", "DB_GLOBAL_CHAT");
+    let over =
+        alice.req(json!({"type": "RQ_UPLOAD_FILE", "name": "big.bin", "size": 10_000_001, "room_id": room}));
+    assert_eq!(over["error_code"], "ER_TOO_LARGE", "{over}");
+    let exact =
+        alice.req(json!({"type": "RQ_UPLOAD_FILE", "name": "ok.bin", "size": 10_000_000, "room_id": room}));
+    assert_type(&exact, "RQ_READY_READ");
+}
+
+/// Row 3: below the free-space reserve, uploads are refused.
+#[test]
+fn uploads_are_refused_below_the_free_space_reserve() {
+    let server = start_with(|c| c.disk_reserve_bytes = u64::MAX / 4);
+    let mut alice = server.user("alice");
+    let room = alice.new_room("files", "DB_GLOBAL_CHAT");
+    let reply = alice.req(json!({"type": "RQ_UPLOAD_FILE", "name": "a.bin", "size": 10, "room_id": room}));
+    assert_eq!(reply["error_code"], "ER_TOO_LARGE", "{reply}");
+    assert!(reply["msg"].as_str().unwrap().contains("no room"), "{reply}");
+}
+
+/// Row 3: on a full disk, deleting a message (and its file) and clearing a
+/// history still work, so space can be freed through the protocol. Runs on
+/// a small tmpfs of its own (needs the right to mount, as CI's root has).
+#[test]
+fn deleting_works_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount_point = dir.path().join("small");
+    std::fs::create_dir(&mount_point).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mount_point)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("deleting_works_on_a_full_disk: cannot mount a tmpfs here (not root?); not run");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount_point.clone());
+    let data = mount_point.join("data");
+    let server = crate::util::start_in(tempfile::tempdir().unwrap(), |c| {
+        c.data_dir = data.clone();
+        c.disk_reserve_bytes = 0;
+    });
+    let mut alice = server.user("alice");
+    let room = alice.new_room("files", "DB_GLOBAL_CHAT");
+    let file_msg = alice
+        .client
+        .upload(room, "one.bin", &vec![1u8; 2_000_000], None)
+        .unwrap();
+    assert_type(&file_msg, "RQ_MSG");
+    for i in 0..30 {
+        let m = alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": format!("filler text {i} {}", "x".repeat(500))}));
+        assert_type(&m, "RQ_MSG");
+    }
+    // Fill the disk to the last byte.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(mount_point.join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while filler.write_all(&chunk).is_ok() {}
+        let small = vec![0u8; 512];
+        while filler.write_all(&small).is_ok() {}
+        let _ = filler.sync_all();
+    }
+    let msg_id = file_msg["message_id"].as_i64().unwrap();
+    let deleted = alice.req(json!({"type": "RQ_DEL_MSG", "room_id": room, "msg_id": msg_id}));
+    assert_type(&deleted, "RQ_DEL_MSG");
+    let cleared = alice.req(json!({"type": "RQ_DEL_HIST", "room_id": room}));
+    assert_type(&cleared, "RQ_DEL_HIST");
+    let files: Vec<_> = std::fs::read_dir(data.join("files")).unwrap().collect();
+    assert!(files.is_empty(), "the file went with its message");
+    drop(server);
 }

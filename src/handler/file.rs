@@ -8,6 +8,7 @@ use super::message::{may_post, message_body};
 use super::room::{broadcast, membership};
 use super::Ctx;
 use crate::auth;
+use crate::disk::SpaceRefusal;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::job::{Outcome, TransferStart};
@@ -49,14 +50,27 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
     })?;
     let (room, _) = membership(ctx.store, req.room_id, user_id)?;
     may_post(ctx.store, &room, user_id)?;
-    let quota = ctx.shared.config.user_quota_bytes;
-    if quota > 0 && ctx.store.stored_bytes_of(user_id)? as u64 + req.size as u64 > quota {
-        return Err(Error::client(
-            ErrorCode::TooLarge,
-            format!("your files would exceed your quota of {quota} bytes"),
-        ));
-    }
     super::limit(&ctx.shared.msg_rate, user_id, "you are sending messages too fast")?;
+    // Reserved now, so that parallel uploads cannot together pass the quota;
+    // held by the transfer until its message is stored or it is given up.
+    let stored = ctx.store.stored_bytes_of(user_id)?.max(0) as u64;
+    let reservation = ctx
+        .shared
+        .disk
+        .reserve_upload(user_id, req.size as u64, stored)
+        .map_err(|refusal| match refusal {
+            SpaceRefusal::Quota { quota } => Error::client(
+                ErrorCode::TooLarge,
+                format!("your files would exceed your quota of {quota} bytes"),
+            ),
+            SpaceRefusal::DiskFull => {
+                log::warn!(
+                    "upload of {} bytes refused: the data disk is nearly full",
+                    req.size
+                );
+                Error::client(ErrorCode::TooLarge, "the server has no room for this file")
+            }
+        })?;
     Ok(Outcome {
         reply: Some(Outgoing::empty(Kind::ReadyRead)),
         transfer: Some(TransferStart::Upload {
@@ -64,6 +78,7 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
             room_id: room.id,
             name,
             size: req.size as u64,
+            reservation,
         }),
         close_after: token_only,
         ..Outcome::default()

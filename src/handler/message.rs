@@ -133,17 +133,19 @@ pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
 
 pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    let file = ctx.store.atomically(|s| {
-        let (_, role) = membership(s, req.room_id, user_id)?;
-        let msg = message_in_room(s, req.room_id, req.msg_id)?;
-        let moderator = matches!(role, Role::Owner | Role::Admin | Role::Moderator);
-        if msg.user_id != user_id && !moderator {
-            return Err(Error::forbidden(
-                "only the author or the room's owner, admins and moderators delete a message",
-            ));
-        }
-        s.delete_message(msg.id)?;
-        Ok(msg.file)
+    let file = super::freeing_space(ctx, |store| {
+        store.atomically(|s| {
+            let (_, role) = membership(s, req.room_id, user_id)?;
+            let msg = message_in_room(s, req.room_id, req.msg_id)?;
+            let moderator = matches!(role, Role::Owner | Role::Admin | Role::Moderator);
+            if msg.user_id != user_id && !moderator {
+                return Err(Error::forbidden(
+                    "only the author or the room's owner, admins and moderators delete a message",
+                ));
+            }
+            s.delete_message(msg.id)?;
+            Ok(msg.file)
+        })
     })?;
     if let Some(file) = file {
         super::file::remove_files(ctx, &[file.stored_name]);
@@ -157,16 +159,18 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
 
 pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    let files = ctx.store.atomically(|s| {
-        let (_, role) = membership(s, req.room_id, user_id)?;
-        if !matches!(role, Role::Owner | Role::Admin) {
-            return Err(Error::forbidden(
-                "only the owner and admins clear a room's history",
-            ));
-        }
-        let files = s.stored_files_in_room(req.room_id)?;
-        s.clear_history(req.room_id)?;
-        Ok(files)
+    let files = super::freeing_space(ctx, |store| {
+        store.atomically(|s| {
+            let (_, role) = membership(s, req.room_id, user_id)?;
+            if !matches!(role, Role::Owner | Role::Admin) {
+                return Err(Error::forbidden(
+                    "only the owner and admins clear a room's history",
+                ));
+            }
+            let files = s.stored_files_in_room(req.room_id)?;
+            s.clear_history(req.room_id)?;
+            Ok(files)
+        })
     })?;
     super::file::remove_files(ctx, &files);
     let body = RoomIdBody { room_id: req.room_id };

@@ -52,6 +52,25 @@ fn limit(limiter: &RateLimiter, user_id: i64, what: &str) -> Result<()> {
     })
 }
 
+/// Periodic upkeep the reactor asks for: expired tokens go, and the disk's
+/// ballast is put back once deletes made room.
+fn maintenance(ctx: &mut Ctx) -> Result<Outcome> {
+    ctx.shared.disk.ensure_ballast();
+    account::purge_expired_tokens(ctx)
+}
+
+/// Runs a write that frees space (deleting messages, histories, rooms). On
+/// a full disk SQLite cannot even delete; then the ballast is released and
+/// the write tried once more.
+fn freeing_space<T>(ctx: &mut Ctx, mut write: impl FnMut(&mut Store) -> Result<T>) -> Result<T> {
+    match write(ctx.store) {
+        Err(Error::Db(e)) if crate::disk::is_disk_full(&e) && ctx.shared.disk.release_ballast() => {
+            write(ctx.store)
+        }
+        other => other,
+    }
+}
+
 /// Requests a connection may make before it has logged in.
 pub fn allowed_before_log_in(kind: Kind) -> bool {
     matches!(kind, Kind::SignUp | Kind::LogIn | Kind::Token | Kind::Ping)
@@ -62,7 +81,7 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
     let kind = job.kind;
     // Jobs the server made itself, and transfers authorized by their own token.
     let authorized_otherwise = match &job.request {
-        Request::PresenceChanged { .. } | Request::StoreUpload(_) | Request::PurgeExpiredTokens => true,
+        Request::PresenceChanged { .. } | Request::StoreUpload(_) | Request::Maintenance => true,
         Request::UploadFile(r) => r.token.is_some(),
         Request::DownloadFile(r) => r.token.is_some(),
         _ => false,
@@ -116,7 +135,7 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::DownloadFile(r) => file::download(&mut ctx, r),
         Request::ReadyRead => file::stray_ready_read(),
         Request::StoreUpload(r) => file::store_upload(&mut ctx, r),
-        Request::PurgeExpiredTokens => account::purge_expired_tokens(&mut ctx),
+        Request::Maintenance => maintenance(&mut ctx),
     };
     result.unwrap_or_else(|err| {
         if matches!(err, Error::Client { .. } | Error::Limited { .. }) {

@@ -284,14 +284,16 @@ pub fn leave_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
 
 pub fn del_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    let (members, files) = ctx.store.atomically(|s| {
-        let (room, role) = membership(s, req.room_id, user_id)?;
-        not_direct(&room, "be deleted")?;
-        require(role == Role::Owner, "only the owner deletes a room")?;
-        let members = s.member_ids(room.id)?;
-        let files = s.stored_files_in_room(room.id)?;
-        s.delete_room(room.id)?;
-        Ok::<_, Error>((members, files))
+    let (members, files) = super::freeing_space(ctx, |store| {
+        store.atomically(|s| {
+            let (room, role) = membership(s, req.room_id, user_id)?;
+            not_direct(&room, "be deleted")?;
+            require(role == Role::Owner, "only the owner deletes a room")?;
+            let members = s.member_ids(room.id)?;
+            let files = s.stored_files_in_room(room.id)?;
+            s.delete_room(room.id)?;
+            Ok::<_, Error>((members, files))
+        })
     })?;
     ctx.shared.audiences.invalidate(req.room_id);
     super::file::remove_files(ctx, &files);
