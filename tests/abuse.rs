@@ -626,3 +626,107 @@ fn deleting_works_on_a_full_disk() {
     assert!(files.is_empty(), "the file went with its message");
     drop(server);
 }
+
+/// A data directory holding one global room ("big") with `n` text messages.
+fn data_with_a_big_room(n: usize) -> tempfile::TempDir {
+    use parley::model::{MsgType, RoomType};
+    use parley::store::{migrate, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let path = data.join("parley.db");
+    migrate(&path).unwrap();
+    let mut store = Store::open(&path, parley::config::Durability::Normal).unwrap();
+    let owner = store.create_user("bulk", "bulk", "", "x", 1).unwrap().unwrap().id;
+    let room = store
+        .create_room(owner, "big", "", RoomType::Global, 1)
+        .unwrap()
+        .id;
+    store
+        .atomically(|s| {
+            for i in 0..n {
+                s.insert_message(
+                    room,
+                    owner,
+                    &format!("hello there number {i} hey"),
+                    MsgType::Text,
+                    2,
+                )?;
+            }
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
+    dir
+}
+
+/// Row 7: searches for a short prefix by users in no room (or other rooms),
+/// and room lists of a member far behind in a big room, do not scan the
+/// big room, and a bystander stays prompt.
+#[test]
+fn scans_are_bounded_by_the_callers_rooms() {
+    let server = crate::util::start_in(data_with_a_big_room(150_000), |_| {});
+    let mut bystander = Bystander::new(&server, "bystander");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for i in 0..4 {
+        let mut user = server.user(&format!("searcher{i}"));
+        if i == 0 {
+            // One of them is in the big room, with everything unread.
+            let joined = user.req(json!({"type": "RQ_JOIN_ROOM", "room_id": 1}));
+            assert_type(&joined, "RQ_JOIN_ROOM");
+        }
+        let stop = stop.clone();
+        attackers.push(std::thread::spawn(move || {
+            let (mut searches, mut limited) = (0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                let req = if i == 0 {
+                    json!({"type": "RQ_GET_ROOMS"})
+                } else {
+                    json!({"type": "RQ_SEARCH_MSGS", "msg": "he"})
+                };
+                let reply = user.req(req);
+                match reply["type"].as_str() {
+                    Some("RQ_SEARCH_MSGS") => {
+                        assert_eq!(reply["msgs"], json!([]), "a non-member found messages");
+                        searches += 1;
+                    }
+                    Some("RQ_GET_ROOMS") => {
+                        assert_eq!(reply["rooms"][0]["unread"], 1000, "{reply}");
+                        searches += 1;
+                    }
+                    _ => {
+                        assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
+                        limited += 1;
+                    }
+                }
+            }
+            (searches, limited)
+        }));
+    }
+    bystander.probe_for(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    for a in attackers {
+        let (searches, _) = a.join().unwrap();
+        assert!(searches > 10, "only {searches} answered");
+    }
+}
+
+/// Row 7: searches and history pages are limited per user.
+#[test]
+fn searches_are_rate_limited_per_user() {
+    let server = start_with(default_limits);
+    let mut alice = server.user("alice");
+    let burst = parley::Config::default().reads_burst as usize;
+    let mut limited = None;
+    for i in 0..(burst + 20) {
+        let reply = alice.req(json!({"type": "RQ_SEARCH_MSGS", "msg": "anything"}));
+        if reply["type"] == "RQ_ERROR_MSG" {
+            assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
+            assert!(reply["retry_after_ms"].as_u64().is_some(), "{reply}");
+            limited = Some(i);
+            break;
+        }
+    }
+    let at = limited.expect("never limited");
+    assert!(at >= burst - 5, "limited after only {at} searches");
+}

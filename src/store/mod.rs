@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_messages", include_str!("../../db/0003_messages.sql")),
     ("0004_friends", include_str!("../../db/0004_friends.sql")),
     ("0005_files", include_str!("../../db/0005_files.sql")),
+    (
+        "0006_search_by_room",
+        include_str!("../../db/0006_search_by_room.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
