@@ -26,7 +26,7 @@ use crate::files::{self, FileEvent, FileTask};
 use crate::framing::Frame;
 use crate::job::TransferStart;
 use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session, NO_CONN};
-use crate::presence::Presence;
+use crate::presence::{Presence, PresenceCoalescer};
 use crate::protocol::{self, ErrorCode, Kind, Outgoing, ReqId, Request, StoreUpload};
 use crate::throttle::{AuthAttempt, AuthGate, AuthRates};
 use crate::transfer::{Download, Mode, Upload, CHUNK};
@@ -181,6 +181,8 @@ pub struct Reactor {
     fd_shortage: bool,
     /// When to ask a worker to delete expired tokens next.
     next_token_purge: Instant,
+    /// Presence announcements, at most one a second per user.
+    presence_out: PresenceCoalescer,
 }
 
 /// How often expired tokens are deleted.
@@ -252,6 +254,7 @@ impl Reactor {
             reserve_fd: open_reserve_fd(),
             fd_shortage: false,
             next_token_purge: Instant::now() + Duration::from_secs(5),
+            presence_out: PresenceCoalescer::default(),
         })
     }
 
@@ -287,6 +290,7 @@ impl Reactor {
             self.expire_transfers();
             self.flush_file_backlog();
             self.maybe_purge_tokens();
+            self.flush_presence();
             if self.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
                 self.begin_drain();
             }
@@ -318,7 +322,8 @@ impl Reactor {
         let transfers = (!self.transfers.is_empty() || !self.file_backlog.is_empty())
             .then(|| now + Duration::from_millis(100));
         let purge = Some(self.next_token_purge);
-        [login, drain, transfers, self.accept_retry_at, purge]
+        let presence = self.presence_out.next_due();
+        [login, drain, transfers, self.accept_retry_at, purge, presence]
             .into_iter()
             .flatten()
             .min()
@@ -849,8 +854,23 @@ impl Reactor {
         }
     }
 
-    /// Asks a worker to tell the user's friends that the user came or went.
+    /// The user came or went: friends are told now, or, if they were told
+    /// less than a second ago, once the second is over (of the latest state).
     fn announce_presence(&mut self, user_id: i64, online: bool) {
+        if self.presence_out.changed(user_id, online, Instant::now()) {
+            self.send_presence(user_id, online);
+        }
+    }
+
+    /// Releases presence announcements held back by the coalescer.
+    fn flush_presence(&mut self) {
+        for (user_id, online) in self.presence_out.due(Instant::now()) {
+            self.send_presence(user_id, online);
+        }
+    }
+
+    /// Asks a worker to tell the user's friends that the user came or went.
+    fn send_presence(&mut self, user_id: i64, online: bool) {
         let job = Job {
             conn: NO_CONN,
             peer: std::net::Ipv4Addr::UNSPECIFIED.into(),

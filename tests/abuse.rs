@@ -730,3 +730,116 @@ fn searches_are_rate_limited_per_user() {
     let at = limited.expect("never limited");
     assert!(at >= burst - 5, "limited after only {at} searches");
 }
+
+/// Design §4: removing a friend refuses them; only the remover can add them back.
+#[test]
+fn a_removed_friend_cannot_add_the_remover_again() {
+    let server = start_with(|_| {});
+    let mut alice = server.user("alice");
+    let mut mallory = server.user("mallory");
+    assert_type(
+        &mallory.req(json!({"type": "RQ_ADD_FRIEND", "login": "alice"})),
+        "RQ_ADD_FRIEND",
+    );
+    assert_type(
+        &alice.req(json!({"type": "RQ_DEL_FRIEND", "login": "mallory"})),
+        "RQ_DEL_FRIEND",
+    );
+    let again = mallory.req(json!({"type": "RQ_ADD_FRIEND", "login": "alice"}));
+    assert_eq!(again["error_code"], "ER_FORBIDDEN", "{again}");
+    // Alice may change her mind; then both may remove and add as before.
+    assert_type(
+        &alice.req(json!({"type": "RQ_ADD_FRIEND", "login": "mallory"})),
+        "RQ_ADD_FRIEND",
+    );
+    assert_type(
+        &mallory.req(json!({"type": "RQ_DEL_FRIEND", "login": "alice"})),
+        "RQ_DEL_FRIEND",
+    );
+    assert_eq!(
+        alice.req(json!({"type": "RQ_ADD_FRIEND", "login": "mallory"}))["error_code"],
+        "ER_FORBIDDEN"
+    );
+}
+
+/// Row 9: an attacker befriends people (mutual at once) and churns log-ins:
+/// friend adds are limited, and each friend gets at most about one presence
+/// push a second, however fast the attacker flaps.
+#[test]
+fn presence_flapping_is_coalesced_and_friend_adds_limited() {
+    let server = start_with(|c| c.friend_adds_burst = parley::Config::default().friend_adds_burst);
+    let mut attacker = server.user("attacker");
+    let mut victims: Vec<User> = (0..5).map(|i| server.user(&format!("victim{i}"))).collect();
+    for v in &victims {
+        let reply = attacker.req(json!({"type": "RQ_ADD_FRIEND", "login": v.login}));
+        assert_type(&reply, "RQ_ADD_FRIEND");
+    }
+    let burst = parley::Config::default().friend_adds_burst as usize;
+    let mut limited = false;
+    for i in 0..burst {
+        let extra = server.user(&format!("extra{i}"));
+        let reply = attacker.req(json!({"type": "RQ_ADD_FRIEND", "login": extra.login}));
+        if reply["type"] == "RQ_ERROR_MSG" {
+            assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "friend adds were never limited");
+    let token = attacker.token.clone();
+    let addr = server.addr;
+    drop(attacker);
+    let flapping = Duration::from_secs(3);
+    let churn = Attacker::start(move |stop| {
+        while !stop.load(Ordering::SeqCst) {
+            let conns: Vec<_> = (0..4)
+                .filter_map(|_| parley::client::Client::connect(addr).ok())
+                .collect();
+            for mut c in conns {
+                let _ = c.resume(&token);
+            }
+        }
+    });
+    std::thread::sleep(flapping);
+    drop(churn);
+    std::thread::sleep(Duration::from_millis(1500));
+    for v in victims.iter_mut() {
+        v.client.set_timeout(Duration::from_millis(200)).unwrap();
+        let mut pushes = Vec::new();
+        while let Ok(msg) = v.client.recv() {
+            pushes.push(msg);
+        }
+        let presence: Vec<_> = pushes.iter().filter(|m| m["type"] == "RQ_PRESENCE").collect();
+        assert!(
+            presence.len() <= 2 * flapping.as_secs() as usize + 4,
+            "{} presence pushes in {flapping:?}",
+            presence.len()
+        );
+        assert!(!presence.is_empty(), "no presence at all");
+        assert_eq!(
+            presence.last().unwrap()["online"],
+            false,
+            "friends end with the latest state"
+        );
+        v.client.set_timeout(parley::client::DEFAULT_TIMEOUT).unwrap();
+        assert_type(&v.req(ping()), "RQ_PING");
+    }
+}
+
+/// Row 10: room creation is limited per user.
+#[test]
+fn room_creation_is_rate_limited() {
+    let server = start_with(default_limits);
+    let mut alice = server.user("alice");
+    let burst = parley::Config::default().rooms_burst as usize;
+    for i in 0..burst {
+        let reply = alice.req(json!({"type": "RQ_NEW_ROOM", "name": format!("room {i}")}));
+        assert_type(&reply, "RQ_NEW_ROOM");
+    }
+    let reply = alice.req(json!({"type": "RQ_NEW_ROOM", "name": "one too many"}));
+    assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
+    assert!(
+        reply["retry_after_ms"].as_u64().is_some_and(|ms| ms > 1000),
+        "{reply}"
+    );
+}

@@ -47,10 +47,16 @@ pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     let friend = other_user(ctx, &req.login)?;
     let me = me(ctx)?;
     super::limit(&ctx.shared.friend_rate, me.id, "you are adding friends too fast")?;
-    if !ctx
-        .store
-        .atomically(|s| s.add_friend(me.id, friend.id, now_ms()))?
-    {
+    let added = ctx.store.atomically(|s| {
+        if s.refuses_friend(friend.id, me.id)? {
+            return Err(Error::forbidden(format!(
+                "{} removed you as a friend; only they can add you back",
+                friend.login
+            )));
+        }
+        Ok(s.add_friend(me.id, friend.id, now_ms())?)
+    })?;
+    if !added {
         return Err(Error::client(ErrorCode::Conflict, "already friends"));
     }
     Ok(tell_both(Kind::AddFriend, &me, &friend))
@@ -59,7 +65,10 @@ pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
 pub fn del_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     let friend = other_user(ctx, &req.login)?;
     let me = me(ctx)?;
-    if !ctx.store.atomically(|s| s.remove_friend(me.id, friend.id))? {
+    if !ctx
+        .store
+        .atomically(|s| s.remove_friend(me.id, friend.id, now_ms()))?
+    {
         return Err(Error::not_found("not friends"));
     }
     Ok(tell_both(Kind::DelFriend, &me, &friend))

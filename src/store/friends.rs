@@ -6,8 +6,21 @@ use super::Store;
 use crate::model::{Role, RoomType, User};
 
 impl Store {
-    /// Makes two users friends both ways; false if they already were.
+    /// Whether `refuser` removed `user` as a friend and has not added them back.
+    pub fn refuses_friend(&self, refuser: i64, user: i64) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM friend_refusals WHERE user_id = ?1 AND refused_id = ?2")?
+            .query_row([refuser, user], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+    }
+
+    /// Makes two users friends both ways (lifting `user_id`'s own refusal of
+    /// `friend_id`, if any); false if they already were.
     pub fn add_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("DELETE FROM friend_refusals WHERE user_id = ?1 AND refused_id = ?2")?
+            .execute([user_id, friend_id])?;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO friends (user_id, friend_id, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         )?;
@@ -16,14 +29,23 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Ends a friendship both ways; false if there was none.
-    pub fn remove_friend(&mut self, user_id: i64, friend_id: i64) -> rusqlite::Result<bool> {
+    /// Ends a friendship both ways, and records that `user_id` refuses
+    /// `friend_id` until adding them again; false if there was no friendship.
+    pub fn remove_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> rusqlite::Result<bool> {
         let n = self
             .conn
             .prepare_cached(
                 "DELETE FROM friends WHERE (user_id = ?1 AND friend_id = ?2) OR (user_id = ?2 AND friend_id = ?1)",
             )?
             .execute([user_id, friend_id])?;
+        if n > 0 {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO friend_refusals (user_id, refused_id, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![user_id, friend_id, now])?;
+        }
         Ok(n > 0)
     }
 

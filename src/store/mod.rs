@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_search_by_room",
         include_str!("../../db/0006_search_by_room.sql"),
     ),
+    (
+        "0007_friend_refusals",
+        include_str!("../../db/0007_friend_refusals.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
