@@ -330,4 +330,42 @@ mod tests {
         assert_eq!(sweep(dir.path(), &referenced).unwrap(), 2);
         assert!(dir.path().join("keep").exists());
     }
+
+    #[test]
+    fn the_file_thread_survives_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"abc").unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(1)).unwrap());
+        let (tasks, task_rx) = crossbeam_channel::unbounded();
+        let (event_tx, events) = crossbeam_channel::unbounded();
+        let thread = std::thread::spawn(move || run_file_thread(task_rx, event_tx, waker));
+        let path = dir.path().join("f");
+        tasks
+            .send(FileTask::OpenRead {
+                id: 1,
+                path: path.clone(),
+            })
+            .unwrap();
+        // A length no buffer can have: allocating it panics.
+        tasks
+            .send(FileTask::Read {
+                id: 1,
+                len: usize::MAX,
+            })
+            .unwrap();
+        match events.recv().unwrap() {
+            FileEvent::Failed { id: 1, .. } => {}
+            other => panic!("expected the transfer to fail, got {other:?}"),
+        }
+        // The thread is still there for the next transfer.
+        tasks.send(FileTask::OpenRead { id: 2, path }).unwrap();
+        tasks.send(FileTask::Read { id: 2, len: 3 }).unwrap();
+        match events.recv().unwrap() {
+            FileEvent::Chunk { id: 2, data } => assert_eq!(data, b"abc"),
+            other => panic!("expected a chunk, got {other:?}"),
+        }
+        drop(tasks);
+        thread.join().unwrap();
+    }
 }

@@ -102,23 +102,13 @@ pub fn start(
                         Err(_) => break,
                     }
                 }
-                // A bug while storing must not leave messaging dead in a
-                // live process: the batch fails with ER_INTERNAL and the
-                // loop goes on (the store rolls back what was left open).
-                let outcomes = catch_unwind(AssertUnwindSafe(|| {
+                let outcomes = guarded(batch.len(), || {
                     let results = store_batch(&mut store, &batch);
                     batch
                         .iter()
                         .zip(results)
                         .map(|(message, result)| outcome_of(&store, &shared, message, result))
                         .collect::<Vec<_>>()
-                }))
-                .unwrap_or_else(|_| {
-                    log::error!("the message committer panicked; {} messages failed", batch.len());
-                    batch
-                        .iter()
-                        .map(|_| Outcome::error(ErrorCode::Internal, "internal server error", Kind::Msg))
-                        .collect()
                 });
                 for (message, outcome) in batch.iter().zip(outcomes) {
                     let completion = Completion {
@@ -132,6 +122,19 @@ pub fn start(
                 wake(&waker);
             }
         })
+}
+
+/// Runs the work of a batch of `len` messages. A bug while storing must not
+/// leave messaging dead in a live process: on a panic the batch fails with
+/// ER_INTERNAL and the committer goes on with the next (the store rolls back
+/// the transaction the panic left open when it next begins one).
+fn guarded(len: usize, work: impl FnOnce() -> Vec<Outcome>) -> Vec<Outcome> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        log::error!("the message committer panicked; {len} messages failed");
+        (0..len)
+            .map(|_| Outcome::error(ErrorCode::Internal, "internal server error", Kind::Msg))
+            .collect()
+    })
 }
 
 /// The completion of one message of a batch.
@@ -256,5 +259,17 @@ mod tests {
         assert_eq!(completions.recv().unwrap().conn, 7);
         assert!(sender.join().unwrap());
         assert_eq!(completions.recv().unwrap().conn, 7);
+    }
+
+    #[test]
+    fn a_panic_fails_the_batch_not_the_committer() {
+        let outcomes = guarded(3, || panic!("a bug while storing"));
+        assert_eq!(outcomes.len(), 3);
+        for outcome in outcomes {
+            let reply = outcome.reply.expect("an error reply");
+            assert_eq!(reply.kind, Kind::ErrorMsg);
+            assert_eq!(reply.body["error_code"], "ER_INTERNAL");
+        }
+        assert_eq!(guarded(1, || vec![Outcome::default()]).len(), 1);
     }
 }
