@@ -27,6 +27,8 @@ struct Bystander {
     user: User,
     worst: Duration,
     answered: usize,
+    /// Every answer's latency, for the figures measured by hand.
+    samples: Vec<Duration>,
 }
 
 impl Bystander {
@@ -35,6 +37,7 @@ impl Bystander {
             user: server.user(login),
             worst: Duration::ZERO,
             answered: 0,
+            samples: Vec::new(),
         }
     }
 
@@ -47,6 +50,7 @@ impl Bystander {
             assert_ne!(reply["type"], "RQ_ERROR_MSG", "{msg} refused: {reply}");
             self.worst = self.worst.max(took);
             self.answered += 1;
+            self.samples.push(took);
         }
     }
 
@@ -64,6 +68,22 @@ impl Bystander {
             "a bystander waited {:?} for an answer during the attack",
             self.worst
         );
+    }
+}
+
+impl Bystander {
+    /// Probes every `every` for `how_long`; returns (p50, p99, max) in ms.
+    fn measure(&mut self, how_long: Duration, every: Duration) -> (f64, f64, f64) {
+        self.samples.clear();
+        let until = Instant::now() + how_long;
+        while Instant::now() < until {
+            self.probe();
+            std::thread::sleep(every);
+        }
+        let mut s: Vec<f64> = self.samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        s.sort_by(f64::total_cmp);
+        let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(0.99), s[s.len() - 1])
     }
 }
 
@@ -842,4 +862,133 @@ fn room_creation_is_rate_limited() {
         reply["retry_after_ms"].as_u64().is_some_and(|ms| ms > 1000),
         "{reply}"
     );
+}
+
+/// The figures of the closing note, measured by hand on a quiet machine:
+/// each attack for 5 s against a fresh server while a bystander pings and
+/// asks for its friends every 10 ms. Run with
+/// `cargo test --release --test integration abuse::figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "measured by hand; prints a table"]
+fn figures() {
+    type Attack = Box<dyn FnOnce(std::net::SocketAddr, Arc<AtomicBool>) + Send>;
+    let attacks: Vec<(&str, fn(&mut parley::Config), Attack)> = vec![
+        ("none", |_| {}, Box::new(|_, _| {})),
+        (
+            "1 MiB of bare newlines, repeated",
+            |_| {},
+            Box::new(|addr, stop| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let flood = vec![b'\n'; 1024 * 1024];
+                while !stop.load(Ordering::SeqCst) && s.write_all(&flood).is_ok() {}
+            }),
+        ),
+        (
+            "pipelined pings, read back",
+            |_| {},
+            Box::new(|addr, stop| {
+                let s = TcpStream::connect(addr).unwrap();
+                let reader = drain_in_background(s.try_clone().unwrap(), stop.clone());
+                let mut s = s;
+                let flood = "{\"type\":\"RQ_PING\"}\n".repeat(50_000);
+                while !stop.load(Ordering::SeqCst) && s.write_all(flood.as_bytes()).is_ok() {}
+                let _ = reader.join();
+            }),
+        ),
+        (
+            "32 connections signing up (default limits)",
+            default_limits,
+            Box::new(|addr, stop| {
+                sign_up_storm(addr, 32, stop);
+            }),
+        ),
+        (
+            "32 connections signing up (limits lifted: hashing saturated)",
+            |_| {},
+            Box::new(|addr, stop| {
+                sign_up_storm(addr, 32, stop);
+            }),
+        ),
+        (
+            "2,600 idle anonymous sockets from one address",
+            |_| {},
+            Box::new(|addr, stop| {
+                let held: Vec<_> = (0..2600).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                drop(held);
+            }),
+        ),
+        (
+            "log-in guesses with 60 KB random logins",
+            |c| {
+                c.log_ins_per_addr_per_min = 1e9;
+                c.log_in_burst_per_addr = 1_000_000_000;
+                c.log_ins_per_min = 1e12;
+            },
+            Box::new(|addr, stop| {
+                let mut c = parley::client::Client::connect(addr).unwrap();
+                let login = "q".repeat(60_000);
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = c.request(json!({"type": "RQ_LOG_IN", "login": login,
+                        "pass": parley::client::password_digest("x")}));
+                }
+            }),
+        ),
+        (
+            "4 users searching a 2-letter prefix, 4 churning log-ins of a friend",
+            |_| {},
+            Box::new(|addr, stop| {
+                let mut threads = Vec::new();
+                for i in 0..4 {
+                    let stop = stop.clone();
+                    threads.push(std::thread::spawn(move || {
+                        let mut c = parley::client::Client::connect(addr).unwrap();
+                        c.sign_up(&format!("searcher{i}"), "pw").unwrap();
+                        while !stop.load(Ordering::SeqCst) {
+                            let _ = c.request(json!({"type": "RQ_SEARCH_MSGS", "msg": "he"}));
+                        }
+                    }));
+                }
+                let mut c = parley::client::Client::connect(addr).unwrap();
+                let token = c.sign_up("flapper", "pw").unwrap()["token"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let _ = c.request(json!({"type": "RQ_ADD_FRIEND", "login": "bystander"}));
+                while !stop.load(Ordering::SeqCst) {
+                    let conns: Vec<_> = (0..4)
+                        .filter_map(|_| parley::client::Client::connect(addr).ok())
+                        .collect();
+                    for mut c in conns {
+                        let _ = c.resume(&token);
+                    }
+                }
+                for t in threads {
+                    let _ = t.join();
+                }
+            }),
+        ),
+    ];
+    println!("| attack | answers | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for (name, adjust, attack) in attacks {
+        let server = crate::util::start_in(data_with_a_big_room(300_000), adjust);
+        let mut bystander = Bystander::new(&server, "bystander");
+        let addr = server.addr;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || attack(addr, stop))
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let (p50, p99, max) = bystander.measure(Duration::from_secs(5), Duration::from_millis(10));
+        stop.store(true, Ordering::SeqCst);
+        let _ = thread.join();
+        println!(
+            "| {name} | {} | {p50:.2} | {p99:.2} | {max:.2} |",
+            bystander.samples.len()
+        );
+    }
 }
