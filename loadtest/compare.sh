@@ -47,6 +47,15 @@ data_dir = "$work/parley-data"
 log_level = "warn"
 msg_rate_per_sec = 1e9
 msg_burst = 1000000000
+# Set-up signs up and logs in every client from a few loopback addresses.
+sign_ups_per_addr_per_min = 1e9
+sign_up_burst_per_addr = 1000000000
+sign_ups_per_min = 1e12
+log_ins_per_addr_per_min = 1e9
+log_in_burst_per_addr = 1000000000
+log_ins_per_min = 1e12
+max_anonymous_per_addr = 1000000
+max_anonymous = 1000000
 CONF
 target/release/parleyd --config "$work/parley.toml" 2>"$work/parleyd.log" &
 parley_pid=$!

@@ -177,36 +177,28 @@ impl Server {
         // Password hashing (sign-up, log-in) has threads and a queue of its
         // own: a storm of log-ins waits there and never delays chat.
         let (auth_tx, auth_rx) = crossbeam_channel::bounded(config.auth_queue);
-        let mut handles = Vec::new();
         let auth_stores = stores.split_off(config.workers);
-        for (i, store) in auth_stores.into_iter().enumerate() {
-            let worker = Worker {
-                jobs: auth_rx.clone(),
-                done: done_tx.clone(),
-                waker: self.waker.clone(),
-                store,
-                shared: shared.clone(),
-            };
-            let handle = thread::Builder::new()
-                .name(format!("parley-auth-{i}"))
-                .spawn(move || worker.run())
-                .context("spawning a password-hashing thread")?;
-            handles.push(handle);
-        }
-        for (i, store) in stores.into_iter().enumerate() {
-            let worker = Worker {
-                jobs: job_rx.clone(),
-                done: done_tx.clone(),
-                waker: self.waker.clone(),
-                store,
-                shared: shared.clone(),
-            };
-            let handle = thread::Builder::new()
-                .name(format!("parley-worker-{i}"))
-                .spawn(move || worker.run())
-                .context("spawning a worker thread")?;
-            handles.push(handle);
-        }
+        let pool = |name: &str, jobs: &crossbeam_channel::Receiver<crate::job::Job>, stores: Vec<Store>| {
+            stores
+                .into_iter()
+                .enumerate()
+                .map(|(i, store)| {
+                    let worker = Worker {
+                        jobs: jobs.clone(),
+                        done: done_tx.clone(),
+                        waker: self.waker.clone(),
+                        store,
+                        shared: shared.clone(),
+                    };
+                    thread::Builder::new()
+                        .name(format!("parley-{name}-{i}"))
+                        .spawn(move || worker.run())
+                        .with_context(|| format!("spawning thread parley-{name}-{i}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let mut handles = pool("auth", &auth_rx, auth_stores)?;
+        handles.extend(pool("worker", &job_rx, stores)?);
         drop((job_rx, auth_rx, done_tx));
 
         let limits = Limits {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::util::{
-    assert_type, connect_from, default_limits, ping, rss_kib, spawn_parleyd_limited, spawn_parleyd_with,
+    assert_type, closed_by_server, connect_from, default_limits, ping, rss_kib, spawn_parleyd_configured,
     start_with, TestServer, User,
 };
 
@@ -303,15 +303,12 @@ fn password_hashing_never_delays_chat() {
 #[test]
 fn long_random_logins_cost_no_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("parleyd.log");
-    let config = dir.path().join("parley.toml");
     // The log-in admission rate is lifted so that every attempt reaches the throttle.
-    std::fs::write(
-        &config,
+    let (mut child, addr, log) = spawn_parleyd_configured(
+        dir.path(),
         "log_ins_per_addr_per_min = 1e9\nlog_in_burst_per_addr = 1000000000\nlog_ins_per_min = 1e12\n",
-    )
-    .unwrap();
-    let (mut child, addr) = spawn_parleyd_with(&dir.path().join("data"), &config, &log);
+        None,
+    );
     let rss_before = rss_kib(child.id());
     let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
     let mut seed = 0x1234_5678u64;
@@ -383,20 +380,6 @@ fn guessing_does_not_lock_out_the_owner() {
     assert_type(&server.connect().resume(&token).unwrap(), "RQ_TOKEN");
 }
 
-/// Whether the server closed `stream` (EOF or reset) within `within`.
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 256];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
-}
-
 /// Row 6: thousands of idle anonymous sockets from one address neither
 /// keep others out nor hold more than the per-address cap.
 #[test]
@@ -427,14 +410,14 @@ fn idle_anonymous_sockets_from_one_address_are_capped() {
     let oldest = &mut idle[..2600 - cap - 1];
     let mut closed = 0;
     for s in oldest.iter_mut().take(200) {
-        if closed_within(s, Duration::from_millis(200)) {
+        if closed_by_server(s, Duration::from_millis(200)) {
             closed += 1;
         }
     }
     assert_eq!(closed, 200, "the oldest idle connections were not closed");
     let mut newest = idle.pop().unwrap();
     assert!(
-        !closed_within(&mut newest, Duration::from_millis(200)),
+        !closed_by_server(&mut newest, Duration::from_millis(200)),
         "the newest is kept"
     );
 }
@@ -445,14 +428,11 @@ fn idle_anonymous_sockets_from_one_address_are_capped() {
 #[test]
 fn accepting_resumes_after_running_out_of_descriptors() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("parleyd.log");
-    let config = dir.path().join("parley.toml");
-    std::fs::write(
-        &config,
+    let (mut child, addr, log) = spawn_parleyd_configured(
+        dir.path(),
         "max_anonymous_per_addr = 100000\nmax_anonymous = 100000\n",
-    )
-    .unwrap();
-    let (mut child, addr) = spawn_parleyd_limited(&dir.path().join("data"), &config, &log, 600);
+        Some(600),
+    );
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let holders: Vec<TcpStream> = (0..700).map(|_| TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -872,7 +852,8 @@ fn room_creation_is_rate_limited() {
 #[ignore = "measured by hand; prints a table"]
 fn figures() {
     type Attack = Box<dyn FnOnce(std::net::SocketAddr, Arc<AtomicBool>) + Send>;
-    let attacks: Vec<(&str, fn(&mut parley::Config), Attack)> = vec![
+    type Scenario = (&'static str, fn(&mut parley::Config), Attack);
+    let attacks: Vec<Scenario> = vec![
         ("none", |_| {}, Box::new(|_, _| {})),
         (
             "1 MiB of bare newlines, repeated",

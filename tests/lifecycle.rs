@@ -1,28 +1,16 @@
 //! The server as a process and under stress: start-up failures, the log-in
 //! timeout, connection and queue limits, backpressure, graceful shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::util::{assert_error, assert_type, ping, spawn_parleyd, start_server, start_with};
-
-/// Reads until EOF or timeout; true if the server closed the connection.
-fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 256];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
-}
+use crate::util::{
+    assert_error, assert_type, closed_by_server, ping, spawn_parleyd, start_server, start_with,
+};
 
 #[test]
 fn connections_that_never_log_in_are_closed() {

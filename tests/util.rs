@@ -318,3 +318,36 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// Reads until EOF or timeout; true if the server closed the connection.
+pub fn closed_by_server(stream: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Starts parleyd on an ephemeral port with the settings `toml` (a config
+/// file written beside `data`), its log going to `log`.
+pub fn spawn_parleyd_configured(
+    dir: &Path,
+    toml: &str,
+    max_files: Option<u32>,
+) -> (std::process::Child, String, std::path::PathBuf) {
+    let log = dir.join("parleyd.log");
+    let config = dir.join("parley.toml");
+    std::fs::write(&config, toml).unwrap();
+    let data = dir.join("data");
+    let (child, addr) = match max_files {
+        Some(n) => spawn_parleyd_limited(&data, &config, &log, n),
+        None => spawn_parleyd_with(&data, &config, &log),
+    };
+    (child, addr, log)
+}
