@@ -284,7 +284,12 @@ impl Reactor {
             // Completions are drained on every pass: wakes can merge.
             self.drain_completions();
             self.drain_file_events();
-            for token in std::mem::take(&mut self.ready) {
+            // A connection may have used up several turns this pass (its
+            // event, a completion): it comes back once, not once per turn.
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.sort_unstable();
+            ready.dedup();
+            for token in ready {
                 self.service(token);
             }
             self.expire_transfers();

@@ -954,7 +954,12 @@ fn figures() {
     ];
     println!("| attack | answers | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");
+    // PARLEY_FIGURES=text runs only the attacks whose name holds the text.
+    let only = std::env::var("PARLEY_FIGURES").unwrap_or_default();
     for (name, adjust, attack) in attacks {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let server = crate::util::start_in(data_with_a_big_room(300_000), adjust);
         let mut bystander = Bystander::new(&server, "bystander");
         let addr = server.addr;
