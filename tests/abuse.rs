@@ -951,6 +951,23 @@ fn figures() {
                 }
             }),
         ),
+        (
+            "one user uploading 10 MB files at will (1 GiB quota)",
+            |_| {},
+            Box::new(|addr, stop| {
+                let mut c = parley::client::Client::connect(addr).unwrap();
+                c.sign_up("uploader", "pw").unwrap();
+                let room = c.request(json!({"type": "RQ_NEW_ROOM", "name": "dump"})).unwrap()["id"]
+                    .as_i64()
+                    .unwrap();
+                let data = vec![0x5au8; 10_000_000];
+                while !stop.load(Ordering::SeqCst) {
+                    if c.upload(room, "big.bin", &data, None).is_err() {
+                        break;
+                    }
+                }
+            }),
+        ),
     ];
     println!("| attack | answers | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");
