@@ -179,6 +179,8 @@ pub struct Reactor {
     reserve_fd: Option<std::fs::File>,
     /// Accepting is failing for lack of descriptors (reported once).
     fd_shortage: bool,
+    /// When running out of descriptors was last reported.
+    fd_warned_at: Option<Instant>,
     /// When to ask a worker to delete expired tokens next.
     next_token_purge: Instant,
     /// Presence announcements, at most one a second per user.
@@ -187,6 +189,9 @@ pub struct Reactor {
 
 /// How often expired tokens are deleted.
 const TOKEN_PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// The shortest time between two reports of running out of descriptors.
+const FD_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -253,6 +258,7 @@ impl Reactor {
             accept_retry_at: None,
             reserve_fd: open_reserve_fd(),
             fd_shortage: false,
+            fd_warned_at: None,
             next_token_purge: Instant::now() + Duration::from_secs(5),
             presence_out: PresenceCoalescer::default(),
         })
@@ -385,7 +391,7 @@ impl Reactor {
             };
             if self.fd_shortage {
                 self.fd_shortage = false;
-                log::info!("file descriptors available again; accepting");
+                log::debug!("file descriptors available again; accepting");
             }
             if self.conns.len() >= self.limits.max_connections {
                 log::warn!(
@@ -434,10 +440,14 @@ impl Reactor {
     /// has not logged in, if there is one, and is closed at once if not (so
     /// it is told, rather than left hanging).
     fn out_of_descriptors(&mut self, e: &io::Error) {
-        if !self.fd_shortage {
-            self.fd_shortage = true;
+        // Reported once a shortage, and a shortage that comes and goes (as
+        // connections close and others wait) at most once a minute.
+        let quiet = self.fd_warned_at.is_some_and(|t| t.elapsed() < FD_WARNING_EVERY);
+        if !self.fd_shortage && !quiet {
+            self.fd_warned_at = Some(Instant::now());
             log::warn!("out of file descriptors ({e}); refusing new connections until some close");
         }
+        self.fd_shortage = true;
         self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
         let Some(reserve) = self.reserve_fd.take() else {
             self.reserve_fd = open_reserve_fd();

@@ -91,7 +91,8 @@ impl Store {
         let date = newest.map_or(now, |d| d.max(now));
         self.conn
             .prepare_cached(
-                "INSERT INTO messages (room_id, user_id, date, body, msg_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (room_id, user_id, date, body, msg_type, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT last_seq + 1 FROM rooms WHERE id = ?1))",
             )?
             .execute(params![room_id, user_id, date, body, msg_type.code()])?;
         Ok(self.conn.last_insert_rowid())
@@ -159,15 +160,42 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a message. Members who had not read it count it as gone
+    /// (its author as one own message fewer), so their unread counts stay
+    /// right. Call inside `atomically`.
     pub fn delete_message(&mut self, id: i64) -> rusqlite::Result<()> {
+        let found: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached("SELECT room_id, user_id FROM messages WHERE id = ?1")?
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((room_id, author)) = found else {
+            return Ok(());
+        };
+        self.conn
+            .prepare_cached(
+                "UPDATE members SET gone_unseen = gone_unseen + 1, own_unseen = own_unseen - (user_id = ?3)
+                 WHERE room_id = ?1 AND last_read < ?2",
+            )?
+            .execute(params![room_id, id, author])?;
         self.conn
             .prepare_cached("DELETE FROM messages WHERE id = ?1")?
             .execute([id])?;
         Ok(())
     }
 
-    /// Deletes every message of a room; returns how many.
+    /// Deletes every message of a room, and marks it read for every member
+    /// (nothing is left to read); returns how many. Call inside `atomically`.
     pub fn clear_history(&mut self, room_id: i64) -> rusqlite::Result<usize> {
+        self.conn
+            .prepare_cached(
+                "UPDATE members SET
+                     last_read = max(last_read, coalesce((SELECT max(id) FROM messages WHERE room_id = ?1), 0)),
+                     read_seq = (SELECT last_seq FROM rooms WHERE id = ?1),
+                     own_unseen = 0, gone_unseen = 0
+                 WHERE room_id = ?1",
+            )?
+            .execute([room_id])?;
         self.conn
             .prepare_cached("DELETE FROM messages WHERE room_id = ?1")?
             .execute([room_id])
@@ -255,15 +283,51 @@ impl Store {
     }
 
     /// Moves a member's read marker forward to `msg_id` (never back, never
-    /// past the room's newest message); returns the marker.
+    /// past the room's newest message); returns the marker. The unread
+    /// counters are moved with it: this counts only the messages the marker
+    /// passes over, so each message is counted at most once per member.
+    /// Call inside `atomically`.
     pub fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> rusqlite::Result<i64> {
+        let (old_last, old_seq): (i64, i64) = self
+            .conn
+            .prepare_cached("SELECT last_read, read_seq FROM members WHERE room_id = ?1 AND user_id = ?2")?
+            .query_row([room_id, user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let newest: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM messages WHERE room_id = ?1")?
+            .query_row([room_id], |row| row.get(0))?;
+        let new_last = old_last.max(msg_id.min(newest));
+        if new_last == old_last {
+            return Ok(old_last);
+        }
+        // The number of the newest message the marker now covers.
+        let covered: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM messages WHERE room_id = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([room_id, new_last], |row| row.get(0))
+            .optional()?;
+        let new_seq = old_seq.max(covered.unwrap_or(0));
+        // The stored messages passed over, and how many of them are the member's own.
+        let (passed, own): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(user_id = ?4), 0) FROM messages
+                 WHERE room_id = ?1 AND id > ?2 AND id <= ?3",
+            )?
+            .query_row(params![room_id, old_last, new_last, user_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        let gone = (new_seq - old_seq - passed).max(0);
         self.conn
             .prepare_cached(
-                "UPDATE members SET last_read = max(last_read,
-                     min(?3, (SELECT coalesce(max(id), 0) FROM messages WHERE room_id = ?1)))
-                 WHERE room_id = ?1 AND user_id = ?2 RETURNING last_read",
+                "UPDATE members SET last_read = ?3, read_seq = ?4,
+                     own_unseen = max(0, own_unseen - ?5), gone_unseen = max(0, gone_unseen - ?6)
+                 WHERE room_id = ?1 AND user_id = ?2",
             )?
-            .query_row(params![room_id, user_id, msg_id], |row| row.get(0))
+            .execute(params![room_id, user_id, new_last, new_seq, own, gone])?;
+        Ok(new_last)
     }
 }
 

@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_friend_refusals",
         include_str!("../../db/0007_friend_refusals.sql"),
     ),
+    (
+        "0008_unread_counters",
+        include_str!("../../db/0008_unread_counters.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -151,5 +155,32 @@ mod tests {
         drop(conn);
         let err = migrate(&path).unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn the_unread_counters_are_filled_in_for_existing_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        for (_, sql) in &MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, login, name, pass_hash, created_at) VALUES (1, 'a', 'a', 'x', 0), (2, 'b', 'b', 'x', 0);
+             INSERT INTO rooms (id, name, name_fold, room_type, owner_id, created_at) VALUES (1, 'r', 'r', 1, 1, 0);
+             INSERT INTO members (room_id, user_id, role, joined_at) VALUES (1, 1, 0, 1), (1, 2, 3, 1);
+             INSERT INTO messages (id, room_id, user_id, date, body, msg_type) VALUES
+                 (10, 1, 1, 0, 'a1', 0), (11, 1, 2, 0, 'b1', 0), (12, 1, 1, 0, 'a2', 0), (13, 1, 1, 0, 'a3', 0);
+             UPDATE members SET last_read = 11 WHERE user_id = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        migrate(&path).unwrap();
+        let store = Store::open(&path, Durability::Normal).unwrap();
+        let unread = |user| store.rooms_of(user, 0).unwrap()[0].unread;
+        assert_eq!(unread(1), 1, "b's one message");
+        assert_eq!(unread(2), 2, "a's two after b's marker");
+        assert_eq!(store.room(1).unwrap().unwrap().msg_count, 4);
     }
 }
