@@ -39,6 +39,3 @@ END;
 -- Only text messages are indexed, as before.
 INSERT INTO messages_fts (rowid, body, room_tag)
     SELECT id, body, room_tag FROM messages WHERE msg_type = 0;
-
--- Unread counts read the members' rows of a room by id without the table.
-CREATE INDEX messages_by_room_author ON messages(room_id, id, user_id);
