@@ -63,7 +63,8 @@ impl Rate {
 pub struct Bucket {
     tokens: f64,
     at: Instant,
-    /// The last take was refused (so a refusal is logged once, not per try).
+    /// A take was refused since the bucket was last full: an offender is
+    /// reported once, until it has calmed down enough to fill it again.
     refusing: bool,
 }
 
@@ -89,6 +90,9 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
         self.at = now;
+        if self.tokens >= rate.burst {
+            self.refusing = false;
+        }
     }
 
     /// Whether a take now would succeed, without taking.
@@ -103,7 +107,6 @@ impl Bucket {
         self.refill(rate, now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.refusing = false;
             Ok(())
         } else {
             let first = !self.refusing;
@@ -530,13 +533,25 @@ mod tests {
 
     #[test]
     fn refusals_say_when_to_retry_and_are_first_once() {
-        let mut b = KeyedBuckets::new(Rate::new(1.0, 1));
+        let mut b = KeyedBuckets::new(Rate::new(1.0, 3));
         let now = Instant::now();
-        assert!(b.take(7, now).is_ok());
+        for _ in 0..3 {
+            assert!(b.take(7, now).is_ok());
+        }
         let first = b.take(7, now).unwrap_err();
         assert!(first.first);
         assert!(first.retry_after > Duration::from_millis(900));
         assert!(!b.take(7, now).unwrap_err().first);
+        // A token trickles back and is used: still the same offence.
+        let later = now + Duration::from_millis(1100);
+        assert!(b.take(7, later).is_ok());
+        assert!(!b.take(7, later).unwrap_err().first);
+        // Calm long enough to fill the bucket again: a new offence is reported.
+        let calm = later + Duration::from_secs(4);
+        for _ in 0..3 {
+            assert!(b.take(7, calm).is_ok());
+        }
+        assert!(b.take(7, calm).unwrap_err().first);
     }
 
     #[test]

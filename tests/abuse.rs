@@ -1014,3 +1014,60 @@ fn figures() {
         );
     }
 }
+
+/// Each defence is logged once per offender, not once per refused request.
+#[test]
+fn defences_are_logged_once_per_offender() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, log) = spawn_parleyd_configured(dir.path(), "", None);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    // A sign-up storm from one address...
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sign_up_storm(addr, 8, stop))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let (_, refused_sign_ups) = storm.join().unwrap();
+    // ...and one user sending far too fast.
+    let mut c = parley::client::Client::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut refused_msgs = 0;
+    let mut logged_in = false;
+    for _ in 0..20 {
+        if c.log_in("storm0x1", "pw").unwrap()["type"] == "RQ_TOKEN" {
+            logged_in = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(logged_in, "could not log in as a storm account");
+    let room = c.request(json!({"type": "RQ_NEW_ROOM", "name": "fast"})).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    for i in 0..300 {
+        let reply = c
+            .request(json!({"type": "RQ_MSG", "room_id": room, "message": format!("m{i}")}))
+            .unwrap();
+        if reply["error_code"] == "ER_RATE_LIMITED" {
+            refused_msgs += 1;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        refused_sign_ups > 50 && refused_msgs > 50,
+        "{refused_sign_ups} {refused_msgs}"
+    );
+    let sign_up_lines = text.matches("RQ_SIGN_UP from 127.0.0.1 rate-limited").count();
+    assert!(
+        (1..=2).contains(&sign_up_lines),
+        "{sign_up_lines} lines for one address: {text}"
+    );
+    let msg_lines = text
+        .matches("rate-limited: you are sending messages too fast")
+        .count();
+    assert_eq!(msg_lines, 1, "{text}");
+}
