@@ -724,10 +724,19 @@ fn scans_are_bounded_by_the_callers_rooms() {
     }
     bystander.probe_for(Duration::from_secs(3));
     stop.store(true, Ordering::SeqCst);
-    for a in attackers {
-        let (searches, _) = a.join().unwrap();
-        assert!(searches > 10, "only {searches} answered");
-    }
+    // Read limits are lifted here (test settings), so the attackers run flat
+    // out: a search that scanned the big room's index, or a room list that
+    // counted its 150,000 unread messages (tens of ms each before), would
+    // allow a hundred or so in 3 s on two workers; from the caller's rooms
+    // and from counters they cost next to nothing (thousands here).
+    let answered: Vec<usize> = attackers.into_iter().map(|a| a.join().unwrap().0).collect();
+    assert!(
+        answered[0] > 600,
+        "only {} room lists answered in 3 s",
+        answered[0]
+    );
+    let searches: usize = answered[1..].iter().sum();
+    assert!(searches > 600, "only {searches} searches answered in 3 s");
 }
 
 /// Row 7: searches and history pages are limited per user.
