@@ -14,12 +14,14 @@
 //! - [`worker`]: the worker threads.
 //! - [`handler`]: one module per family of requests.
 //! - [`store`]: every SQL statement, and the migrations in `db/`.
+//! - [`backup`]: online backups of a running server's data directory.
 //! - [`auth`], [`throttle`], [`presence`], [`audience`], [`shared`]: what handlers share.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator.
 
 pub mod admission;
 pub mod audience;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod compat;
 pub mod config;

@@ -10,6 +10,7 @@ const USAGE: &str = "\
 parleyd: the Parley chat server
 
 USAGE: parleyd [OPTIONS]
+       parleyd backup --data DIR --to FILE
 
 OPTIONS:
   --listen ADDR      address to listen on (default 127.0.0.1:7700)
@@ -19,6 +20,13 @@ OPTIONS:
   --log-level LEVEL  error, warn, info, debug or trace (default info)
   -h, --help         print this help
   -V, --version      print the version
+
+BACKUP:
+  parleyd backup --data DIR --to FILE
+                     copy the data directory (a server may be running on it)
+                     into the tar archive FILE: a consistent snapshot of the
+                     database and the files its messages name. Restore with
+                     mkdir NEW && tar -xf FILE -C NEW && parleyd --data NEW
 ";
 
 /// Flags given on the command line; each overrides the config file.
@@ -33,7 +41,25 @@ struct Flags {
 
 enum Parsed {
     Run(Flags),
+    Backup { data: PathBuf, to: PathBuf },
     Exit(&'static str),
+}
+
+/// `parleyd backup --data DIR --to FILE`.
+fn parse_backup(parser: &mut lexopt::Parser) -> anyhow::Result<Parsed> {
+    use lexopt::prelude::*;
+    let (mut data, mut to) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("data") => data = Some(PathBuf::from(parser.value()?)),
+            Long("to") => to = Some(PathBuf::from(parser.value()?)),
+            Short('h') | Long("help") => return Ok(Parsed::Exit(USAGE)),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let data = data.unwrap_or_else(|| PathBuf::from("parley-data"));
+    let to = to.context("backup needs --to FILE")?;
+    Ok(Parsed::Backup { data, to })
 }
 
 fn parse_flags() -> anyhow::Result<Parsed> {
@@ -42,6 +68,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
+            Value(command) if command == "backup" => return parse_backup(&mut parser),
             Long("listen") => flags.listen = Some(parser.value()?.string()?),
             Long("data") => flags.data = Some(parser.value()?.into()),
             Long("workers") => flags.workers = Some(parser.value()?.parse()?),
@@ -137,6 +164,25 @@ fn run() -> anyhow::Result<Option<&'static str>> {
     pin_mmap_threshold();
     let flags = match parse_flags()? {
         Parsed::Exit(text) => return Ok(Some(text)),
+        Parsed::Backup { data, to } => {
+            let summary = parley::backup::backup(&data, &to)?;
+            println!(
+                "backed up {} into {}: {} messages, {} files{}",
+                data.display(),
+                to.display(),
+                summary.messages,
+                summary.files,
+                if summary.dropped > 0 {
+                    format!(
+                        " ({} messages deleted during the backup left out)",
+                        summary.dropped
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(None);
+        }
         Parsed::Run(flags) => flags,
     };
     let config = build_config(flags)?;

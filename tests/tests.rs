@@ -24,3 +24,5 @@ mod files;
 mod cli;
 // Attacks by hostile clients, each with a bystander whose answers must stay prompt.
 mod abuse;
+// Online backups taken under load, restored and served.
+mod backup;
