@@ -62,6 +62,10 @@ impl Error {
         match self {
             Error::Client { code, msg } => (*code, msg.clone()),
             Error::Limited { msg, .. } => (ErrorCode::RateLimited, msg.clone()),
+            Error::Db(e) if crate::disk::is_disk_full(e) => (
+                ErrorCode::Internal,
+                "the server's disk is full; nothing was stored".into(),
+            ),
             Error::Db(_) | Error::Internal(_) => (ErrorCode::Internal, "internal server error".into()),
         }
     }

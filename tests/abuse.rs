@@ -617,6 +617,17 @@ fn deleting_works_on_a_full_disk() {
         while filler.write_all(&small).is_ok() {}
         let _ = filler.sync_all();
     }
+    // Writes fail with a clear error and store nothing...
+    let refused = alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": "x".repeat(3000)}));
+    assert_eq!(refused["error_code"], "ER_INTERNAL", "{refused}");
+    assert!(
+        refused["msg"].as_str().unwrap().contains("disk is full"),
+        "{refused}"
+    );
+    // ...reads keep working...
+    let history = alice.req(json!({"type": "RQ_GET_NEW_MSGS", "room_id": room, "count": 500}));
+    assert_eq!(history["messages"].as_array().unwrap().len(), 31, "{history}");
+    // ...and so do deletes, which free space.
     let msg_id = file_msg["message_id"].as_i64().unwrap();
     let deleted = alice.req(json!({"type": "RQ_DEL_MSG", "room_id": room, "msg_id": msg_id}));
     assert_type(&deleted, "RQ_DEL_MSG");
@@ -624,6 +635,10 @@ fn deleting_works_on_a_full_disk() {
     assert_type(&cleared, "RQ_DEL_HIST");
     let files: Vec<_> = std::fs::read_dir(data.join("files")).unwrap().collect();
     assert!(files.is_empty(), "the file went with its message");
+    // When space returns, the server carries on by itself.
+    std::fs::remove_file(mount_point.join("filler")).unwrap();
+    let sent = alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": "space again"}));
+    assert_type(&sent, "RQ_MSG");
     drop(server);
 }
 

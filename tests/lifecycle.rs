@@ -203,6 +203,15 @@ fn start_up_failures_are_one_clear_line() {
     drop(conn);
     let line = start_up_failure(&["--listen", "127.0.0.1:0"], &newer);
     assert!(line.contains("newer"), "{line}");
+    // A corrupt database (here: not a database at all).
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("parley.db"), vec![0x5a; 8192]).unwrap();
+    let line = start_up_failure(&["--listen", "127.0.0.1:0"], &corrupt);
+    assert!(
+        line.contains("parley.db") && line.contains("not a database"),
+        "{line}"
+    );
     // A bad flag.
     let out = parleyd().arg("--bogus").output().unwrap();
     assert!(!out.status.success());
