@@ -149,10 +149,6 @@ impl AnonymousConns {
             .copied()
             .find(|c| self.addr_of.contains_key(c) && is_idle(*c))
     }
-
-    pub fn contains(&self, conn: ConnKey) -> bool {
-        self.addr_of.contains_key(&conn)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -47,8 +47,8 @@ pub fn backup(data_dir: &Path, to: &Path) -> anyhow::Result<BackupSummary> {
     if !db_path.exists() {
         bail!("{} holds no Parley database", data_dir.display());
     }
-    let temp_db = sibling(to, ".db.partial");
-    let temp_archive = sibling(to, ".partial");
+    let temp_db = files::with_suffix(to, ".db.partial");
+    let temp_archive = files::with_suffix(to, ".partial");
     let result = write_backup(data_dir, &db_path, &temp_db, &temp_archive, to);
     let _ = fs::remove_file(&temp_db);
     if result.is_err() {
@@ -145,13 +145,6 @@ fn stored_files(db: &Connection) -> anyhow::Result<Vec<(i64, String)>> {
     let mut stmt = db.prepare("SELECT id, stored_name FROM messages WHERE stored_name IS NOT NULL")?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// A path beside `path` with `suffix` appended to its name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// A new file only the server's user can read (backups hold everyone's conversations).

@@ -166,11 +166,6 @@ impl DiskSpace {
             Err(_) => false,
         }
     }
-
-    /// Bytes reserved by uploads under way (for tests and stats).
-    pub fn reserved_bytes(&self) -> u64 {
-        self.reserved.lock().total
-    }
 }
 
 fn write_ballast(path: &Path) -> io::Result<()> {

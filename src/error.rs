@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, Kind, Outgoing};
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -46,6 +46,16 @@ impl Error {
         Error::Limited {
             msg: format!("{what}; try again in {}", human_wait(retry_after)),
             retry_after,
+        }
+    }
+
+    /// The RQ_ERROR_MSG a client gets for this error (with `retry_after_ms`
+    /// when rate-limited).
+    pub fn to_outgoing(&self, request: Option<Kind>) -> Outgoing {
+        let (code, msg) = self.to_wire();
+        match self.retry_after() {
+            Some(wait) => Outgoing::rate_limited(msg, request, wait),
+            None => Outgoing::error(code, msg, request),
         }
     }
 

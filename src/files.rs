@@ -21,6 +21,13 @@ const TEMP_PREFIX: &str = ".upload-";
 /// Longest display name kept, in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// A path beside `path`, its name with `suffix` appended (`parley.db-wal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// The directory holding stored files.
 pub fn files_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("files")

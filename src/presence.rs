@@ -118,11 +118,7 @@ impl PresenceCoalescer {
             .min()
     }
 
-    /// Users remembered (for tests: the table empties once all is told).
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
+    /// Whether nobody is remembered (the table empties once all is told).
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }

@@ -177,18 +177,16 @@ pub struct Reactor {
     /// A descriptor held in reserve: given up to accept and close one waiting
     /// client when the process is out of descriptors, so it is told at once.
     reserve_fd: Option<std::fs::File>,
-    /// Accepting is failing for lack of descriptors (reported once).
-    fd_shortage: bool,
     /// When running out of descriptors was last reported.
     fd_warned_at: Option<Instant>,
-    /// When to ask a worker to delete expired tokens next.
-    next_token_purge: Instant,
+    /// When to ask a worker for its periodic upkeep next.
+    next_maintenance: Instant,
     /// Presence announcements, at most one a second per user.
     presence_out: PresenceCoalescer,
 }
 
-/// How often expired tokens are deleted.
-const TOKEN_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often the workers do their upkeep (expired tokens, the disk's ballast).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
 /// The shortest time between two reports of running out of descriptors.
 const FD_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -200,10 +198,13 @@ fn open_reserve_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
-/// Whether an accept error means the process or system is out of descriptors.
-fn out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-        || matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+/// Whether an accept error means the process or system is out of
+/// descriptors (or of the memory sockets need).
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 fn conn_id(token: Token) -> ConnId {
@@ -257,9 +258,8 @@ impl Reactor {
             scratch: vec![0; crate::conn::READ_CHUNK],
             accept_retry_at: None,
             reserve_fd: open_reserve_fd(),
-            fd_shortage: false,
             fd_warned_at: None,
-            next_token_purge: Instant::now() + Duration::from_secs(5),
+            next_maintenance: Instant::now() + Duration::from_secs(5),
             presence_out: PresenceCoalescer::default(),
         })
     }
@@ -300,7 +300,7 @@ impl Reactor {
             }
             self.expire_transfers();
             self.flush_file_backlog();
-            self.maybe_purge_tokens();
+            self.maybe_run_maintenance();
             self.flush_presence();
             if self.shutdown.load(Ordering::SeqCst) && self.draining_until.is_none() {
                 self.begin_drain();
@@ -332,7 +332,7 @@ impl Reactor {
         // file-thread backlog is retried soon.
         let transfers = (!self.transfers.is_empty() || !self.file_backlog.is_empty())
             .then(|| now + Duration::from_millis(100));
-        let purge = Some(self.next_token_purge);
+        let purge = Some(self.next_maintenance);
         let presence = self.presence_out.next_due();
         [login, drain, transfers, self.accept_retry_at, purge, presence]
             .into_iter()
@@ -341,13 +341,14 @@ impl Reactor {
             .map(|t| t.saturating_duration_since(now))
     }
 
-    /// Every [`TOKEN_PURGE_EVERY`], a worker deletes the tokens that expired.
-    fn maybe_purge_tokens(&mut self) {
+    /// Every [`MAINTENANCE_EVERY`], a worker deletes expired tokens and
+    /// puts the disk's ballast back if deletes made room.
+    fn maybe_run_maintenance(&mut self) {
         let now = Instant::now();
-        if now < self.next_token_purge || self.draining_until.is_some() {
+        if now < self.next_maintenance || self.draining_until.is_some() {
             return;
         }
-        self.next_token_purge = now + TOKEN_PURGE_EVERY;
+        self.next_maintenance = now + MAINTENANCE_EVERY;
         let job = Job {
             conn: NO_CONN,
             peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
@@ -357,7 +358,7 @@ impl Reactor {
         };
         match self.jobs.try_send(job) {
             Ok(()) => self.jobs_out += 1,
-            Err(_) => log::debug!("token purge postponed: job queue full"),
+            Err(_) => log::debug!("maintenance postponed: job queue full"),
         }
     }
 
@@ -379,7 +380,7 @@ impl Reactor {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if out_of_descriptors(&e) => {
+                Err(e) if is_out_of_descriptors(&e) => {
                     self.out_of_descriptors(&e);
                     return;
                 }
@@ -389,10 +390,6 @@ impl Reactor {
                     continue;
                 }
             };
-            if self.fd_shortage {
-                self.fd_shortage = false;
-                log::debug!("file descriptors available again; accepting");
-            }
             if self.conns.len() >= self.limits.max_connections {
                 log::warn!(
                     "refused {peer}: connection limit of {} reached",
@@ -440,14 +437,12 @@ impl Reactor {
     /// has not logged in, if there is one, and is closed at once if not (so
     /// it is told, rather than left hanging).
     fn out_of_descriptors(&mut self, e: &io::Error) {
-        // Reported once a shortage, and a shortage that comes and goes (as
-        // connections close and others wait) at most once a minute.
-        let quiet = self.fd_warned_at.is_some_and(|t| t.elapsed() < FD_WARNING_EVERY);
-        if !self.fd_shortage && !quiet {
+        // A shortage comes and goes as connections close and others wait:
+        // it is reported at most once a minute.
+        if self.fd_warned_at.is_none_or(|t| t.elapsed() >= FD_WARNING_EVERY) {
             self.fd_warned_at = Some(Instant::now());
             log::warn!("out of file descriptors ({e}); refusing new connections until some close");
         }
-        self.fd_shortage = true;
         self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
         let Some(reserve) = self.reserve_fd.take() else {
             self.reserve_fd = open_reserve_fd();
@@ -711,8 +706,7 @@ impl Reactor {
                         AuthAttempt::LogIn => "too many log-ins from your address",
                     };
                     let err = crate::error::Error::rate_limited(what, refused.retry_after);
-                    let msg = Outgoing::rate_limited(err.to_wire().1, Some(env.kind), refused.retry_after);
-                    conn.reply(&msg, env.req_id.as_ref());
+                    conn.reply(&err.to_outgoing(Some(env.kind)), env.req_id.as_ref());
                     continue;
                 }
             }

@@ -64,9 +64,7 @@ fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 fn make_private(db_path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for suffix in ["", "-wal", "-shm"] {
-        let mut path = db_path.as_os_str().to_owned();
-        path.push(suffix);
-        let path = std::path::PathBuf::from(path);
+        let path = files::with_suffix(db_path, suffix);
         if path.exists() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("making {} private", path.display()))?;
@@ -207,7 +205,7 @@ impl Server {
             max_connections: config.max_connections,
             login_timeout: Duration::from_millis(config.login_timeout_ms),
             max_anonymous: config.anonymous_cap(),
-            max_anonymous_per_addr: config.max_anonymous_per_addr.max(1),
+            max_anonymous_per_addr: config.max_anonymous_per_addr,
             auth_rates: config.auth_rates(),
             transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
         };

@@ -180,12 +180,6 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
         result
     }
 
-    pub fn would_allow(&self, key: &K, now: Instant) -> bool {
-        self.buckets
-            .get(key)
-            .is_none_or(|b| b.would_allow(self.rate, now))
-    }
-
     /// Keys currently tracked.
     pub fn len(&self) -> usize {
         self.buckets.len()
@@ -215,11 +209,6 @@ impl RateLimiter {
     /// Takes one token for `user_id`, or says when to retry.
     pub fn check(&self, user_id: i64) -> Result<(), Refused> {
         self.buckets.lock().take(user_id, Instant::now())
-    }
-
-    /// Takes one token for `user_id`; false when the bucket is empty.
-    pub fn allow(&self, user_id: i64) -> bool {
-        self.check(user_id).is_ok()
     }
 }
 
@@ -404,10 +393,6 @@ impl LoginThrottle {
         waits.into_iter().flatten().max()
     }
 
-    pub fn is_blocked(&self, login: &str, ip: IpAddr) -> bool {
-        self.blocked_for(login, ip).is_some()
-    }
-
     pub fn record_failure(&self, login: &str, ip: IpAddr) {
         let now = Instant::now();
         let addr = addr_key(ip);
@@ -466,13 +451,16 @@ mod tests {
         let addr: IpAddr = [10, 0, 0, 1].into();
         let t = LoginThrottle::new(limits(3, 100, 100, 50));
         for _ in 0..3 {
-            assert!(!t.is_blocked("bob", addr));
+            assert!(t.blocked_for("bob", addr).is_none());
             t.record_failure("bob", addr);
         }
-        assert!(t.is_blocked("bob", addr));
-        assert!(!t.is_blocked("alice", addr), "other logins are not affected");
+        assert!(t.blocked_for("bob", addr).is_some());
+        assert!(
+            t.blocked_for("alice", addr).is_none(),
+            "other logins are not affected"
+        );
         std::thread::sleep(Duration::from_millis(60));
-        assert!(!t.is_blocked("bob", addr));
+        assert!(t.blocked_for("bob", addr).is_none());
     }
 
     #[test]
@@ -485,7 +473,7 @@ mod tests {
         for i in 0..200u32 {
             let addr = IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
             for _ in 0..5 {
-                if t.is_blocked("bob", addr) {
+                if t.blocked_for("bob", addr).is_some() {
                     refused += 1;
                 } else {
                     t.record_failure("bob", addr);
@@ -497,7 +485,7 @@ mod tests {
             "only {refused} of 1000 spread guesses refused"
         );
         // ...while the owner's own address still gets through.
-        assert!(!t.is_blocked("bob", owner));
+        assert!(t.blocked_for("bob", owner).is_none());
     }
 
     #[test]
@@ -524,10 +512,10 @@ mod tests {
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {
         let limiter = RateLimiter::new(100.0, 5);
-        assert_eq!((0..10).filter(|_| limiter.allow(1)).count(), 5);
-        assert!(limiter.allow(2), "users have their own buckets");
+        assert_eq!((0..10).filter(|_| limiter.check(1).is_ok()).count(), 5);
+        assert!(limiter.check(2).is_ok(), "users have their own buckets");
         std::thread::sleep(Duration::from_millis(25));
-        let refilled = (0..10).filter(|_| limiter.allow(1)).count();
+        let refilled = (0..10).filter(|_| limiter.check(1).is_ok()).count();
         assert!((1..=4).contains(&refilled), "{refilled}");
     }
 

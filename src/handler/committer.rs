@@ -150,8 +150,7 @@ fn outcome_of(
             if !matches!(err, Error::Client { .. }) {
                 log::error!("storing a message from conn {} failed: {err}", message.conn);
             }
-            let (code, msg) = err.to_wire();
-            Outcome::error(code, msg, Kind::Msg)
+            Outcome::reply(err.to_outgoing(Some(Kind::Msg)))
         }
     }
 }

@@ -148,15 +148,6 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         } else {
             log::error!("{} from conn {} failed: {err}", kind.name(), job.conn);
         }
-        error_outcome(&err, kind)
+        Outcome::reply(err.to_outgoing(Some(kind)))
     })
-}
-
-/// The RQ_ERROR_MSG answering a failed request (with `retry_after_ms` when rate-limited).
-pub fn error_outcome(err: &Error, kind: Kind) -> Outcome {
-    let (code, msg) = err.to_wire();
-    match err.retry_after() {
-        Some(wait) => Outcome::reply(Outgoing::rate_limited(msg, Some(kind), wait)),
-        None => Outcome::error(code, msg, kind),
-    }
 }
