@@ -1,15 +1,21 @@
-//! What the reactor and the workers send each other: jobs and their outcomes.
+//! What the reactor, the workers and the writer send each other.
 //!
 //! A [`Job`] carries a decoded request with a snapshot of the connection's
-//! session; the worker answers with an [`Outcome`]: the direct reply, the
-//! pushes to fan out, and changes to connection state that only the reactor
-//! may make (it owns the connections).
+//! session. Reads go to the worker pool, sign-ups and log-ins to the hashing
+//! pool, and every write to the one writer as a [`Task`] (with the writes
+//! the server makes itself). Each is answered with an [`Outcome`]: the
+//! direct reply, the pushes to fan out, and changes to connection state that
+//! only the reactor may make (it owns the connections).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
+
 use crate::disk::QuotaReservation;
+use crate::error::Error;
+use crate::model::User;
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 
 /// Identifies a connection for as long as the server runs (never reused).
@@ -37,6 +43,100 @@ pub struct Job {
     pub session: Option<Session>,
     pub kind: Kind,
     pub request: Request,
+}
+
+/// A write for the writer thread, which runs them one at a time in arrival
+/// order and answers in commit order.
+#[derive(Debug)]
+pub enum Task {
+    /// A client's write request.
+    Request(Job),
+    /// A sign-up whose password an auth thread has hashed: create the account.
+    CreateAccount(NewAccount),
+    /// A log-in whose password an auth thread has verified: issue a token.
+    IssueToken { conn: ConnId, peer: IpAddr, user: User },
+    /// A user's first connection logged in or last one went: tell friends.
+    Presence { user_id: i64, online: bool },
+    /// An upload is on disk: store its message.
+    StoreUpload { conn: ConnId, upload: StoreUpload },
+    /// Periodic upkeep: expired tokens go, the disk's ballast comes back.
+    Maintenance,
+    /// Finish what is queued before this and stop.
+    Stop,
+}
+
+impl Task {
+    /// The connection waiting for this task's answer ([`NO_CONN`] if none).
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Task::Request(job) => job.conn,
+            Task::CreateAccount(account) => account.conn,
+            Task::IssueToken { conn, .. } | Task::StoreUpload { conn, .. } => *conn,
+            Task::Presence { .. } | Task::Maintenance | Task::Stop => NO_CONN,
+        }
+    }
+
+    /// What the task answers, for replies and logs.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Task::Request(job) => job.kind,
+            Task::CreateAccount(_) => Kind::SignUp,
+            Task::IssueToken { .. } => Kind::LogIn,
+            Task::Presence { .. } => Kind::Presence,
+            Task::StoreUpload { .. } => Kind::UploadFile,
+            Task::Maintenance | Task::Stop => Kind::Token,
+        }
+    }
+}
+
+/// An account to create, its password already hashed.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub conn: ConnId,
+    pub peer: IpAddr,
+    pub login: String,
+    pub name: String,
+    pub desc: String,
+    pub pass_hash: String,
+}
+
+/// An upload that is on disk under `stored_name`, waiting for its message.
+#[derive(Debug)]
+pub struct StoreUpload {
+    pub user_id: i64,
+    pub room_id: i64,
+    pub name: String,
+    pub size: i64,
+    pub stored_name: String,
+}
+
+/// The writer's second queue: the writes the server makes itself
+/// (presence, uploads' messages, upkeep) and the accounts and tokens of
+/// the hashing threads. It has no bound of its own because its senders are
+/// bounded: presence is coalesced per user, uploads by connections, and
+/// each hashing thread waits for its job. It never takes a client's place
+/// in the bounded queue of client writes.
+#[derive(Clone)]
+pub struct WriteQueue {
+    tasks: Sender<Task>,
+}
+
+impl WriteQueue {
+    pub fn new(tasks: Sender<Task>) -> WriteQueue {
+        WriteQueue { tasks }
+    }
+
+    /// Queues a task (never waits).
+    pub fn submit(&self, task: Task) -> Result<(), Error> {
+        self.tasks
+            .send(task)
+            .map_err(|_| Error::Internal("the writer has stopped".into()))
+    }
+
+    /// Asks the writer to finish what is queued and stop.
+    pub fn stop(&self) {
+        let _ = self.tasks.send(Task::Stop);
+    }
 }
 
 /// A message for every online connection of some users.
@@ -110,9 +210,12 @@ pub struct Outcome {
     /// The connection is closed once its output is sent (a connection that
     /// was authorized only by a transfer's token, when the transfer ends).
     pub close_after: bool,
-    /// The answer will come later from elsewhere (the message committer):
-    /// the worker sends no completion for this job.
+    /// The answer will come later from the writer, which the job was handed
+    /// to: the hashing thread sends no completion for it.
     pub deferred: bool,
+    /// Stored files to remove once the write that dropped their messages
+    /// is committed.
+    pub remove_files: Vec<String>,
 }
 
 impl Outcome {
@@ -123,7 +226,7 @@ impl Outcome {
         }
     }
 
-    /// The job's completion will be sent by whoever finishes it.
+    /// The job's completion will be sent by the writer.
     pub fn deferred() -> Outcome {
         Outcome {
             deferred: true,

@@ -10,16 +10,16 @@
 //! - [`disk`]: quotas, the free-space reserve, and the ballast that keeps deleting possible.
 //! - [`protocol`]: kinds, codes, request decoding, reply encoding (no I/O).
 //! - [`compat`]: the rules old uchat clients rely on, in one place.
-//! - [`job`]: messages between the reactor and the workers.
-//! - [`worker`]: the worker threads.
+//! - [`job`]: messages between the reactor, the workers and the writer.
+//! - [`worker`]: the read workers and the password-hashing threads.
+//! - [`writer`]: the one thread that runs every write, in order, in group commits.
 //! - [`handler`]: one module per family of requests.
 //! - [`store`]: every SQL statement, and the migrations in `db/`.
 //! - [`backup`]: online backups of a running server's data directory.
-//! - [`auth`], [`throttle`], [`presence`], [`audience`], [`shared`]: what handlers share.
+//! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator.
 
 pub mod admission;
-pub mod audience;
 pub mod auth;
 pub mod backup;
 pub mod client;
@@ -42,6 +42,7 @@ pub mod store;
 pub mod throttle;
 pub mod transfer;
 pub mod worker;
+pub mod writer;
 
 pub use config::Config;
 pub use reactor::ShutdownHandle;

@@ -459,16 +459,6 @@ pub struct DownloadFile {
     pub token: Option<String>,
 }
 
-/// Not from the wire: an upload is on disk under `stored_name`; store its message.
-#[derive(Debug)]
-pub struct StoreUpload {
-    pub user_id: i64,
-    pub room_id: i64,
-    pub name: String,
-    pub size: i64,
-    pub stored_name: String,
-}
-
 /// A decoded request, one variant per request kind the server serves.
 #[derive(Debug)]
 pub enum Request {
@@ -505,20 +495,10 @@ pub enum Request {
     DelFriend(UserRef),
     GetFriends,
     OpenDm(UserRef),
-    /// Not from the wire: the reactor saw a user's first connection log in
-    /// or last one go, and asks a worker to tell the user's friends.
-    PresenceChanged {
-        user_id: i64,
-        online: bool,
-    },
     UploadFile(UploadFile),
     DownloadFile(DownloadFile),
     /// The client is ready for a download's bytes.
     ReadyRead,
-    /// Not from the wire: see [`StoreUpload`].
-    StoreUpload(StoreUpload),
-    /// Not from the wire: the reactor's periodic request to delete expired tokens.
-    Maintenance,
 }
 
 /// A decoded line: the request with what the envelope said about it.

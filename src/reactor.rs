@@ -24,10 +24,13 @@ use crate::compat;
 use crate::conn::{Conn, InFlight, ReadStatus};
 use crate::files::{self, FileEvent, FileTask};
 use crate::framing::Frame;
-use crate::job::TransferStart;
-use crate::job::{Completion, ConnId, Job, Outcome, Push, Revoke, Session, NO_CONN};
+use crate::handler::{route, Route};
+use crate::job::{
+    Completion, ConnId, Job, Outcome, Push, Revoke, Session, StoreUpload, Task, TransferStart, WriteQueue,
+    NO_CONN,
+};
 use crate::presence::{Presence, PresenceCoalescer};
-use crate::protocol::{self, ErrorCode, Kind, Outgoing, ReqId, Request, StoreUpload};
+use crate::protocol::{self, ErrorCode, Kind, Outgoing, ReqId, Request};
 use crate::throttle::{AuthAttempt, AuthGate, AuthRates};
 use crate::transfer::{Download, Mode, Upload, CHUNK};
 
@@ -111,7 +114,12 @@ impl ShutdownHandle {
 
 /// The channels between the reactor and the other threads.
 pub struct Links {
+    /// Reads: served by the worker pool.
     pub jobs: Sender<Job>,
+    /// Writes: served by the one writer, in order.
+    pub writes: Sender<Task>,
+    /// The writer's queue for the server's own writes.
+    pub own_writes: WriteQueue,
     /// Sign-ups and log-ins: served by the password-hashing threads.
     pub auth_jobs: Sender<Job>,
     pub done: Receiver<Completion>,
@@ -142,6 +150,10 @@ pub struct Reactor {
     /// Logged-in connections of each user: where pushes for a user go.
     by_user: HashMap<i64, Vec<Token>>,
     jobs: Sender<Job>,
+    writes: Sender<Task>,
+    /// The writer's queue for the server's own writes (presence, uploads'
+    /// messages, upkeep): they take no client's place in `writes`.
+    own_writes: WriteQueue,
     auth_jobs: Sender<Job>,
     /// Admits sign-ups and log-ins before they cost a hash.
     auth_gate: AuthGate,
@@ -223,6 +235,8 @@ impl Reactor {
     ) -> io::Result<Reactor> {
         let Links {
             jobs,
+            writes,
+            own_writes,
             auth_jobs,
             done,
             file_tasks,
@@ -237,6 +251,8 @@ impl Reactor {
             next_token: FIRST_CONN_TOKEN,
             by_user: HashMap::new(),
             jobs,
+            writes,
+            own_writes,
             auth_jobs,
             auth_gate: AuthGate::new(limits.auth_rates),
             anonymous: AnonymousConns::new(limits.max_anonymous_per_addr, limits.max_anonymous),
@@ -349,16 +365,14 @@ impl Reactor {
             return;
         }
         self.next_maintenance = now + MAINTENANCE_EVERY;
-        let job = Job {
-            conn: NO_CONN,
-            peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            session: None,
-            kind: Kind::Token,
-            request: Request::Maintenance,
-        };
-        match self.jobs.try_send(job) {
+        self.write(Task::Maintenance);
+    }
+
+    /// Hands one of the server's own writes to the writer.
+    fn write(&mut self, task: Task) {
+        match self.own_writes.submit(task) {
             Ok(()) => self.jobs_out += 1,
-            Err(_) => log::debug!("maintenance postponed: job queue full"),
+            Err(e) => log::error!("a write of the server's own was dropped: {e}"),
         }
     }
 
@@ -686,12 +700,12 @@ impl Reactor {
                 conn.reply(&Outgoing::empty(Kind::Ping), env.req_id.as_ref());
                 continue;
             }
-            let attempt = match env.kind {
-                Kind::SignUp => Some(AuthAttempt::SignUp),
-                Kind::LogIn => Some(AuthAttempt::LogIn),
-                _ => None,
-            };
-            if let Some(attempt) = attempt {
+            let route = route(env.kind);
+            if route == Route::Auth {
+                let attempt = match env.kind {
+                    Kind::SignUp => AuthAttempt::SignUp,
+                    _ => AuthAttempt::LogIn,
+                };
                 if let Err(refused) = self.auth_gate.admit(attempt, conn.peer.ip()) {
                     if refused.first {
                         log::warn!(
@@ -717,12 +731,12 @@ impl Reactor {
                 kind: env.kind,
                 request: env.request,
             };
-            let queue = if attempt.is_some() {
-                &self.auth_jobs
-            } else {
-                &self.jobs
+            let sent = match route {
+                Route::Auth => self.auth_jobs.try_send(job).map_err(map_send_error),
+                Route::Write => self.writes.try_send(Task::Request(job)).map_err(map_send_error),
+                Route::Read | Route::Inline => self.jobs.try_send(job).map_err(map_send_error),
             };
-            match queue.try_send(job) {
+            match sent {
                 Ok(()) => {
                     conn.in_flight = Some(InFlight {
                         kind: env.kind,
@@ -730,11 +744,11 @@ impl Reactor {
                     });
                     self.jobs_out += 1;
                 }
-                Err(TrySendError::Full(_)) => {
+                Err(QueueRefusal::Full) => {
                     let msg = Outgoing::error(ErrorCode::Busy, "server busy; try again", Some(env.kind));
                     conn.reply(&msg, env.req_id.as_ref());
                 }
-                Err(TrySendError::Disconnected(_)) => {
+                Err(QueueRefusal::Gone) => {
                     let msg = Outgoing::error(ErrorCode::Internal, "server stopping", Some(env.kind));
                     conn.reply(&msg, env.req_id.as_ref());
                 }
@@ -767,6 +781,7 @@ impl Reactor {
             transfer,
             close_after,
             deferred: _,
+            remove_files: _,
         } = completion.outcome;
         // The requester may have gone meanwhile (or there was none, for the
         // server's own jobs); what the job did still reaches everyone else.
@@ -878,19 +893,10 @@ impl Reactor {
         }
     }
 
-    /// Asks a worker to tell the user's friends that the user came or went.
+    /// Asks the writer to tell the user's friends that the user came or
+    /// went: in the writer's order, so the last push is the true state.
     fn send_presence(&mut self, user_id: i64, online: bool) {
-        let job = Job {
-            conn: NO_CONN,
-            peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            session: None,
-            kind: Kind::Presence,
-            request: Request::PresenceChanged { user_id, online },
-        };
-        match self.jobs.try_send(job) {
-            Ok(()) => self.jobs_out += 1,
-            Err(_) => log::warn!("presence of user {user_id} not announced: job queue full"),
-        }
+        self.write(Task::Presence { user_id, online });
     }
 
     /// Logs out every connection of the user that uses the revoked token.
@@ -1225,38 +1231,11 @@ impl Reactor {
             },
         };
         self.transfers.remove(&id);
-        let stored_name = upload.stored_name.clone();
-        let job = Job {
-            conn: conn_id(conn_token),
-            peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            session: None,
-            kind: Kind::UploadFile,
-            request: Request::StoreUpload(upload),
-        };
         log::debug!("upload {id}: storing its message (conn {})", conn_token.0);
-        match self.jobs.try_send(job) {
-            Ok(()) => self.jobs_out += 1,
-            Err(_) => {
-                log::warn!("upload {id} dropped: job queue full");
-                self.file_backlog.push_back(FileTask::Delete {
-                    dir: self.files_dir.clone(),
-                    stored_name,
-                });
-                if let Some(conn) = self.conns.get_mut(&conn_token) {
-                    let req_id = conn.in_flight.take().and_then(|f| f.req_id);
-                    let msg = Outgoing::error(
-                        ErrorCode::Busy,
-                        "server busy; the file was not kept",
-                        Some(Kind::UploadFile),
-                    );
-                    conn.reply(&msg, req_id.as_ref());
-                    conn.mode = Mode::Lines;
-                    if conn.close_after_transfer {
-                        conn.close_when_flushed = true;
-                    }
-                }
-            }
-        }
+        self.write(Task::StoreUpload {
+            conn: conn_id(conn_token),
+            upload,
+        });
     }
 
     /// Closes connections whose transfer moved nothing for too long.
@@ -1318,6 +1297,19 @@ impl Reactor {
         }
         let level = if loud { log::Level::Info } else { log::Level::Debug };
         log::log!(level, "conn {} closed from {}: {reason}", token.0, conn.peer);
+    }
+}
+
+/// Why a job could not be queued.
+enum QueueRefusal {
+    Full,
+    Gone,
+}
+
+fn map_send_error<T>(e: TrySendError<T>) -> QueueRefusal {
+    match e {
+        TrySendError::Full(_) => QueueRefusal::Full,
+        TrySendError::Disconnected(_) => QueueRefusal::Gone,
     }
 }
 

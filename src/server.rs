@@ -15,12 +15,13 @@ use mio::{Poll, Waker};
 
 use crate::config::Config;
 use crate::files;
-use crate::handler::committer;
+use crate::job::WriteQueue;
 use crate::presence::Presence;
 use crate::reactor::{Limits, Links, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
 use crate::store::{self, Store};
 use crate::worker::Worker;
+use crate::writer::Writer;
 
 /// File descriptors kept for the listener, the database and logs.
 const SPARE_FDS: u64 = 64;
@@ -112,7 +113,7 @@ impl Server {
         // Every worker's connection is opened before any thread starts, so a
         // bad database fails here rather than in a worker.
         // One connection per worker, one per hashing thread, and one for
-        // the message committer.
+        // the writer.
         let stores = (0..config.workers + config.auth_workers + 1)
             .map(|_| Store::open(&db_path, config.durability))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -154,24 +155,36 @@ impl Server {
     pub fn run(self) -> anyhow::Result<()> {
         let config = self.config;
         let presence = Arc::new(Presence::default());
-        let (committer, committer_inbox) = committer::channel();
-        let shared =
-            Arc::new(Shared::new(config.clone(), presence.clone(), committer).map_err(anyhow::Error::msg)?);
+        // Clients' writes queue boundedly (a full queue answers ER_BUSY);
+        // the server's own beside them.
+        let (write_tx, write_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (own_tx, own_rx) = crossbeam_channel::unbounded();
+        let writer_queue = WriteQueue::new(own_tx);
+        let shared = Arc::new(
+            Shared::new(config.clone(), presence.clone(), writer_queue.clone())
+                .map_err(anyhow::Error::msg)?,
+        );
         let (job_tx, job_rx) = crossbeam_channel::bounded(config.job_queue);
+        // Room for every answer that can be outstanding at once: the writer
+        // answers up to a batch per queue's worth.
         let (done_tx, done_rx) = crossbeam_channel::bounded(
-            config.job_queue + config.auth_queue + config.workers + config.auth_workers,
+            2 * config.job_queue + config.auth_queue + config.workers + config.auth_workers,
         );
 
         let mut stores = self.stores;
-        let committer_store = stores.pop().context("no store for the committer")?;
-        let committer_thread = committer::start(
-            committer_inbox,
-            committer_store,
-            shared.clone(),
-            done_tx.clone(),
-            self.waker.clone(),
-        )
-        .context("spawning the message committer")?;
+        let writer_store = stores.pop().context("no store for the writer")?;
+        let writer = Writer {
+            tasks: write_rx,
+            own: own_rx,
+            done: done_tx.clone(),
+            waker: self.waker.clone(),
+            store: writer_store,
+            shared: shared.clone(),
+        };
+        let writer_thread = thread::Builder::new()
+            .name("parley-writer".into())
+            .spawn(move || writer.run())
+            .context("spawning the writer")?;
         // Password hashing (sign-up, log-in) has threads and a queue of its
         // own: a storm of log-ins waits there and never delays chat.
         let (auth_tx, auth_rx) = crossbeam_channel::bounded(config.auth_queue);
@@ -225,6 +238,8 @@ impl Server {
             .context("spawning the file thread")?;
         let links = Links {
             jobs: job_tx,
+            writes: write_tx,
+            own_writes: writer_queue.clone(),
             auth_jobs: auth_tx,
             done: done_rx,
             file_tasks: file_tx,
@@ -252,10 +267,13 @@ impl Server {
                 Err(_) => log::error!("a worker thread panicked"),
             }
         }
-        // Workers are gone: nothing more can be queued. Store what is.
-        shared.committer.stop();
-        if committer_thread.join().is_err() {
-            log::error!("the message committer panicked");
+        // Readers and hashing threads are gone, and with them whatever could
+        // hand the writer more: it finishes what is queued, then stops.
+        writer_queue.stop();
+        drop(shared);
+        match writer_thread.join() {
+            Ok(store) => stores.insert(0, store),
+            Err(_) => log::error!("the writer panicked"),
         }
         if let Some(store) = stores.first() {
             if let Err(e) = store.checkpoint() {

@@ -1,13 +1,12 @@
-//! State shared by all workers: settings, the password hasher, throttles, presence.
+//! State shared by the workers and the writer: settings, the password hasher, throttles, presence.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audience::RoomAudiences;
 use crate::auth::PasswordHasher;
 use crate::config::Config;
 use crate::disk::DiskSpace;
-use crate::handler::committer::MessageCommitter;
+use crate::job::WriteQueue;
 use crate::presence::Presence;
 use crate::throttle::{LoginLimits, LoginThrottle, RateLimiter};
 
@@ -17,8 +16,6 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     pub login_throttle: LoginThrottle,
     pub presence: Arc<Presence>,
-    /// Room members for fan-out, cached.
-    pub audiences: RoomAudiences,
     /// Per-user message rate.
     pub msg_rate: RateLimiter,
     /// Per-user rate of reads that scan: searches and history pages.
@@ -27,18 +24,14 @@ pub struct Shared {
     pub room_rate: RateLimiter,
     /// Per-user rate of friend adds.
     pub friend_rate: RateLimiter,
-    /// Where checked messages go to be stored, several per transaction.
-    pub committer: MessageCommitter,
+    /// The writer's queue, where the hashing threads hand their writes.
+    pub writer: WriteQueue,
     /// Quotas, the free-space reserve, the ballast.
     pub disk: DiskSpace,
 }
 
 impl Shared {
-    pub fn new(
-        config: Config,
-        presence: Arc<Presence>,
-        committer: MessageCommitter,
-    ) -> Result<Shared, String> {
+    pub fn new(config: Config, presence: Arc<Presence>, writer: WriteQueue) -> Result<Shared, String> {
         let hasher = PasswordHasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
         let login_throttle = LoginThrottle::new(LoginLimits {
             per_login_addr: config.login_failures_per_login,
@@ -63,12 +56,11 @@ impl Shared {
             hasher,
             login_throttle,
             presence,
-            audiences: RoomAudiences::default(),
             msg_rate: RateLimiter::new(config.msg_rate_per_sec, config.msg_burst),
             read_rate: RateLimiter::new(config.reads_per_sec, config.reads_burst),
             room_rate: RateLimiter::new(config.rooms_per_hour / 3600.0, config.rooms_burst),
             friend_rate: RateLimiter::new(config.friend_adds_per_hour / 3600.0, config.friend_adds_burst),
-            committer,
+            writer,
             config,
         })
     }

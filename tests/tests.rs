@@ -26,3 +26,5 @@ mod cli;
 mod abuse;
 // Online backups taken under load, restored and served.
 mod backup;
+// One ordered write path: commit order, the same order for all, presence, a tiny queue.
+mod ordering;

@@ -3,7 +3,7 @@
 use super::{validate, Ctx};
 use crate::auth;
 use crate::error::{Error, Result};
-use crate::job::{Outcome, Revoke, Session};
+use crate::job::{NewAccount, Outcome, Revoke, Session, Task};
 use crate::model::{now_ms, User};
 use crate::protocol::{
     DescBody, ErrorCode, Kind, LogIn, LogOut, LogOutBody, MemberInfo, MemberInfoBody, NameBody, Outgoing,
@@ -56,9 +56,11 @@ fn logged_in(user: User, token: String, token_hash: [u8; 32]) -> Outcome {
     }
 }
 
-fn issue_token(ctx: &mut Ctx, user: User) -> Result<Outcome> {
+/// Issues a new token to a user whose password was verified (on the writer).
+pub fn issue_token(ctx: &mut Ctx, user: User) -> Result<Outcome> {
     let (token, hash) = auth::new_token(&user.login).map_err(Error::Internal)?;
-    ctx.store.insert_token(&hash, user.id, now_ms())?;
+    ctx.store
+        .atomically(|s| s.insert_token(&hash, user.id, now_ms()))?;
     Ok(logged_in(user, token, hash))
 }
 
@@ -73,9 +75,31 @@ pub fn sign_up(ctx: &mut Ctx, req: SignUp) -> Result<Outcome> {
         return Err(Error::client(ErrorCode::UserExists, "that login is taken"));
     }
     let pass_hash = ctx.shared.hasher.hash(&digest).map_err(Error::Internal)?;
+    // The hash was the slow part; the account is created by the writer.
+    ctx.shared.writer.submit(Task::CreateAccount(NewAccount {
+        conn: ctx.conn,
+        peer: ctx.peer,
+        login: req.login.clone(),
+        name: name.to_owned(),
+        desc: desc.to_owned(),
+        pass_hash,
+    }))?;
+    Ok(Outcome::deferred())
+}
+
+/// Creates a signed-up account and logs the connection in (on the writer).
+pub fn create_account(ctx: &mut Ctx, account: NewAccount) -> Result<Outcome> {
     let user = ctx
         .store
-        .create_user(&req.login, name, desc, &pass_hash, now_ms())?
+        .atomically(|s| {
+            s.create_user(
+                &account.login,
+                &account.name,
+                &account.desc,
+                &account.pass_hash,
+                now_ms(),
+            )
+        })?
         .ok_or_else(|| Error::client(ErrorCode::UserExists, "that login is taken"))?;
     log::info!("user {} signed up from {}", user.login, ctx.peer);
     // The address an account was made from is its owner's: guesses
@@ -109,7 +133,12 @@ pub fn log_in(ctx: &mut Ctx, req: LogIn) -> Result<Outcome> {
     };
     ensure_same_user(ctx, Some(user.id))?;
     throttle.record_success(&req.login, ctx.peer);
-    issue_token(ctx, user)
+    ctx.shared.writer.submit(Task::IssueToken {
+        conn: ctx.conn,
+        peer: ctx.peer,
+        user,
+    })?;
+    Ok(Outcome::deferred())
 }
 
 pub fn resume(ctx: &mut Ctx, req: TokenResume) -> Result<Outcome> {

@@ -11,9 +11,9 @@ use crate::auth;
 use crate::disk::SpaceRefusal;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::job::{Outcome, TransferStart};
-use crate::model::{now_ms, MsgType, StoredFile, User};
-use crate::protocol::{DownloadBody, DownloadFile, ErrorCode, Kind, Outgoing, StoreUpload, UploadFile};
+use crate::job::{Outcome, StoreUpload, TransferStart};
+use crate::model::{now_ms, Message, MsgType, StoredFile, User};
+use crate::protocol::{DownloadBody, DownloadFile, ErrorCode, Kind, Outgoing, UploadFile};
 
 /// The user a transfer acts for: the connection's log-in, else the request's token.
 fn transfer_user(ctx: &mut Ctx, token: Option<&str>) -> Result<(i64, bool)> {
@@ -25,9 +25,11 @@ fn transfer_user(ctx: &mut Ctx, token: Option<&str>) -> Result<(i64, bool)> {
     let (hash, login) = auth::parse_token(token).ok_or_else(invalid)?;
     let now = now_ms();
     let ttl = ctx.shared.config.token_ttl_days as i64 * 24 * 60 * 60 * 1000;
+    // A read: workers never write (a resume on the main connection keeps
+    // the token's last use fresh).
     let user: User = ctx
         .store
-        .use_token(&hash, login, now - ttl, now)?
+        .token_user(&hash, login, now - ttl)?
         .ok_or_else(invalid)?;
     // Authorized by token alone: the connection closes when the transfer ends.
     Ok((user.id, true))
@@ -85,9 +87,9 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
     })
 }
 
-/// Stores the message of an upload that is on disk, and broadcasts it. If
-/// the message cannot be stored (the uploader lost the right meanwhile),
-/// the file goes.
+/// Stores the message of an upload that is on disk, and broadcasts it (on
+/// the writer). If the message cannot be stored (the uploader lost the
+/// right meanwhile), the file goes.
 pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
     let dir = files::files_dir(&ctx.shared.config.data_dir);
     let file = StoredFile {
@@ -98,22 +100,32 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
     let stored = ctx.store.atomically(|s| {
         let (room, _) = membership(s, req.room_id, req.user_id)?;
         may_post(s, &room, req.user_id)?;
-        let id = s.insert_file_message(room.id, req.user_id, &file, now_ms())?;
-        let msg = s
-            .message(id)?
-            .ok_or_else(|| Error::Internal("stored message vanished".into()))?;
-        let power = s.room(room.id)?.map_or(0, |r| r.msg_count);
-        Ok::<_, Error>((msg, power))
+        let (id, date) = s.insert_file_message(room.id, req.user_id, &file, now_ms())?;
+        let login = s
+            .user_by_id(req.user_id)?
+            .map(|u| u.login)
+            .ok_or_else(|| Error::Internal(format!("uploader {} does not exist", req.user_id)))?;
+        Ok::<_, Error>((id, date, login, room.msg_count + 1))
     });
-    let (msg, power) = match stored {
+    let (id, date, login, power) = match stored {
         Ok(stored) => stored,
         Err(e) => {
             files::remove_stored(&dir, &file.stored_name);
             return Err(e);
         }
     };
-    let body = message_body(msg, power);
-    broadcast(ctx, req.room_id, Kind::Msg, &body)
+    let msg = Message {
+        id,
+        room_id: req.room_id,
+        user_id: req.user_id,
+        login,
+        date,
+        body: file.name.clone(),
+        msg_type: MsgType::File,
+        edited: false,
+        file: Some(file),
+    };
+    broadcast(ctx, req.room_id, Kind::Msg, &message_body(msg, power))
 }
 
 pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {
@@ -147,12 +159,4 @@ pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {
 /// RQ_READY_READ when no download is waiting for it.
 pub fn stray_ready_read() -> Result<Outcome> {
     Err(Error::bad_request("no download is waiting for RQ_READY_READ"))
-}
-
-/// Removes stored files after the messages naming them were deleted.
-pub fn remove_files(ctx: &Ctx, stored_names: &[String]) {
-    let dir = files::files_dir(&ctx.shared.config.data_dir);
-    for name in stored_names {
-        files::remove_stored(&dir, name);
-    }
 }

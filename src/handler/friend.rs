@@ -121,7 +121,6 @@ pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
         Outgoing::new(Kind::OpenDm, &OpenDmBody { room: mine }),
     )];
     if created {
-        ctx.shared.audiences.invalidate(room_id);
         let theirs = RoomBody {
             peer: Some(peer(&me)),
             ..room_body(&room, Some(Role::Simple))

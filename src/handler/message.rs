@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::committer::NewMessage;
 use super::room::{broadcast, membership};
 use super::{validate, Ctx};
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
+use crate::model::now_ms;
 use crate::model::{Message, MsgType, Role, Room, RoomType};
 use crate::protocol::{
     DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
@@ -39,8 +39,10 @@ pub fn message_body(msg: Message, power: i64) -> MessageBody {
 }
 
 /// The room's stored-message count, for `power`.
-fn power(store: &Store, room_id: i64) -> Result<i64> {
-    Ok(store.room(room_id)?.map_or(0, |r| r.msg_count))
+fn power(store: &mut Store, room_id: i64) -> Result<i64> {
+    Ok(store
+        .room_and_role(room_id, 0)?
+        .map_or(0, |(room, _)| room.msg_count))
 }
 
 /// Beyond membership: in a direct-message room, only while still friends.
@@ -82,8 +84,12 @@ fn message_in_room(store: &Store, room_id: i64, msg_id: i64) -> Result<Message> 
         .ok_or_else(|| Error::not_found(format!("no message {msg_id} in room {room_id}")))
 }
 
+/// Stores a message and broadcasts it. The writer runs this inside its
+/// batch: the broadcast leaves after the batch's commit, so a message anyone
+/// saw is on disk. The room, the author's role and the audience come from
+/// the writer's memory: the only statement is the insert.
 pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
-    let user_id = ctx.user()?.user_id;
+    let session = ctx.user()?.clone();
     let msg_type = req.msg_type.unwrap_or(MsgType::Text);
     if !matches!(msg_type, MsgType::Text | MsgType::Sticker) {
         return Err(Error::bad_request(
@@ -91,20 +97,32 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         ));
     }
     let text = message_text(ctx, &req.message)?;
-    super::limit(&ctx.shared.msg_rate, user_id, "you are sending messages too fast")?;
-    // Checked now, checked again and stored by the committer (several
-    // messages per transaction and fsync); the broadcast goes out only after
-    // that commit, so a message anyone saw is on disk.
-    let (room, _) = membership(ctx.store, req.room_id, user_id)?;
-    may_post(ctx.store, &room, user_id)?;
-    ctx.shared.committer.submit(NewMessage {
-        conn: ctx.conn,
-        room_id: room.id,
-        user_id,
-        text: text.to_owned(),
-        msg_type,
+    super::limit(
+        &ctx.shared.msg_rate,
+        session.user_id,
+        "you are sending messages too fast",
+    )?;
+    let stored = ctx.store.atomically(|s| {
+        let (room, _) = membership(s, req.room_id, session.user_id)?;
+        may_post(s, &room, session.user_id)?;
+        let (id, date) = s.insert_message(room.id, session.user_id, text, msg_type, now_ms())?;
+        Ok::<_, Error>((id, date, room.msg_count + 1))
     })?;
-    Ok(Outcome::deferred())
+    let (message_id, date, power) = stored;
+    let body = MessageBody {
+        message_id,
+        room_id: req.room_id,
+        user_id: session.user_id,
+        login: session.login,
+        date,
+        message: text.to_owned(),
+        msg_type,
+        edited: false,
+        power,
+        file_name: None,
+        file_size: None,
+    };
+    super::room::broadcast(ctx, req.room_id, Kind::Msg, &body)
 }
 
 pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
@@ -148,7 +166,7 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
         })
     })?;
     if let Some(file) = file {
-        super::file::remove_files(ctx, &[file.stored_name]);
+        ctx.remove_files.push(file.stored_name);
     }
     let body = MsgRefBody {
         room_id: req.room_id,
@@ -172,7 +190,7 @@ pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
             Ok(files)
         })
     })?;
-    super::file::remove_files(ctx, &files);
+    ctx.remove_files.extend(files);
     let body = RoomIdBody { room_id: req.room_id };
     broadcast(ctx, req.room_id, Kind::DelHist, &body)
 }

@@ -1,12 +1,13 @@
 //! Request handlers: one family of requests per file, no sockets anywhere.
 //!
-//! [`handle`] checks that the connection may make the request, runs the
-//! kind's handler against the worker's store, and turns a refusal into an
-//! `RQ_ERROR_MSG` for the client (internal failures are logged, and the
-//! client sees only `ER_INTERNAL`).
+//! [`route`] says who serves a request: the reactor itself (pings), the
+//! password-hashing pool, the read workers, or the one writer. [`handle`]
+//! runs a read or a hashing job, [`handle_task`] a write; both check that
+//! the connection may make the request, run the kind's handler, and turn a
+//! refusal into an `RQ_ERROR_MSG` for the client (internal failures are
+//! logged, and the client sees only `ER_INTERNAL`).
 
 mod account;
-pub mod committer;
 mod file;
 mod friend;
 mod message;
@@ -16,7 +17,7 @@ mod validate;
 use std::net::IpAddr;
 
 use crate::error::{clip, Error, Result};
-use crate::job::{ConnId, Job, Outcome, Session};
+use crate::job::{ConnId, Job, Outcome, Session, Task};
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 use crate::shared::Shared;
 use crate::store::Store;
@@ -28,8 +29,10 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     pub session: Option<&'a Session>,
     pub peer: IpAddr,
-    /// The requesting connection (for answers sent later, by the committer).
+    /// The requesting connection (for answers the writer sends later).
     pub conn: ConnId,
+    /// Stored files whose messages this request deleted: removed once committed.
+    pub remove_files: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -76,12 +79,110 @@ pub fn allowed_before_log_in(kind: Kind) -> bool {
     matches!(kind, Kind::SignUp | Kind::LogIn | Kind::Token | Kind::Ping)
 }
 
-/// Runs one job to its outcome.
+/// Who serves a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The reactor answers at once.
+    Inline,
+    /// The password-hashing pool (which hands the write to the writer).
+    Auth,
+    /// Any read worker: it reads and never writes.
+    Read,
+    /// The one writer, in arrival order.
+    Write,
+}
+
+/// Who serves each kind of request. Every kind is listed, so a new one
+/// cannot be added without deciding.
+pub fn route(kind: Kind) -> Route {
+    use Kind::*;
+    match kind {
+        Ping => Route::Inline,
+        SignUp | LogIn => Route::Auth,
+        MemberInfo | GetRooms | SearchCh | GetMembers | GetNewMsgs | OldMsgs | SearchMsgs | GetFriends
+        | UploadFile | DownloadFile | ReadyRead => Route::Read,
+        Token | LogOut | UpdUserDesc | UpdUserName | NewRoom | JoinRoom | AddMember | LeaveRoom | DelRoom
+        | UpdRoomName | UpdRoomDesc | SetRole | BanMember | UnbanMember | Msg | EditMsg | DelMsg
+        | DelHist | MarkRead | AddFriend | DelFriend | OpenDm => Route::Write,
+        // Only the server sends these; decoding refuses them.
+        ErrorMsg | UpdRoomPowr | NewMember | Presence => Route::Read,
+    }
+}
+
+/// Whether a write must run in a transaction of its own rather than in a
+/// batch: writes that free space (on a full disk they release the ballast
+/// and try again, which needs their own commit), and the upkeep that puts
+/// the ballast back.
+pub fn runs_alone(task: &Task) -> bool {
+    match task {
+        Task::Request(job) => matches!(job.kind, Kind::DelMsg | Kind::DelHist | Kind::DelRoom),
+        Task::Maintenance => true,
+        _ => false,
+    }
+}
+
+/// Turns a handler's result into the outcome the client sees.
+fn finish(result: Result<Outcome>, ctx: Ctx, kind: Kind) -> Outcome {
+    let conn = ctx.conn;
+    let remove_files = ctx.remove_files;
+    match result {
+        Ok(mut outcome) => {
+            outcome.remove_files = remove_files;
+            outcome
+        }
+        Err(err) => {
+            if matches!(err, Error::Client { .. } | Error::Limited { .. }) {
+                log::debug!(
+                    "{} from conn {conn} refused: {}",
+                    kind.name(),
+                    clip(&err.to_string())
+                );
+            } else {
+                log::error!("{} from conn {conn} failed: {err}", kind.name());
+            }
+            Outcome::reply(err.to_outgoing(Some(kind)))
+        }
+    }
+}
+
+/// Runs one read or hashing job to its outcome.
 pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
+    run(job, store, shared)
+}
+
+/// Runs one write (in the writer's batch, or alone) to its outcome.
+pub fn handle_task(task: Task, store: &mut Store, shared: &Shared) -> Outcome {
+    let kind = task.kind();
+    let mut ctx = Ctx {
+        store,
+        shared,
+        session: None,
+        peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        conn: task.conn(),
+        remove_files: Vec::new(),
+    };
+    let result = match task {
+        Task::Request(job) => return run(job, ctx.store, shared),
+        Task::CreateAccount(account) => {
+            ctx.peer = account.peer;
+            account::create_account(&mut ctx, account)
+        }
+        Task::IssueToken { peer, user, .. } => {
+            ctx.peer = peer;
+            account::issue_token(&mut ctx, user)
+        }
+        Task::Presence { user_id, online } => friend::announce_presence(&mut ctx, user_id, online),
+        Task::StoreUpload { upload, .. } => file::store_upload(&mut ctx, upload),
+        Task::Maintenance => maintenance(&mut ctx),
+        Task::Stop => Ok(Outcome::default()),
+    };
+    finish(result, ctx, kind)
+}
+
+fn run(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
     let kind = job.kind;
-    // Jobs the server made itself, and transfers authorized by their own token.
+    // Transfers may be authorized by their own token.
     let authorized_otherwise = match &job.request {
-        Request::PresenceChanged { .. } | Request::StoreUpload(_) | Request::Maintenance => true,
         Request::UploadFile(r) => r.token.is_some(),
         Request::DownloadFile(r) => r.token.is_some(),
         _ => false,
@@ -95,6 +196,7 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         session: job.session.as_ref(),
         peer: job.peer,
         conn: job.conn,
+        remove_files: Vec::new(),
     };
     let result = match job.request {
         Request::SignUp(r) => account::sign_up(&mut ctx, r),
@@ -130,24 +232,9 @@ pub fn handle(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::DelFriend(r) => friend::del_friend(&mut ctx, r),
         Request::GetFriends => friend::get_friends(&mut ctx),
         Request::OpenDm(r) => friend::open_dm(&mut ctx, r),
-        Request::PresenceChanged { user_id, online } => friend::announce_presence(&mut ctx, user_id, online),
         Request::UploadFile(r) => file::upload(&mut ctx, r),
         Request::DownloadFile(r) => file::download(&mut ctx, r),
         Request::ReadyRead => file::stray_ready_read(),
-        Request::StoreUpload(r) => file::store_upload(&mut ctx, r),
-        Request::Maintenance => maintenance(&mut ctx),
     };
-    result.unwrap_or_else(|err| {
-        if matches!(err, Error::Client { .. } | Error::Limited { .. }) {
-            log::debug!(
-                "{} from conn {} refused: {}",
-                kind.name(),
-                job.conn,
-                clip(&err.to_string())
-            );
-        } else {
-            log::error!("{} from conn {} failed: {err}", kind.name(), job.conn);
-        }
-        Outcome::reply(err.to_outgoing(Some(kind)))
-    })
+    finish(result, ctx, kind)
 }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use super::{validate, Ctx};
-use crate::audience::Audience;
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
 use crate::model::{fold_name, now_ms, Role, Room, RoomType};
@@ -14,8 +13,7 @@ use crate::protocol::{
     NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody,
     RoomRef, RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
 };
-use crate::shared::Shared;
-use crate::store::{Departure, Store};
+use crate::store::{Audience, Departure, Store};
 
 /// Longest room name, in characters.
 pub const MAX_ROOM_NAME_CHARS: usize = 100;
@@ -40,31 +38,24 @@ pub fn room_body(room: &Room, role: Option<Role>) -> RoomBody {
 }
 
 /// The room and the caller's role in it; refuses unknown rooms, non-members and the banned.
-pub fn membership(store: &Store, room_id: i64, user_id: i64) -> Result<(Room, Role)> {
-    let room = store
-        .room(room_id)?
+pub fn membership(store: &mut Store, room_id: i64, user_id: i64) -> Result<(Room, Role)> {
+    let (room, role) = store
+        .room_and_role(room_id, user_id)?
         .ok_or_else(|| Error::not_found(format!("no room with id {room_id}")))?;
-    match store.role_in(room_id, user_id)? {
+    match role {
         None => Err(Error::forbidden("you are not a member of this room")),
         Some(Role::Banned) => Err(Error::client(ErrorCode::Banned, "you are banned from this room")),
         Some(role) => Ok((room, role)),
     }
 }
 
-/// The room's current members, from the fan-out cache.
-pub fn audience(ctx: &Ctx, room_id: i64) -> Result<Audience> {
-    audience_of(ctx.store, ctx.shared, room_id)
-}
-
-/// The room's current members from the cache, loaded with `store` on a miss.
-pub fn audience_of(store: &Store, shared: &Shared, room_id: i64) -> Result<Audience> {
-    shared
-        .audiences
-        .get(room_id, || store.member_ids(room_id).map_err(Error::from))
+/// The room's current members: who its pushes reach.
+pub fn audience(ctx: &mut Ctx, room_id: i64) -> Result<Audience> {
+    Ok(ctx.store.audience(room_id)?)
 }
 
 /// Answers the request with `body` broadcast to the room's current members.
-pub fn broadcast<T: serde::Serialize>(ctx: &Ctx, room_id: i64, kind: Kind, body: &T) -> Result<Outcome> {
+pub fn broadcast<T: serde::Serialize>(ctx: &mut Ctx, room_id: i64, kind: Kind, body: &T) -> Result<Outcome> {
     Ok(Outcome::pushes(vec![Push::answer(
         audience(ctx, room_id)?,
         Outgoing::new(kind, body),
@@ -100,7 +91,7 @@ fn is_admin_or_above(role: Role) -> bool {
 }
 
 /// The current (not banned) role of a target user, or ER_NOT_FOUND.
-fn target_role(store: &Store, room_id: i64, user_id: i64) -> Result<Role> {
+fn target_role(store: &mut Store, room_id: i64, user_id: i64) -> Result<Role> {
     match store.role_in(room_id, user_id)? {
         Some(role) if role != Role::Banned => Ok(role),
         _ => Err(Error::not_found(format!(
@@ -181,7 +172,6 @@ pub fn join_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let joined_msg = Outgoing::new(Kind::JoinRoom, &room_body(&room, Some(role)));
     let mut pushes = vec![Push::answer(only(&[session.user_id]), joined_msg)];
     if joined {
-        ctx.shared.audiences.invalidate(room.id);
         let new_member = NewMemberBody {
             room_id: room.id,
             user_id: session.user_id,
@@ -222,7 +212,6 @@ pub fn add_member(ctx: &mut Ctx, req: AddMember) -> Result<Outcome> {
             }
         }
     })?;
-    ctx.shared.audiences.invalidate(room.id);
     let joined = Outgoing::new(Kind::JoinRoom, &room_body(&room, Some(Role::Simple)));
     let new_member = NewMemberBody {
         room_id: room.id,
@@ -246,9 +235,8 @@ pub fn leave_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
         let files = s.stored_files_in_room(room.id)?;
         Ok::<_, Error>((s.leave_room(room.id, session.user_id)?, files))
     })?;
-    ctx.shared.audiences.invalidate(req.room_id);
     if departure == Departure::RoomDeleted {
-        super::file::remove_files(ctx, &files);
+        ctx.remove_files.extend(files);
     }
     let left = Outgoing::new(
         Kind::LeaveRoom,
@@ -295,14 +283,13 @@ pub fn del_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
             Ok::<_, Error>((members, files))
         })
     })?;
-    ctx.shared.audiences.invalidate(req.room_id);
-    super::file::remove_files(ctx, &files);
+    ctx.remove_files.extend(files);
     let msg = Outgoing::new(Kind::DelRoom, &RoomIdBody { room_id: req.room_id });
     Ok(Outcome::pushes(vec![Push::answer(Arc::new(members), msg)]))
 }
 
 /// Checks the caller may edit the room's name or description.
-fn editable_room(store: &Store, room_id: i64, user_id: i64) -> Result<Room> {
+fn editable_room(store: &mut Store, room_id: i64, user_id: i64) -> Result<Room> {
     let (room, role) = membership(store, room_id, user_id)?;
     not_direct(&room, "be renamed or described")?;
     require(
@@ -444,7 +431,6 @@ pub fn ban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
         s.set_role(room.id, req.user_id, Role::Banned)?;
         Ok(told)
     })?;
-    ctx.shared.audiences.invalidate(req.room_id);
     let body = MemberActionBody {
         room_id: req.room_id,
         user_id: req.user_id,

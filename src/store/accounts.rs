@@ -1,6 +1,6 @@
 //! Users and session tokens.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 use super::Store;
 use crate::model::User;
@@ -18,7 +18,7 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 impl Store {
-    /// Creates an account; `None` when the login is taken.
+    /// Creates an account; `None` when the login is taken. Call inside `atomically`.
     pub fn create_user(
         &mut self,
         login: &str,
@@ -27,20 +27,17 @@ impl Store {
         pass_hash: &str,
         now: i64,
     ) -> rusqlite::Result<Option<User>> {
-        let tx = self
+        let inserted = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = tx
             .prepare_cached(
                 "INSERT INTO users (login, name, \"desc\", pass_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(login) DO NOTHING",
+                 ON CONFLICT(login) DO NOTHING",
             )?
             .execute(params![login, name, desc, pass_hash, now])?;
         if inserted == 0 {
             return Ok(None);
         }
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
+        let id = self.conn.last_insert_rowid();
         Ok(Some(User {
             id,
             login: login.to_owned(),
@@ -123,7 +120,25 @@ impl Store {
         }
     }
 
-    /// Deletes a user's token; false when it was not theirs or did not exist.
+    /// Like [`Store::use_token`] but reading only (for the read workers):
+    /// the token's user if it names `login` and was used after `not_before`.
+    pub fn token_user(
+        &self,
+        hash: &[u8; 32],
+        login: &str,
+        not_before: i64,
+    ) -> rusqlite::Result<Option<User>> {
+        let found = self
+            .conn
+            .prepare_cached(
+                "SELECT u.id, u.login, u.name, u.\"desc\" FROM tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = ?1 AND t.last_used >= ?2",
+            )?
+            .query_row(params![&hash[..], not_before], user_from_row)
+            .optional()?;
+        Ok(found.filter(|user| user.login == login))
+    }
+
     /// Deletes tokens unused since `not_before`; returns how many.
     pub fn purge_expired_tokens(&mut self, not_before: i64) -> rusqlite::Result<usize> {
         self.conn
@@ -131,6 +146,7 @@ impl Store {
             .execute(params![not_before])
     }
 
+    /// Deletes a user's token; false when it was not theirs or did not exist.
     pub fn revoke_token(&mut self, hash: &[u8; 32], user_id: i64) -> rusqlite::Result<bool> {
         let n = self
             .conn

@@ -73,9 +73,10 @@ pub fn fts_prefix_query(text: &str) -> Option<String> {
 }
 
 impl Store {
-    /// Stores a message. Its date is the clock, or the room's newest date if
-    /// the clock went back, so that dates never decrease as ids increase.
-    /// Call inside `atomically` (after the membership check).
+    /// Stores a message and returns its id and date. The date is the clock,
+    /// or the room's newest date if the clock went back, so that dates never
+    /// decrease as ids increase. Call inside `atomically` (after the
+    /// membership check).
     pub fn insert_message(
         &mut self,
         room_id: i64,
@@ -83,19 +84,31 @@ impl Store {
         body: &str,
         msg_type: MsgType,
         now: i64,
-    ) -> rusqlite::Result<i64> {
-        let newest: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT max(date) FROM messages WHERE room_id = ?1")?
-            .query_row([room_id], |row| row.get(0))?;
-        let date = newest.map_or(now, |d| d.max(now));
+    ) -> rusqlite::Result<(i64, i64)> {
+        let newest = match self.rooms.as_ref().and_then(|c| c.get(room_id)) {
+            Some(state) => state.newest_date,
+            None => self.newest_date(room_id)?,
+        };
+        let date = newest.max(now);
         self.conn
             .prepare_cached(
                 "INSERT INTO messages (room_id, user_id, date, body, msg_type, seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, (SELECT last_seq + 1 FROM rooms WHERE id = ?1))",
             )?
             .execute(params![room_id, user_id, date, body, msg_type.code()])?;
-        Ok(self.conn.last_insert_rowid())
+        if let Some(cache) = &mut self.rooms {
+            cache.note_message(room_id, date);
+        }
+        Ok((self.conn.last_insert_rowid(), date))
+    }
+
+    /// The newest message's date in a room, 0 when it has none.
+    pub fn newest_date(&self, room_id: i64) -> rusqlite::Result<i64> {
+        let newest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max(date) FROM messages WHERE room_id = ?1")?
+            .query_row([room_id], |row| row.get(0))?;
+        Ok(newest.unwrap_or(0))
     }
 
     /// Stores a file message (its text is the file's name). Call inside
@@ -106,14 +119,14 @@ impl Store {
         user_id: i64,
         file: &StoredFile,
         now: i64,
-    ) -> rusqlite::Result<i64> {
-        let id = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
+    ) -> rusqlite::Result<(i64, i64)> {
+        let (id, date) = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
         self.conn
             .prepare_cached(
                 "UPDATE messages SET file_name = ?2, file_size = ?3, stored_name = ?4 WHERE id = ?1",
             )?
             .execute(params![id, file.name, file.size, file.stored_name])?;
-        Ok(id)
+        Ok((id, date))
     }
 
     /// Stored names of the files in a room (to remove with its history).
@@ -172,6 +185,7 @@ impl Store {
         let Some((room_id, author)) = found else {
             return Ok(());
         };
+        self.forget_room(room_id);
         self.conn
             .prepare_cached(
                 "UPDATE members SET gone_unseen = gone_unseen + 1, own_unseen = own_unseen - (user_id = ?3)
@@ -187,6 +201,7 @@ impl Store {
     /// Deletes every message of a room, and marks it read for every member
     /// (nothing is left to read); returns how many. Call inside `atomically`.
     pub fn clear_history(&mut self, room_id: i64) -> rusqlite::Result<usize> {
+        self.forget_room(room_id);
         self.conn
             .prepare_cached(
                 "UPDATE members SET
@@ -365,8 +380,9 @@ mod tests {
     #[test]
     fn dates_never_go_back_and_power_counts() {
         let (_dir, mut s, user, room) = setup();
-        let a = s.insert_message(room, user, "one", MsgType::Text, 1000).unwrap();
-        let b = s.insert_message(room, user, "two", MsgType::Text, 900).unwrap();
+        let (a, _) = s.insert_message(room, user, "one", MsgType::Text, 1000).unwrap();
+        let (b, date) = s.insert_message(room, user, "two", MsgType::Text, 900).unwrap();
+        assert_eq!(date, 1000);
         assert!(b > a);
         assert_eq!(s.message(b).unwrap().unwrap().date, 1000);
         assert_eq!(s.room(room).unwrap().unwrap().msg_count, 2);
@@ -434,7 +450,7 @@ mod tests {
     #[test]
     fn fts_follows_edits_deletes_and_room_deletion() {
         let (_dir, mut s, user, room) = setup();
-        let id = s
+        let (id, _) = s
             .insert_message(room, user, "hello world", MsgType::Text, 1)
             .unwrap();
         s.insert_message(room, user, "hello sticker", MsgType::Sticker, 2)

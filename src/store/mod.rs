@@ -1,9 +1,11 @@
 //! Storage: every SQL statement of the server, behind one narrow interface.
 //!
-//! Each worker owns one [`Store`] (one SQLite connection in WAL mode). Storage
+//! Each thread owns one [`Store`] (one SQLite connection in WAL mode). Storage
 //! speaks in domain types (`model`) and plain values, never protocol types.
-//! Write paths run in `IMMEDIATE` transactions; every statement binds its
-//! values and goes through the prepared-statement cache.
+//! Only the writer thread writes: it opens a batch transaction, runs each
+//! request in a savepoint of it ([`Store::atomically`] nests), and commits
+//! once. Every statement binds its values and goes through the
+//! prepared-statement cache.
 //!
 //! The schema is the numbered files in `db/`, applied in order by
 //! [`migrate`] and tracked in `PRAGMA user_version`.
@@ -11,18 +13,24 @@
 mod accounts;
 mod friends;
 mod messages;
+mod room_cache;
 mod rooms;
 
 pub use messages::{HistoryQuery, SearchScope};
+pub use room_cache::{Audience, RoomState};
 pub use rooms::Departure;
 
+use room_cache::RoomCache;
+
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rusqlite::Connection;
 
 use crate::config::Durability;
+use crate::model::{Role, Room};
 
 /// The schema migrations, in order; the version is the position plus one.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -51,9 +59,13 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One worker's handle on the database.
+/// One thread's handle on the database.
 pub struct Store {
     conn: Connection,
+    /// Open transactions and savepoints ([`Store::atomically`] nests).
+    depth: u32,
+    /// Rooms in memory: kept by the writer's store only, which sees every write.
+    rooms: Option<RoomCache>,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
@@ -98,34 +110,173 @@ impl Store {
     pub fn open(path: &Path, durability: Durability) -> anyhow::Result<Store> {
         let conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
         configure(&conn, durability).with_context(|| format!("configuring database {}", path.display()))?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            depth: 0,
+            rooms: None,
+        })
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it returns
-    /// `Ok`, rolled back otherwise. Checks and the writes they allow happen
-    /// under the same write lock, so concurrent requests cannot interleave.
+    /// Runs `f` atomically: outside a transaction in one `BEGIN IMMEDIATE`
+    /// transaction, inside one (the writer's batch) in a savepoint. Its
+    /// writes stay if it returns `Ok` and are undone otherwise. Checks and
+    /// the writes they allow happen under the same write lock.
     pub fn atomically<T, E: From<rusqlite::Error>>(
         &mut self,
         f: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.depth == 0 {
+            if !self.conn.is_autocommit() {
+                // Left open by a panicking handler: discard it.
+                self.rollback_all();
+            }
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        } else {
+            self.conn.execute_batch(&format!("SAVEPOINT s{}", self.depth))?;
+        }
+        self.depth += 1;
+        let cache_mark = self.cache_changes();
+        let result = f(self);
+        self.depth -= 1;
+        let level = self.depth;
+        let finished = match &result {
+            Ok(_) if level == 0 => self.conn.execute_batch("COMMIT"),
+            Ok(_) => self.conn.execute_batch(&format!("RELEASE s{level}")),
+            Err(_) if level == 0 => self.conn.execute_batch("ROLLBACK"),
+            Err(_) => self
+                .conn
+                .execute_batch(&format!("ROLLBACK TO s{level}; RELEASE s{level}")),
+        };
+        let undone = result.is_err() || finished.is_err();
+        if undone && self.cache_changes() != cache_mark {
+            self.forget_rooms();
+        }
+        match (result, finished) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => {
+                if level == 0 {
+                    self.rollback_all();
+                }
+                Err(e.into())
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Opens the writer's batch: what runs until [`Store::commit_batch`]
+    /// is one transaction, each `atomically` within it a savepoint.
+    pub fn begin_batch(&mut self) -> rusqlite::Result<()> {
         if !self.conn.is_autocommit() {
-            // Left open by a panicking handler: discard it.
-            self.conn.execute_batch("ROLLBACK")?;
+            self.rollback_all();
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
-            Ok(value) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(value),
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
+        self.depth = 1;
+        Ok(())
+    }
+
+    /// Commits the batch (one fsync for all of it); on failure it is rolled back.
+    pub fn commit_batch(&mut self) -> rusqlite::Result<()> {
+        self.depth = 0;
+        let result = self.conn.execute_batch("COMMIT");
+        if result.is_err() {
+            self.rollback_all();
+        }
+        result
+    }
+
+    /// Whether the batch's transaction is still open. SQLite gives it up by
+    /// itself on some errors (such as a full disk), and a panic rolls it
+    /// back: what ran in it so far is then undone.
+    pub fn batch_open(&self) -> bool {
+        self.depth > 0 && !self.conn.is_autocommit()
+    }
+
+    /// Rolls back whatever is open and forgets what the cache learnt in it.
+    pub fn rollback_all(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.depth = 0;
+        self.forget_rooms();
+    }
+
+    /// Keeps rooms in memory (the writer's store only: any other would not
+    /// see the writes that make its copies stale).
+    pub fn keep_room_cache(&mut self) {
+        self.rooms = Some(RoomCache::default());
+    }
+
+    fn cache_changes(&self) -> u64 {
+        self.rooms.as_ref().map_or(0, RoomCache::changes)
+    }
+
+    fn forget_rooms(&mut self) {
+        if let Some(cache) = &mut self.rooms {
+            cache.clear();
+        }
+    }
+
+    /// Tells the cache that a room changed in a way it does not follow.
+    fn forget_room(&mut self, room_id: i64) {
+        if let Some(cache) = &mut self.rooms {
+            cache.forget(room_id);
+        }
+    }
+
+    /// The writer's cached state of a room, loaded on a miss; `None` for
+    /// stores without a cache and for rooms that do not exist.
+    fn cached_room(&mut self, room_id: i64) -> rusqlite::Result<Option<&RoomState>> {
+        let Some(cache) = &self.rooms else {
+            return Ok(None);
+        };
+        if cache.get(room_id).is_none() {
+            let Some(state) = self.load_room_state(room_id)? else {
+                return Ok(None);
+            };
+            if let Some(cache) = &mut self.rooms {
+                cache.insert(state);
             }
         }
+        Ok(self.rooms.as_ref().and_then(|c| c.get(room_id)))
+    }
+
+    /// The room and the user's role in it (`Banned` included, `None` for
+    /// non-members); `None` if the room does not exist. From memory in the
+    /// writer, two indexed reads elsewhere.
+    pub fn room_and_role(
+        &mut self,
+        room_id: i64,
+        user_id: i64,
+    ) -> rusqlite::Result<Option<(Room, Option<Role>)>> {
+        if self.rooms.is_some() {
+            return Ok(self
+                .cached_room(room_id)?
+                .map(|state| (state.room.clone(), state.role_of(user_id))));
+        }
+        let Some(room) = self.room(room_id)? else {
+            return Ok(None);
+        };
+        let role = self.role_in(room_id, user_id)?;
+        Ok(Some((room, role)))
+    }
+
+    /// The room's current members (banned excluded): who its pushes reach.
+    pub fn audience(&mut self, room_id: i64) -> rusqlite::Result<Audience> {
+        if self.rooms.is_some() {
+            return Ok(self
+                .cached_room(room_id)?
+                .map_or_else(|| Arc::new(Vec::new()), RoomState::audience));
+        }
+        Ok(Arc::new(self.member_ids(room_id)?))
+    }
+
+    fn load_room_state(&self, room_id: i64) -> rusqlite::Result<Option<RoomState>> {
+        let Some(room) = self.room(room_id)? else {
+            return Ok(None);
+        };
+        let newest_date = self.newest_date(room_id)?;
+        let roles = self.member_roles(room_id)?;
+        Ok(Some(RoomState::new(room, newest_date, roles)))
     }
 
     /// Writes the WAL back into the main file; called once at clean shutdown.

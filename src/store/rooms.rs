@@ -108,6 +108,7 @@ impl Store {
 
     /// Adds a member; false if the user already has a row (member or banned).
     pub fn add_member(&mut self, room_id: i64, user_id: i64, role: Role, now: i64) -> rusqlite::Result<bool> {
+        self.forget_room(room_id);
         let n = self
             .conn
             .prepare_cached(
@@ -123,6 +124,7 @@ impl Store {
 
     /// Deletes a member's row (leaving, or lifting a ban).
     pub fn remove_member(&mut self, room_id: i64, user_id: i64) -> rusqlite::Result<bool> {
+        self.forget_room(room_id);
         let n = self
             .conn
             .prepare_cached("DELETE FROM members WHERE room_id = ?1 AND user_id = ?2")?
@@ -131,6 +133,7 @@ impl Store {
     }
 
     pub fn set_role(&mut self, room_id: i64, user_id: i64, role: Role) -> rusqlite::Result<()> {
+        self.forget_room(room_id);
         self.conn
             .prepare_cached("UPDATE members SET role = ?3 WHERE room_id = ?1 AND user_id = ?2")?
             .execute(params![room_id, user_id, role.code()])?;
@@ -172,6 +175,7 @@ impl Store {
 
     /// Deletes a room with its members (and, by cascade, everything in it).
     pub fn delete_room(&mut self, room_id: i64) -> rusqlite::Result<()> {
+        self.forget_room(room_id);
         self.conn
             .prepare_cached("DELETE FROM rooms WHERE id = ?1")?
             .execute([room_id])?;
@@ -179,6 +183,7 @@ impl Store {
     }
 
     pub fn rename_room(&mut self, room_id: i64, name: &str) -> rusqlite::Result<()> {
+        self.forget_room(room_id);
         self.conn
             .prepare_cached("UPDATE rooms SET name = ?2, name_fold = ?3 WHERE id = ?1")?
             .execute(params![room_id, name, fold_name(name)])?;
@@ -186,6 +191,7 @@ impl Store {
     }
 
     pub fn set_room_desc(&mut self, room_id: i64, desc: &str) -> rusqlite::Result<()> {
+        self.forget_room(room_id);
         self.conn
             .prepare_cached("UPDATE rooms SET \"desc\" = ?2 WHERE id = ?1")?
             .execute(params![room_id, desc])?;
@@ -241,6 +247,15 @@ impl Store {
                 role: role_from(row.get(4)?),
             })
         })?;
+        rows.collect()
+    }
+
+    /// Every member's role, the banned included.
+    pub fn member_roles(&self, room_id: i64) -> rusqlite::Result<Vec<(i64, Role)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id, role FROM members WHERE room_id = ?1")?;
+        let rows = stmt.query_map([room_id], |row| Ok((row.get(0)?, role_from(row.get(1)?))))?;
         rows.collect()
     }
 
@@ -345,10 +360,11 @@ mod tests {
         for i in 0..5 {
             ids.push(
                 s.insert_message(room.id, u[0], &format!("m{i}"), MsgType::Text, 3)
-                    .unwrap(),
+                    .unwrap()
+                    .0,
             );
         }
-        let own = s.insert_message(room.id, u[1], "mine", MsgType::Text, 3).unwrap();
+        let (own, _) = s.insert_message(room.id, u[1], "mine", MsgType::Text, 3).unwrap();
         assert_eq!(unread(&s, u[1]), 5, "one's own messages are not unread");
         assert_eq!(unread(&s, u[0]), 1);
         // Deleting an unread message, one's own, and a read one.
@@ -373,7 +389,7 @@ mod tests {
         // Clearing the history leaves nothing unread.
         s.clear_history(room.id).unwrap();
         assert_eq!((unread(&s, u[1]), unread(&s, u[2])), (0, 0));
-        let after = s
+        let (after, _) = s
             .insert_message(room.id, u[0], "after", MsgType::Text, 6)
             .unwrap();
         assert_eq!(unread(&s, u[1]), 1);

@@ -1,0 +1,426 @@
+//! The writer: one thread that owns the database's write connection and
+//! runs every write, in the order the writes arrived.
+//!
+//! Every message must be on disk before anyone sees it, and SQLite takes
+//! one writer at a time, so one transaction per write would bound the
+//! server by the disk's fsync rate. The writer takes every task waiting at
+//! that moment, runs each in a savepoint of one transaction (a refusal or a
+//! failure undoes only its own), commits once (one fsync), and only then
+//! sends each task's reply and pushes, in that order, over the one channel
+//! the reactor drains in order. So pushes leave in commit order, and every
+//! client sees every room's events in the same order.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::Waker;
+
+use crate::error::Error;
+use crate::files;
+use crate::handler;
+use crate::job::{Completion, ConnId, Outcome, Task};
+use crate::protocol::{ErrorCode, Kind};
+use crate::shared::Shared;
+use crate::store::Store;
+
+/// Most tasks in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// The writer thread's state.
+pub struct Writer {
+    /// Clients' writes, in arrival order (bounded: the reactor answers
+    /// ER_BUSY when it is full).
+    pub tasks: Receiver<Task>,
+    /// The server's own writes, and the hashing threads' (see `WriteQueue`).
+    pub own: Receiver<Task>,
+    pub done: Sender<Completion>,
+    /// Wakes the reactor when completions are waiting.
+    pub waker: Arc<Waker>,
+    pub store: Store,
+    pub shared: Arc<Shared>,
+}
+
+/// A task's answer, with what it answers.
+struct Answer {
+    conn: ConnId,
+    kind: Kind,
+    outcome: Outcome,
+}
+
+/// What waiting for work found.
+enum Wait {
+    /// Tasks to run, in order.
+    Tasks(Vec<Task>),
+    /// Told to stop: these are the last.
+    Last(Vec<Task>),
+}
+
+impl Writer {
+    /// Runs until told to stop (after everything queued before that) or
+    /// until the reactor is gone. Returns the store for the final checkpoint.
+    pub fn run(mut self) -> Store {
+        self.store.keep_room_cache();
+        let mut clients_open = true;
+        loop {
+            let (tasks, last) = match self.wait(&mut clients_open) {
+                Wait::Tasks(tasks) => (tasks, false),
+                Wait::Last(tasks) => (tasks, true),
+            };
+            if !self.run_in_order(tasks) || last {
+                return self.store;
+            }
+        }
+    }
+
+    /// Waits for a task, then takes every other one waiting (up to a
+    /// batch): the server's own first, then clients' in arrival order.
+    fn wait(&mut self, clients_open: &mut bool) -> Wait {
+        let mut waiting = Vec::new();
+        if *clients_open {
+            crossbeam_channel::select! {
+                recv(self.own) -> task => match task {
+                    Ok(task) => waiting.push(task),
+                    Err(_) => return Wait::Last(self.take_waiting(waiting)),
+                },
+                recv(self.tasks) -> task => match task {
+                    Ok(task) => waiting.push(task),
+                    // The reactor is gone; the server's own writes may still come.
+                    Err(_) => *clients_open = false,
+                },
+            }
+        } else {
+            match self.own.recv() {
+                Ok(task) => waiting.push(task),
+                Err(_) => return Wait::Last(waiting),
+            }
+        }
+        let waiting = self.take_waiting(waiting);
+        match waiting.iter().position(|t| matches!(t, Task::Stop)) {
+            Some(stop) => {
+                let mut waiting = waiting;
+                waiting.remove(stop);
+                // What was queued before the stop is still done.
+                waiting.extend(self.tasks.try_iter());
+                waiting.extend(self.own.try_iter().filter(|t| !matches!(t, Task::Stop)));
+                Wait::Last(waiting)
+            }
+            None => Wait::Tasks(waiting),
+        }
+    }
+
+    /// Adds what is waiting in both queues, up to a batch.
+    fn take_waiting(&self, mut waiting: Vec<Task>) -> Vec<Task> {
+        while waiting.len() < MAX_BATCH {
+            match self.own.try_recv() {
+                Ok(task) => waiting.push(task),
+                Err(_) => break,
+            }
+        }
+        while waiting.len() < MAX_BATCH {
+            match self.tasks.try_recv() {
+                Ok(task) => waiting.push(task),
+                Err(_) => break,
+            }
+        }
+        waiting
+    }
+
+    /// Runs tasks in order: runs of them batched, those that must commit
+    /// alone by themselves. False once the reactor is gone.
+    fn run_in_order(&mut self, tasks: Vec<Task>) -> bool {
+        let mut batch = Vec::new();
+        for task in tasks {
+            if handler::runs_alone(&task) {
+                if !self.run_batch(std::mem::take(&mut batch)) {
+                    return false;
+                }
+                let answer = self.run_alone(task);
+                if !self.send(vec![answer]) {
+                    return false;
+                }
+            } else {
+                batch.push(task);
+            }
+        }
+        self.run_batch(batch)
+    }
+
+    /// Runs tasks in one transaction and sends their answers; false once
+    /// the reactor is gone.
+    fn run_batch(&mut self, tasks: Vec<Task>) -> bool {
+        if tasks.is_empty() {
+            return true;
+        }
+        let answers = execute_batch(&mut self.store, tasks, |store, task| {
+            handler::handle_task(task, store, &self.shared)
+        });
+        self.send(answers)
+    }
+
+    /// Runs a task that commits by itself.
+    fn run_alone(&mut self, task: Task) -> Answer {
+        let (conn, kind) = (task.conn(), task.kind());
+        let store = &mut self.store;
+        let shared = &self.shared;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler::handle_task(task, store, shared)))
+            .unwrap_or_else(|_| {
+                log::error!("the writer panicked running {}", kind.name());
+                self.store.rollback_all();
+                Outcome::error(ErrorCode::Internal, "internal server error", kind)
+            });
+        Answer { conn, kind, outcome }
+    }
+
+    /// Removes the files of committed deletes, then hands the answers to
+    /// the reactor in order. False once the reactor is gone.
+    fn send(&self, answers: Vec<Answer>) -> bool {
+        let dir = files::files_dir(&self.shared.config.data_dir);
+        for answer in answers {
+            for name in &answer.outcome.remove_files {
+                files::remove_stored(&dir, name);
+            }
+            let completion = Completion {
+                conn: answer.conn,
+                outcome: answer.outcome,
+            };
+            if !hand_over(&self.done, &self.waker, completion) {
+                return false;
+            }
+        }
+        wake(&self.waker);
+        true
+    }
+}
+
+/// Runs `tasks` in one transaction, each in a savepoint: a refusal or a
+/// failure undoes that task only. If the transaction is lost (SQLite gives
+/// it up on some errors, or a task panicked), the tasks before fail and the
+/// rest go on in a new one. If the commit fails, every task that wrote fails
+/// with its error. Returns the answers in task order.
+fn execute_batch(
+    store: &mut Store,
+    tasks: Vec<Task>,
+    mut run: impl FnMut(&mut Store, Task) -> Outcome,
+) -> Vec<Answer> {
+    let mut answers: Vec<Answer> = Vec::with_capacity(tasks.len());
+    // Answers of tasks whose writes are in the open transaction start here.
+    let mut open_from = 0;
+    if let Err(e) = store.begin_batch() {
+        return fail_all(tasks, &Error::from(e));
+    }
+    for task in tasks {
+        let (conn, kind) = (task.conn(), task.kind());
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            store.atomically(|s| {
+                let outcome = run(s, task);
+                if is_refusal(&outcome) {
+                    // Whatever it wrote before refusing is undone.
+                    Err(TaskEnd::Refused(Box::new(outcome)))
+                } else {
+                    Ok(outcome)
+                }
+            })
+        }));
+        let outcome = match ran {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(TaskEnd::Refused(outcome))) => *outcome,
+            Ok(Err(TaskEnd::Db(e))) => Outcome::reply(Error::from(e).to_outgoing(Some(kind))),
+            Err(_) => {
+                log::error!("the writer panicked running {}", kind.name());
+                store.rollback_all();
+                Outcome::error(ErrorCode::Internal, "internal server error", kind)
+            }
+        };
+        let lost = !store.batch_open();
+        answers.push(Answer { conn, kind, outcome });
+        if lost {
+            log::error!(
+                "the writer's transaction was lost; {} writes failed",
+                answers.len() - open_from
+            );
+            let error = Error::Internal("the transaction was lost".into());
+            fail_from(&mut answers[open_from..], &error);
+            open_from = answers.len();
+            if let Err(e) = store.begin_batch() {
+                log::error!("the writer cannot begin a transaction: {e}");
+            }
+        }
+    }
+    if let Err(e) = store.commit_batch() {
+        let error = Error::from(e);
+        log::error!("a batch of {} writes failed: {error}", answers.len() - open_from);
+        fail_from(&mut answers[open_from..], &error);
+    }
+    answers
+}
+
+/// How a task's savepoint ends other than in success.
+enum TaskEnd {
+    /// The task refused or failed: its answer, its writes undone.
+    Refused(Box<Outcome>),
+    /// Releasing or rolling back the savepoint failed.
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for TaskEnd {
+    fn from(e: rusqlite::Error) -> TaskEnd {
+        TaskEnd::Db(e)
+    }
+}
+
+/// An answer that is only an error: the task changed nothing.
+fn is_refusal(outcome: &Outcome) -> bool {
+    outcome.pushes.is_empty() && outcome.reply.as_ref().is_some_and(|r| r.kind == Kind::ErrorMsg)
+}
+
+/// Every task fails with `error`.
+fn fail_all(tasks: Vec<Task>, error: &Error) -> Vec<Answer> {
+    tasks
+        .into_iter()
+        .map(|task| {
+            let kind = task.kind();
+            Answer {
+                conn: task.conn(),
+                kind,
+                outcome: Outcome::reply(error.to_outgoing(Some(kind))),
+            }
+        })
+        .collect()
+}
+
+/// The writes among `answers` did not happen: they fail with `error`
+/// (refusals keep their own answer; they wrote nothing).
+fn fail_from(answers: &mut [Answer], error: &Error) {
+    for answer in answers {
+        if !is_refusal(&answer.outcome) {
+            answer.outcome = Outcome::reply(error.to_outgoing(Some(answer.kind)));
+        }
+    }
+}
+
+fn wake(waker: &Waker) {
+    if let Err(e) = waker.wake() {
+        log::error!("waking the reactor failed: {e}");
+    }
+}
+
+/// Sends a completion; when the channel is full, wakes the reactor first so
+/// that it drains the channel (waking only after the batch could block
+/// forever on a channel nobody is told to drain). False once the reactor is gone.
+fn hand_over(done: &Sender<Completion>, waker: &Waker, completion: Completion) -> bool {
+    match done.try_send(completion) {
+        Ok(()) => true,
+        Err(TrySendError::Disconnected(_)) => false,
+        Err(TrySendError::Full(completion)) => {
+            wake(waker);
+            done.send(completion).is_ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Durability;
+    use crate::job::NO_CONN;
+    use mio::{Events, Poll, Token};
+
+    /// The writer, finding the completion channel full, wakes the reactor
+    /// before it waits, so the reactor drains the channel and nothing
+    /// stalls (waking only after a batch could wait forever).
+    #[test]
+    fn a_full_channel_wakes_the_reactor_before_waiting() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+        let (done, completions) = crossbeam_channel::bounded(1);
+        let completion = || Completion {
+            conn: 7,
+            outcome: Outcome::default(),
+        };
+        assert!(hand_over(&done, &waker, completion()), "room for one");
+        let sender = {
+            let (done, waker) = (done.clone(), waker.clone());
+            std::thread::spawn(move || hand_over(&done, &waker, completion()))
+        };
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert!(!events.is_empty(), "the reactor was not woken");
+        assert_eq!(completions.recv().unwrap().conn, 7);
+        assert!(sender.join().unwrap());
+        assert_eq!(completions.recv().unwrap().conn, 7);
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        crate::store::migrate(&path).unwrap();
+        let mut store = Store::open(&path, Durability::Normal).unwrap();
+        store.keep_room_cache();
+        (dir, store)
+    }
+
+    fn tasks(n: usize) -> Vec<Task> {
+        (0..n).map(|_| Task::Maintenance).collect()
+    }
+
+    fn users(store: &mut Store) -> i64 {
+        store.user_by_login("u0").unwrap().map_or(0, |_| 1)
+            + (1..10)
+                .filter(|i| store.user_by_login(&format!("u{i}")).unwrap().is_some())
+                .count() as i64
+    }
+
+    /// A task that fails mid-batch undoes its own writes only; the others
+    /// are committed.
+    #[test]
+    fn a_failing_write_fails_only_itself() {
+        let (_dir, mut store) = store();
+        let mut n = 0;
+        let answers = execute_batch(&mut store, tasks(3), |s, _| {
+            let i = n;
+            n += 1;
+            s.create_user(&format!("u{i}"), "u", "", "x", 1).unwrap();
+            if i == 1 {
+                // Written, then failed: undone.
+                return Outcome::reply(Error::Internal("a failure after writing".into()).to_outgoing(None));
+            }
+            Outcome::default()
+        });
+        assert_eq!(answers.len(), 3);
+        assert!(answers[0].outcome.reply.is_none());
+        assert_eq!(answers[1].outcome.reply.as_ref().unwrap().kind, Kind::ErrorMsg);
+        assert!(answers[2].outcome.reply.is_none());
+        assert_eq!(users(&mut store), 2, "u0 and u2; u1 was undone");
+    }
+
+    /// A panic fails the tasks of its transaction, not the writer: the
+    /// tasks after it run in a new transaction.
+    #[test]
+    fn a_panic_fails_its_batch_and_the_writer_goes_on() {
+        let (_dir, mut store) = store();
+        let mut n = 0;
+        let answers = execute_batch(&mut store, tasks(4), |s, _| {
+            let i = n;
+            n += 1;
+            s.create_user(&format!("u{i}"), "u", "", "x", 1).unwrap();
+            if i == 1 {
+                panic!("a bug while storing");
+            }
+            Outcome::default()
+        });
+        let failed: Vec<bool> = answers
+            .iter()
+            .map(|a| {
+                a.outcome
+                    .reply
+                    .as_ref()
+                    .is_some_and(|r| r.body["error_code"] == "ER_INTERNAL")
+            })
+            .collect();
+        assert_eq!(failed, vec![true, true, false, false]);
+        assert_eq!(users(&mut store), 2, "u2 and u3, committed after the panic");
+        assert_eq!(answers[0].conn, NO_CONN);
+    }
+}
