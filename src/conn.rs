@@ -1,16 +1,25 @@
-//! One client connection's state: socket, line reader, bounded output, session.
+//! One client connection: its socket, buffers, session, and the state
+//! machine of what it is doing.
+//!
+//! A connection is always in exactly one [`State`]: ready for a request,
+//! serving one, moving a file's raw bytes, flushing before it closes, or
+//! doomed. The fields are private; the methods say which transitions exist,
+//! so the reactor cannot leave a connection half in one state and half in
+//! another.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::Interest;
+use mio::{Interest, Registry, Token};
 
-use crate::compat::Dialect;
-use crate::framing::LineReader;
-use crate::job::Session;
+use crate::compat::{self, Dialect};
+use crate::disk::QuotaReservation;
+use crate::framing::{Frame, LineReader};
+use crate::job::{Session, StoreUpload};
 use crate::protocol::{Kind, Outgoing, ReqId};
-use crate::transfer::Mode;
+use crate::transfer::{Download, Transfer, Upload, CHUNK};
 
 /// Size of one socket read.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -20,6 +29,39 @@ pub const READ_CHUNK: usize = 64 * 1024;
 pub struct InFlight {
     pub kind: Kind,
     pub req_id: Option<ReqId>,
+    /// Close once answered: the request stores a transfer authorized by
+    /// its token only.
+    pub close_after: bool,
+    /// An upload's share of the user's quota, held until its message is stored.
+    pub quota: Option<QuotaReservation>,
+}
+
+impl InFlight {
+    pub fn new(kind: Kind, req_id: Option<ReqId>) -> InFlight {
+        InFlight {
+            kind,
+            req_id,
+            close_after: false,
+            quota: None,
+        }
+    }
+}
+
+/// What a connection is doing.
+#[derive(Debug)]
+enum State {
+    /// Taking requests; none is being served.
+    Ready,
+    /// One request is at a worker or the writer; what follows is buffered,
+    /// boundedly, and served after its answer.
+    Serving(InFlight),
+    /// Moving a file's raw bytes. `close_after`: the transfer was
+    /// authorized by its own token, and the connection ends with it.
+    Transferring { transfer: Transfer, close_after: bool },
+    /// Closing once everything queued is written, for this reason.
+    Flushing(&'static str),
+    /// To be closed at the next chance, for this reason.
+    Doomed(String),
 }
 
 /// What a read pass found.
@@ -32,32 +74,24 @@ pub enum ReadStatus {
 }
 
 pub struct Conn {
-    pub socket: TcpStream,
-    pub peer: SocketAddr,
-    pub reader: LineReader,
+    socket: TcpStream,
+    peer: SocketAddr,
+    reader: LineReader,
     /// Bytes waiting to be written; `written` of them already are.
     wbuf: Vec<u8>,
     written: usize,
     /// Set by the first request; `None` until then (answered in names).
-    pub dialect: Option<Dialect>,
+    dialect: Option<Dialect>,
     /// The connection has sent a request with a Parley code (see `compat`).
-    pub used_parley_codes: bool,
-    pub session: Option<Session>,
-    pub in_flight: Option<InFlight>,
+    used_parley_codes: bool,
+    session: Option<Session>,
+    state: State,
     /// The peer will send nothing more.
-    pub peer_closed: bool,
-    /// Why the reactor must close this connection at the next chance.
-    pub doomed: Option<String>,
-    /// The interest currently registered with the poll (`None`: deregistered).
-    pub registered: Option<Interest>,
-    /// Lines, or a raw file transfer.
-    pub mode: Mode,
+    eof: bool,
+    /// The interest currently registered with the poll (`None`: not registered).
+    registered: Option<Interest>,
     /// Pushes held back while a download's raw bytes go out.
-    pub held: Vec<u8>,
-    /// Close once everything queued is written (a token-only transfer ended).
-    pub close_when_flushed: bool,
-    /// Close when the current transfer ends (it was authorized by token only).
-    pub close_after_transfer: bool,
+    held: Vec<u8>,
 }
 
 impl Conn {
@@ -71,40 +105,298 @@ impl Conn {
             dialect: None,
             used_parley_codes: false,
             session: None,
-            in_flight: None,
-            peer_closed: false,
-            doomed: None,
+            state: State::Ready,
+            eof: false,
             registered: None,
-            mode: Mode::Lines,
             held: Vec::new(),
-            close_when_flushed: false,
-            close_after_transfer: false,
         }
     }
 
-    /// Not logged in, and nothing under way that closing would cut short.
-    pub fn is_idle_anonymous(&self) -> bool {
-        self.session.is_none() && self.in_flight.is_none() && matches!(self.mode, Mode::Lines)
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Logs the connection in (or out, with `None`); returns the session it had.
+    pub fn set_session(&mut self, session: Option<Session>) -> Option<Session> {
+        std::mem::replace(&mut self.session, session)
     }
 
     pub fn dialect(&self) -> Dialect {
         self.dialect.unwrap_or(Dialect::Names)
     }
 
-    /// Bytes queued and not yet written.
-    pub fn pending_out(&self) -> usize {
-        self.wbuf.len() - self.written
+    /// The first request's `type` fixes the dialect; a Parley code opens
+    /// the connection to Parley's pushes (see `compat`).
+    pub fn note_request_type(&mut self, type_was_code: bool, code: Option<i64>) {
+        self.dialect
+            .get_or_insert(compat::dialect_for_first_request(type_was_code));
+        if code.is_some_and(|c| c >= compat::FIRST_PARLEY_CODE) {
+            self.used_parley_codes = true;
+        }
     }
 
-    /// Queues bytes for writing.
-    pub fn queue(&mut self, bytes: &[u8]) {
-        self.wbuf.extend_from_slice(bytes);
+    /// Whether an unsolicited push of this code may be sent here.
+    pub fn takes_push(&self, code: i64) -> bool {
+        compat::push_allowed(self.dialect(), self.used_parley_codes, code)
     }
 
-    /// Queues a direct reply in this connection's dialect.
-    pub fn reply(&mut self, msg: &Outgoing, req_id: Option<&ReqId>) {
-        let line = msg.encode(self.dialect(), req_id);
-        self.queue(&line);
+    /// Not logged in, and nothing under way that closing would cut short.
+    pub fn is_idle_anonymous(&self) -> bool {
+        self.session.is_none() && matches!(self.state, State::Ready)
+    }
+
+    /// Nothing is being served or transferred.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready)
+    }
+
+    // --- Requests -----------------------------------------------------------
+
+    /// Whether the next line may be taken as a request now: nothing served
+    /// or moving raw bytes, not closing, and the client reads its replies.
+    pub fn takes_requests(&self, max_out: usize) -> bool {
+        let state_allows = matches!(
+            self.state,
+            State::Ready
+                | State::Transferring {
+                    transfer: Transfer::AwaitReady(_),
+                    ..
+                }
+        );
+        state_allows && self.pending_out() < max_out
+    }
+
+    /// The next complete line, if any.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        self.reader.next_frame()
+    }
+
+    /// A request went to a worker or the writer.
+    pub fn begin_request(&mut self, in_flight: InFlight) {
+        self.state = State::Serving(in_flight);
+    }
+
+    /// The request's answer came: back to taking requests (or closing, if
+    /// the request finished a transfer that was the connection's purpose).
+    /// Returns the request's `req_id`.
+    pub fn finish_request(&mut self) -> Option<ReqId> {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Serving(f) => {
+                if f.close_after {
+                    self.state = State::Flushing("transfer finished");
+                }
+                f.req_id
+            }
+            other => {
+                // Doomed or flushing meanwhile: stays so.
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    // --- Transfers ----------------------------------------------------------
+
+    /// The upload request was granted: raw bytes follow.
+    pub fn begin_upload(&mut self, upload: Upload, close_after: bool) {
+        self.state = State::Transferring {
+            transfer: Transfer::Upload(upload),
+            close_after,
+        };
+    }
+
+    /// A download was offered: pushes are held from now on, so that the
+    /// bytes after the client's RQ_READY_READ are exactly the file.
+    pub fn offer_download(&mut self, download: Download, close_after: bool) {
+        self.state = State::Transferring {
+            transfer: Transfer::AwaitReady(download),
+            close_after,
+        };
+    }
+
+    /// The client sent RQ_READY_READ: true if a download was waiting for it.
+    pub fn start_download(&mut self) -> bool {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Transferring {
+                transfer: Transfer::AwaitReady(d),
+                close_after,
+            } => {
+                self.state = State::Transferring {
+                    transfer: Transfer::Download(d),
+                    close_after,
+                };
+                true
+            }
+            other => {
+                self.state = other;
+                false
+            }
+        }
+    }
+
+    pub fn transfer(&self) -> Option<&Transfer> {
+        match &self.state {
+            State::Transferring { transfer, .. } => Some(transfer),
+            _ => None,
+        }
+    }
+
+    pub fn upload_mut(&mut self) -> Option<&mut Upload> {
+        match &mut self.state {
+            State::Transferring {
+                transfer: Transfer::Upload(u),
+                ..
+            } => Some(u),
+            _ => None,
+        }
+    }
+
+    pub fn download_mut(&mut self) -> Option<&mut Download> {
+        match &mut self.state {
+            State::Transferring {
+                transfer: Transfer::Download(d),
+                ..
+            } => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Every byte of the upload is on disk: its message is now being
+    /// stored, and that request's answer ends the upload.
+    pub fn upload_on_disk(&mut self) -> Option<StoreUpload> {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Transferring {
+                transfer: Transfer::Upload(upload),
+                close_after,
+            } => {
+                let (message, quota, req_id) = upload.into_stored();
+                self.state = State::Serving(InFlight {
+                    kind: Kind::UploadFile,
+                    req_id,
+                    close_after,
+                    quota: Some(quota),
+                });
+                Some(message)
+            }
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the transfer under way (done, given up, or failed): back to
+    /// requests, or closing if it was the connection's purpose. Pushes held
+    /// during a download are released.
+    pub fn end_transfer(&mut self) -> Option<Transfer> {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Transferring {
+                transfer,
+                close_after,
+            } => {
+                if close_after {
+                    self.state = State::Flushing("transfer finished");
+                }
+                let held = std::mem::take(&mut self.held);
+                self.queue(&held);
+                Some(transfer)
+            }
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// A transfer went wrong: raw bytes may still be on their way, so the
+    /// connection cannot go back to lines. It closes once its output is written.
+    pub fn fail_transfer(&mut self) {
+        self.end_transfer();
+        self.close_when_flushed("the transfer failed");
+    }
+
+    pub fn last_activity(&self) -> Option<Instant> {
+        self.transfer().map(Transfer::last_activity)
+    }
+
+    /// Moves up to `n` raw bytes off the read buffer.
+    pub fn take_raw(&mut self, n: usize) -> Vec<u8> {
+        self.reader.take_raw(n)
+    }
+
+    // --- Closing ------------------------------------------------------------
+
+    /// The connection is to be closed at the next chance.
+    pub fn doom(&mut self, reason: impl Into<String>) {
+        self.state = State::Doomed(reason.into());
+    }
+
+    /// The connection closes once its output is written.
+    pub fn close_when_flushed(&mut self, reason: &'static str) {
+        if !matches!(self.state, State::Doomed(_)) {
+            self.state = State::Flushing(reason);
+        }
+    }
+
+    pub fn note_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Why the connection must close now, if it must.
+    pub fn close_reason(&self) -> Option<String> {
+        match &self.state {
+            State::Doomed(reason) => return Some(reason.clone()),
+            State::Flushing(reason) if self.pending_out() == 0 => return Some((*reason).to_owned()),
+            State::Transferring {
+                transfer: Transfer::Upload(u),
+                ..
+            } if self.eof && u.remaining() > 0 => {
+                return Some(format!("upload cut short after {} of {} bytes", u.handed, u.size));
+            }
+            _ => {}
+        }
+        let serving = matches!(self.state, State::Serving(_));
+        (self.eof && !serving && self.pending_out() == 0).then(|| "closed by peer".to_owned())
+    }
+
+    /// Takes what the connection was doing, for the reactor to clean up.
+    pub fn into_transfer(self) -> (Option<Transfer>, TcpStream, Option<Interest>) {
+        let transfer = match self.state {
+            State::Transferring { transfer, .. } => Some(transfer),
+            _ => None,
+        };
+        (transfer, self.socket, self.registered)
+    }
+
+    // --- Reading ------------------------------------------------------------
+
+    /// Bytes read and not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+
+    /// Whether to read more from the socket now.
+    pub fn wants_read(&self, max_out: usize, pause_at: usize) -> bool {
+        if self.eof {
+            return false;
+        }
+        match &self.state {
+            State::Doomed(_) | State::Flushing(_) => false,
+            State::Transferring { transfer, .. } => match transfer {
+                Transfer::Upload(u) => u.wants_bytes() && self.buffered() < CHUNK,
+                // What follows a download is buffered, boundedly, and served after it.
+                Transfer::Download(_) => self.buffered() < pause_at,
+                Transfer::AwaitReady(_) => self.pending_out() < max_out,
+            },
+            // A client that does not read its replies gets no more requests served.
+            State::Ready => self.pending_out() < max_out,
+            // With a request in flight, buffer at most a bounded amount of what follows.
+            State::Serving(_) => self.pending_out() < max_out && self.buffered() < pause_at,
+        }
     }
 
     /// Reads until the socket would block, the peer closes, or `limit` bytes
@@ -131,6 +423,44 @@ impl Conn {
         Ok((total, ReadStatus::Open))
     }
 
+    // --- Writing ------------------------------------------------------------
+
+    /// Bytes queued and not yet written.
+    pub fn pending_out(&self) -> usize {
+        self.wbuf.len() - self.written
+    }
+
+    /// Queues bytes for writing.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// Queues a direct reply in this connection's dialect.
+    pub fn reply(&mut self, msg: &Outgoing, req_id: Option<&ReqId>) {
+        let line = msg.encode(self.dialect(), req_id);
+        self.queue(&line);
+    }
+
+    /// Queues a push (held back during a download). False, and the
+    /// connection doomed, if it would take the output past `max_out`: a
+    /// client that does not read its pushes is cut off.
+    pub fn deliver(&mut self, line: &[u8], max_out: usize) -> bool {
+        if self.pending_out() + self.held.len() + line.len() > max_out {
+            self.doom("too slow reading its messages");
+            return false;
+        }
+        let holds = matches!(
+            self.transfer(),
+            Some(Transfer::AwaitReady(_) | Transfer::Download(_))
+        );
+        if holds {
+            self.held.extend_from_slice(line);
+        } else {
+            self.queue(line);
+        }
+        true
+    }
+
     /// Writes queued bytes until done or the socket would block.
     pub fn flush(&mut self) -> io::Result<()> {
         while self.written < self.wbuf.len() {
@@ -153,13 +483,103 @@ impl Conn {
         Ok(())
     }
 
-    /// The readiness this connection needs now, derived from its state.
-    pub fn interest(&self, wants_read: bool) -> Option<Interest> {
+    // --- Readiness ----------------------------------------------------------
+
+    /// Registers the socket, readable, for the first time.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, token, Interest::READABLE)?;
+        self.registered = Some(Interest::READABLE);
+        Ok(())
+    }
+
+    /// Brings the registered interest in line with what the connection
+    /// needs now: reading if it `wants_read`, writing while output waits.
+    pub fn update_interest(&mut self, registry: &Registry, token: Token, wants_read: bool) -> io::Result<()> {
         let read = wants_read.then_some(Interest::READABLE);
         let write = (self.pending_out() > 0).then_some(Interest::WRITABLE);
-        match (read, write) {
+        let wanted = match (read, write) {
             (Some(r), Some(w)) => Some(r | w),
             (r, w) => r.or(w),
+        };
+        if wanted == self.registered {
+            return Ok(());
         }
+        match (self.registered, wanted) {
+            (None, Some(i)) => registry.register(&mut self.socket, token, i)?,
+            (Some(_), Some(i)) => registry.reregister(&mut self.socket, token, i)?,
+            (Some(_), None) => registry.deregister(&mut self.socket)?,
+            (None, None) => {}
+        }
+        self.registered = wanted;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (Conn::new(TcpStream::from_std(server), peer, 1024), client)
+    }
+
+    fn download(id: u64) -> Download {
+        Download {
+            id,
+            size: 10,
+            requested: 0,
+            queued: 0,
+            last_activity: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn one_request_at_a_time_then_ready_again() {
+        let (mut c, _peer) = conn();
+        assert!(c.takes_requests(100));
+        c.begin_request(InFlight::new(Kind::Msg, None));
+        assert!(!c.takes_requests(100) && !c.is_ready());
+        assert_eq!(c.finish_request(), None);
+        assert!(c.is_ready() && c.close_reason().is_none());
+    }
+
+    #[test]
+    fn a_download_holds_pushes_until_it_ends_and_a_token_transfer_closes_after() {
+        let (mut c, _peer) = conn();
+        assert!(!c.start_download(), "no download offered");
+        c.offer_download(download(1), true);
+        assert!(c.takes_requests(100), "RQ_READY_READ (or anything) may come");
+        assert!(c.start_download());
+        assert!(!c.takes_requests(100), "raw bytes go out now");
+        assert!(c.deliver(b"{\"type\":\"RQ_MSG\"}\n", 1000));
+        assert_eq!(c.pending_out(), 0, "held back during the bytes");
+        assert_eq!(c.end_transfer().map(|t| t.id()), Some(1));
+        assert!(c.pending_out() > 0, "released after them");
+        assert!(c.close_reason().is_none(), "not before its output is written");
+        c.flush().unwrap();
+        assert_eq!(c.close_reason().as_deref(), Some("transfer finished"));
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_doomed() {
+        let (mut c, _peer) = conn();
+        assert!(c.deliver(&[b'x'; 60], 100));
+        assert!(!c.deliver(&[b'x'; 60], 100));
+        assert_eq!(c.close_reason().as_deref(), Some("too slow reading its messages"));
+        assert!(!c.wants_read(1000, 1000));
+    }
+
+    #[test]
+    fn end_of_input_closes_once_nothing_is_under_way() {
+        let (mut c, _peer) = conn();
+        c.begin_request(InFlight::new(Kind::Msg, None));
+        c.note_eof();
+        assert!(c.close_reason().is_none(), "its answer is still due");
+        c.finish_request();
+        assert_eq!(c.close_reason().as_deref(), Some("closed by peer"));
     }
 }

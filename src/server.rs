@@ -165,10 +165,9 @@ impl Server {
                 .map_err(anyhow::Error::msg)?,
         );
         let (job_tx, job_rx) = crossbeam_channel::bounded(config.job_queue);
-        // Room for every answer that can be outstanding at once: the writer
-        // answers up to a batch per queue's worth.
+        // When it is full, the writer and the workers wake the reactor and wait.
         let (done_tx, done_rx) = crossbeam_channel::bounded(
-            2 * config.job_queue + config.auth_queue + config.workers + config.auth_workers,
+            config.job_queue + config.auth_queue + config.workers + config.auth_workers,
         );
 
         let mut stores = self.stores;

@@ -1,13 +1,14 @@
 //! Raw byte transfers on a connection: the state of an upload or a download.
 //!
-//! A connection is in line mode, or moving the raw bytes of one file. The
-//! reactor drives these states; the bytes go to and from disk through the
+//! A connection (`conn`) may be moving the raw bytes of one file. The
+//! reactor drives these transfers; the bytes go to and from disk through the
 //! file thread (`files`), in bounded chunks, so memory per connection stays
 //! bounded whatever the file size and the reactor never waits on a disk.
 
 use std::time::Instant;
 
 use crate::disk::QuotaReservation;
+use crate::job::StoreUpload;
 use crate::protocol::ReqId;
 
 /// Bytes read from disk or handed to the disk per chunk.
@@ -17,12 +18,9 @@ pub const UPLOAD_WINDOW: u64 = 4 * CHUNK as u64;
 /// A download reads its next chunk only while less than this is queued.
 pub const DOWNLOAD_LOW_WATER: usize = 4 * CHUNK;
 
-/// What a connection is doing with its bytes.
-#[derive(Debug, Default)]
-pub enum Mode {
-    /// JSON lines both ways.
-    #[default]
-    Lines,
+/// A file's raw bytes moving on a connection.
+#[derive(Debug)]
+pub enum Transfer {
     /// Receiving a file's bytes.
     Upload(Upload),
     /// A download was offered; waiting for the client's RQ_READY_READ.
@@ -33,25 +31,18 @@ pub enum Mode {
     Download(Download),
 }
 
-impl Mode {
-    /// While true, pushes are held back rather than written between raw bytes.
-    pub fn holds_pushes(&self) -> bool {
-        matches!(self, Mode::AwaitReady(_) | Mode::Download(_))
-    }
-
-    pub fn transfer_id(&self) -> Option<u64> {
+impl Transfer {
+    pub fn id(&self) -> u64 {
         match self {
-            Mode::Lines => None,
-            Mode::Upload(u) => Some(u.id),
-            Mode::AwaitReady(d) | Mode::Download(d) => Some(d.id),
+            Transfer::Upload(u) => u.id,
+            Transfer::AwaitReady(d) | Transfer::Download(d) => d.id,
         }
     }
 
-    pub fn last_activity(&self) -> Option<Instant> {
+    pub fn last_activity(&self) -> Instant {
         match self {
-            Mode::Lines => None,
-            Mode::Upload(u) => Some(u.last_activity),
-            Mode::AwaitReady(d) | Mode::Download(d) => Some(d.last_activity),
+            Transfer::Upload(u) => u.last_activity,
+            Transfer::AwaitReady(d) | Transfer::Download(d) => d.last_activity,
         }
     }
 }
@@ -80,6 +71,19 @@ impl Upload {
     /// Bytes still expected from the client.
     pub fn remaining(&self) -> u64 {
         self.size - self.handed
+    }
+
+    /// A finished upload, split into its message to store, its share of the
+    /// quota (held until that is stored) and its request's id.
+    pub fn into_stored(self) -> (StoreUpload, QuotaReservation, Option<ReqId>) {
+        let message = StoreUpload {
+            user_id: self.user_id,
+            room_id: self.room_id,
+            name: self.name,
+            size: self.size as i64,
+            stored_name: self.stored_name.unwrap_or_default(),
+        };
+        (message, self.reservation, self.req_id)
     }
 
     /// Whether more bytes may be taken from the socket now.
