@@ -1,12 +1,27 @@
-//! Domain types shared by storage and handlers: users, and the enumerations
-//! whose integer codes are both the wire codes and the stored values.
+//! Domain types shared by storage and handlers: users, rooms, messages, and
+//! the enumerations whose integer codes are both the wire codes and the
+//! stored values.
 //!
-//! Nothing here knows about JSON or sockets; the wire names of these enums
-//! live in `protocol`.
+//! Each enumeration is declared once, by [`coded_enum!`], with its code and
+//! its symbolic name: the server, the `parley` client and `parley-load` all
+//! read these tables (and `protocol`'s `Kind` and `ErrorCode`, declared the
+//! same way). Nothing here knows about JSON or sockets.
 
-/// Declares a fieldless enum with a fixed integer code per variant.
+/// An enumeration with a fixed integer code and a symbolic name per variant.
+pub trait CodedEnum: Sized + Copy + 'static {
+    /// What a value of it is called, for error messages.
+    const WHAT: &'static str;
+    const ALL: &'static [Self];
+    fn code(self) -> i64;
+    fn name(self) -> &'static str;
+    fn from_code(code: i64) -> Option<Self>;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+/// Declares a fieldless enum with a code and a name per variant, its
+/// lookups both ways (as inherent methods, and as [`CodedEnum`]).
 macro_rules! coded_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal),* $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident ($what:literal) { $($variant:ident = $code:literal $wire:literal),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name { $($variant),* }
@@ -18,26 +33,59 @@ macro_rules! coded_enum {
                 match self { $($name::$variant => $code),* }
             }
 
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $wire),* }
+            }
+
             pub fn from_code(code: i64) -> Option<$name> {
                 match code { $($code => Some($name::$variant),)* _ => None }
             }
+
+            pub fn from_name(name: &str) -> Option<$name> {
+                match name { $($wire => Some($name::$variant),)* _ => None }
+            }
+        }
+
+        impl $crate::model::CodedEnum for $name {
+            const WHAT: &'static str = $what;
+            const ALL: &'static [$name] = $name::ALL;
+            fn code(self) -> i64 { $name::code(self) }
+            fn name(self) -> &'static str { $name::name(self) }
+            fn from_code(code: i64) -> Option<$name> { $name::from_code(code) }
+            fn from_name(name: &str) -> Option<$name> { $name::from_name(name) }
         }
     };
 }
+pub(crate) use coded_enum;
 
 coded_enum!(
     /// A room's kind.
-    RoomType { Private = 0, Global = 1, Direct = 2 }
+    RoomType ("room type") {
+        Private = 0 "DB_PRIVAT_CHAT",
+        Global = 1 "DB_GLOBAL_CHAT",
+        Direct = 2 "DB_LS_CHAT",
+    }
 );
 
 coded_enum!(
     /// A message's kind.
-    MsgType { Text = 0, File = 1, FileText = 2, Sticker = 3 }
+    MsgType ("message type") {
+        Text = 0 "DB_TEXT_MSG",
+        File = 1 "DB_FILE_MSG",
+        FileText = 2 "DB_FILE_TEXT_MSG",
+        Sticker = 3 "DB_STICKER",
+    }
 );
 
 coded_enum!(
     /// A member's standing in a room, highest rank first.
-    Role { Owner = 0, Admin = 1, Moderator = 2, Simple = 3, Banned = 4 }
+    Role ("role") {
+        Owner = 0 "DB_CUSTOMER",
+        Admin = 1 "DB_ADMIN",
+        Moderator = 2 "DB_MODERATOR",
+        Simple = 3 "DB_SIMPLE",
+        Banned = 4 "DB_BANNED",
+    }
 );
 
 impl Role {

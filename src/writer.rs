@@ -416,7 +416,7 @@ mod tests {
                 a.outcome
                     .reply
                     .as_ref()
-                    .is_some_and(|r| r.body["error_code"] == "ER_INTERNAL")
+                    .is_some_and(|r| r.to_value(crate::compat::Dialect::Names)["error_code"] == "ER_INTERNAL")
             })
             .collect();
         assert_eq!(failed, vec![true, true, false, false]);

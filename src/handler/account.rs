@@ -50,7 +50,7 @@ fn logged_in(user: User, token: String, token_hash: [u8; 32]) -> Outcome {
         user_id: user.id,
     };
     Outcome {
-        reply: Some(Outgoing::new(Kind::Token, &body)),
+        reply: Some(Outgoing::new(Kind::Token, body)),
         log_in: Some(session),
         ..Outcome::default()
     }
@@ -171,7 +171,7 @@ pub fn log_out(ctx: &mut Ctx, req: LogOut) -> Result<Outcome> {
     if !ctx.store.revoke_token(&hash, session.user_id)? {
         return Err(unknown());
     }
-    let msg = Outgoing::new(Kind::LogOut, &LogOutBody { token: req.token });
+    let msg = Outgoing::new(Kind::LogOut, LogOutBody { token: req.token });
     Ok(Outcome {
         reply: Some(msg.clone()),
         revoke: Some(Revoke {
@@ -190,7 +190,7 @@ pub fn update_desc(ctx: &mut Ctx, req: UpdUserDesc) -> Result<Outcome> {
     let body = DescBody {
         desc: desc.to_owned(),
     };
-    Ok(Outcome::reply(Outgoing::new(Kind::UpdUserDesc, &body)))
+    Ok(Outcome::reply(Outgoing::new(Kind::UpdUserDesc, body)))
 }
 
 pub fn update_name(ctx: &mut Ctx, req: UpdUserName) -> Result<Outcome> {
@@ -200,7 +200,7 @@ pub fn update_name(ctx: &mut Ctx, req: UpdUserName) -> Result<Outcome> {
     let body = NameBody {
         name: name.to_owned(),
     };
-    Ok(Outcome::reply(Outgoing::new(Kind::UpdUserName, &body)))
+    Ok(Outcome::reply(Outgoing::new(Kind::UpdUserName, body)))
 }
 
 pub fn member_info(ctx: &mut Ctx, req: MemberInfo) -> Result<Outcome> {
@@ -217,5 +217,5 @@ pub fn member_info(ctx: &mut Ctx, req: MemberInfo) -> Result<Outcome> {
         name: user.name,
         desc: user.desc,
     };
-    Ok(Outcome::reply(Outgoing::new(Kind::MemberInfo, &body)))
+    Ok(Outcome::reply(Outgoing::new(Kind::MemberInfo, body)))
 }

@@ -125,7 +125,7 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         edited: false,
         file: Some(file),
     };
-    broadcast(ctx, req.room_id, Kind::Msg, &message_body(msg, power))
+    broadcast(ctx, req.room_id, Kind::Msg, message_body(msg, power))
 }
 
 pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {
@@ -146,7 +146,7 @@ pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {
         msg_id: req.msg_id,
     };
     Ok(Outcome {
-        reply: Some(Outgoing::new(Kind::DownloadFile, &body)),
+        reply: Some(Outgoing::new(Kind::DownloadFile, body)),
         transfer: Some(TransferStart::Download {
             path,
             size: file.size as u64,

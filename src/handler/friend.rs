@@ -21,8 +21,8 @@ fn peer(user: &User) -> PeerBody {
 /// The caller's connections learn about `friend`, and the friend's about the caller.
 fn tell_both(kind: Kind, me: &User, friend: &User) -> Outcome {
     Outcome::pushes(vec![
-        Push::answer(Arc::new(vec![me.id]), Outgoing::new(kind, &peer(friend))),
-        Push::notice(Arc::new(vec![friend.id]), Outgoing::new(kind, &peer(me))),
+        Push::answer(Arc::new(vec![me.id]), Outgoing::new(kind, peer(friend))),
+        Push::notice(Arc::new(vec![friend.id]), Outgoing::new(kind, peer(me))),
     ])
 }
 
@@ -89,7 +89,7 @@ pub fn get_friends(ctx: &mut Ctx) -> Result<Outcome> {
         .collect();
     Ok(Outcome::reply(Outgoing::new(
         Kind::GetFriends,
-        &FriendsBody { friends },
+        FriendsBody { friends },
     )))
 }
 
@@ -118,7 +118,7 @@ pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     };
     let mut pushes = vec![Push::answer(
         Arc::new(vec![me.id]),
-        Outgoing::new(Kind::OpenDm, &OpenDmBody { room: mine }),
+        Outgoing::new(Kind::OpenDm, OpenDmBody { room: mine }),
     )];
     if created {
         let theirs = RoomBody {
@@ -127,7 +127,7 @@ pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
         };
         pushes.push(Push::notice(
             Arc::new(vec![other.id]),
-            Outgoing::new(Kind::JoinRoom, &theirs),
+            Outgoing::new(Kind::JoinRoom, theirs),
         ));
     }
     Ok(Outcome::pushes(pushes))
@@ -142,6 +142,6 @@ pub fn announce_presence(ctx: &mut Ctx, user_id: i64, online: bool) -> Result<Ou
     let body = PresenceBody { user_id, online };
     Ok(Outcome::pushes(vec![Push::notice(
         Arc::new(friends),
-        Outgoing::new(Kind::Presence, &body),
+        Outgoing::new(Kind::Presence, body),
     )]))
 }

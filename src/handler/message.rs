@@ -122,7 +122,7 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         file_name: None,
         file_size: None,
     };
-    super::room::broadcast(ctx, req.room_id, Kind::Msg, &body)
+    super::room::broadcast(ctx, req.room_id, Kind::Msg, body)
 }
 
 pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
@@ -146,7 +146,7 @@ pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
         msg: text.to_owned(),
         power,
     };
-    broadcast(ctx, req.room_id, Kind::EditMsg, &body)
+    broadcast(ctx, req.room_id, Kind::EditMsg, body)
 }
 
 pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
@@ -172,7 +172,7 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
         room_id: req.room_id,
         msg_id: req.msg_id,
     };
-    broadcast(ctx, req.room_id, Kind::DelMsg, &body)
+    broadcast(ctx, req.room_id, Kind::DelMsg, body)
 }
 
 pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
@@ -192,7 +192,7 @@ pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     })?;
     ctx.remove_files.extend(files);
     let body = RoomIdBody { room_id: req.room_id };
-    broadcast(ctx, req.room_id, Kind::DelHist, &body)
+    broadcast(ctx, req.room_id, Kind::DelHist, body)
 }
 
 fn page_size(count: Option<i64>) -> Result<usize> {
@@ -215,7 +215,7 @@ fn history_reply(ctx: &mut Ctx, kind: Kind, room_id: i64, query: HistoryQuery) -
         .collect();
     Ok(Outcome::reply(Outgoing::new(
         kind,
-        &MessagesBody { room_id, messages },
+        MessagesBody { room_id, messages },
     )))
 }
 
@@ -274,7 +274,7 @@ pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
         room_id: req.room_id,
         msgs,
     };
-    Ok(Outcome::reply(Outgoing::new(Kind::SearchMsgs, &body)))
+    Ok(Outcome::reply(Outgoing::new(Kind::SearchMsgs, body)))
 }
 
 pub fn mark_read(ctx: &mut Ctx, req: MarkRead) -> Result<Outcome> {
@@ -290,6 +290,6 @@ pub fn mark_read(ctx: &mut Ctx, req: MarkRead) -> Result<Outcome> {
     // The caller's other connections (other devices) learn the marker too.
     Ok(Outcome::pushes(vec![Push::answer(
         Arc::new(vec![user_id]),
-        Outgoing::new(Kind::MarkRead, &body),
+        Outgoing::new(Kind::MarkRead, body),
     )]))
 }

@@ -55,7 +55,12 @@ pub fn audience(ctx: &mut Ctx, room_id: i64) -> Result<Audience> {
 }
 
 /// Answers the request with `body` broadcast to the room's current members.
-pub fn broadcast<T: serde::Serialize>(ctx: &mut Ctx, room_id: i64, kind: Kind, body: &T) -> Result<Outcome> {
+pub fn broadcast<T: serde::Serialize + Send + Sync + 'static>(
+    ctx: &mut Ctx,
+    room_id: i64,
+    kind: Kind,
+    body: T,
+) -> Result<Outcome> {
     Ok(Outcome::pushes(vec![Push::answer(
         audience(ctx, room_id)?,
         Outgoing::new(kind, body),
@@ -114,7 +119,7 @@ pub fn new_room(ctx: &mut Ctx, req: NewRoom) -> Result<Outcome> {
     let room = ctx
         .store
         .atomically(|s| s.create_room(user_id, name, desc, room_type, now_ms()))?;
-    let msg = Outgoing::new(Kind::NewRoom, &room_body(&room, Some(Role::Owner)));
+    let msg = Outgoing::new(Kind::NewRoom, room_body(&room, Some(Role::Owner)));
     // The creator's other connections learn of the room too.
     Ok(Outcome::pushes(vec![Push::answer(only(&[user_id]), msg)]))
 }
@@ -144,10 +149,7 @@ pub fn get_rooms(ctx: &mut Ctx, req: GetRooms) -> Result<Outcome> {
             })
         })
         .collect::<Result<_>>()?;
-    Ok(Outcome::reply(Outgoing::new(
-        Kind::GetRooms,
-        &RoomsBody { rooms },
-    )))
+    Ok(Outcome::reply(Outgoing::new(Kind::GetRooms, RoomsBody { rooms })))
 }
 
 pub fn join_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
@@ -169,7 +171,7 @@ pub fn join_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
             }
         }
     })?;
-    let joined_msg = Outgoing::new(Kind::JoinRoom, &room_body(&room, Some(role)));
+    let joined_msg = Outgoing::new(Kind::JoinRoom, room_body(&room, Some(role)));
     let mut pushes = vec![Push::answer(only(&[session.user_id]), joined_msg)];
     if joined {
         let new_member = NewMemberBody {
@@ -179,7 +181,7 @@ pub fn join_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
         };
         pushes.push(Push::notice(
             audience(ctx, room.id)?,
-            Outgoing::new(Kind::NewMember, &new_member),
+            Outgoing::new(Kind::NewMember, new_member),
         ));
     }
     Ok(Outcome::pushes(pushes))
@@ -212,7 +214,7 @@ pub fn add_member(ctx: &mut Ctx, req: AddMember) -> Result<Outcome> {
             }
         }
     })?;
-    let joined = Outgoing::new(Kind::JoinRoom, &room_body(&room, Some(Role::Simple)));
+    let joined = Outgoing::new(Kind::JoinRoom, room_body(&room, Some(Role::Simple)));
     let new_member = NewMemberBody {
         room_id: room.id,
         user_id: target.id,
@@ -222,7 +224,7 @@ pub fn add_member(ctx: &mut Ctx, req: AddMember) -> Result<Outcome> {
         Push::notice(only(&[target.id]), joined),
         Push::answer(
             audience(ctx, room.id)?,
-            Outgoing::new(Kind::NewMember, &new_member),
+            Outgoing::new(Kind::NewMember, new_member),
         ),
     ]))
 }
@@ -240,7 +242,7 @@ pub fn leave_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     }
     let left = Outgoing::new(
         Kind::LeaveRoom,
-        &LeaveBody {
+        LeaveBody {
             room_id: req.room_id,
             user_id: session.user_id,
             login: session.login.clone(),
@@ -265,7 +267,7 @@ pub fn leave_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
             user_id: owner,
             role: Role::Owner,
         };
-        pushes.push(Push::notice(remaining, Outgoing::new(Kind::SetRole, &role)));
+        pushes.push(Push::notice(remaining, Outgoing::new(Kind::SetRole, role)));
     }
     Ok(Outcome::pushes(pushes))
 }
@@ -284,7 +286,7 @@ pub fn del_room(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
         })
     })?;
     ctx.remove_files.extend(files);
-    let msg = Outgoing::new(Kind::DelRoom, &RoomIdBody { room_id: req.room_id });
+    let msg = Outgoing::new(Kind::DelRoom, RoomIdBody { room_id: req.room_id });
     Ok(Outcome::pushes(vec![Push::answer(Arc::new(members), msg)]))
 }
 
@@ -310,7 +312,7 @@ pub fn update_name(ctx: &mut Ctx, req: UpdRoomName) -> Result<Outcome> {
         room_id: req.room_id,
         room_name: name.to_owned(),
     };
-    broadcast(ctx, req.room_id, Kind::UpdRoomName, &body)
+    broadcast(ctx, req.room_id, Kind::UpdRoomName, body)
 }
 
 pub fn update_desc(ctx: &mut Ctx, req: UpdRoomDesc) -> Result<Outcome> {
@@ -324,7 +326,7 @@ pub fn update_desc(ctx: &mut Ctx, req: UpdRoomDesc) -> Result<Outcome> {
         room_id: req.room_id,
         desc: desc.to_owned(),
     };
-    broadcast(ctx, req.room_id, Kind::UpdRoomDesc, &body)
+    broadcast(ctx, req.room_id, Kind::UpdRoomDesc, body)
 }
 
 pub fn search(ctx: &mut Ctx, req: SearchCh) -> Result<Outcome> {
@@ -341,10 +343,7 @@ pub fn search(ctx: &mut Ctx, req: SearchCh) -> Result<Outcome> {
         .iter()
         .map(|(room, role)| room_body(room, *role))
         .collect();
-    Ok(Outcome::reply(Outgoing::new(
-        Kind::SearchCh,
-        &RoomsBody { rooms },
-    )))
+    Ok(Outcome::reply(Outgoing::new(Kind::SearchCh, RoomsBody { rooms })))
 }
 
 pub fn members(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
@@ -368,7 +367,7 @@ pub fn members(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
         room_id: req.room_id,
         members,
     };
-    Ok(Outcome::reply(Outgoing::new(Kind::GetMembers, &body)))
+    Ok(Outcome::reply(Outgoing::new(Kind::GetMembers, body)))
 }
 
 pub fn set_role(ctx: &mut Ctx, req: SetRole) -> Result<Outcome> {
@@ -402,7 +401,7 @@ pub fn set_role(ctx: &mut Ctx, req: SetRole) -> Result<Outcome> {
         user_id: req.user_id,
         role: req.role,
     };
-    broadcast(ctx, req.room_id, Kind::SetRole, &body)
+    broadcast(ctx, req.room_id, Kind::SetRole, body)
 }
 
 pub fn ban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
@@ -435,7 +434,7 @@ pub fn ban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
         room_id: req.room_id,
         user_id: req.user_id,
     };
-    let msg = Outgoing::new(Kind::BanMember, &body);
+    let msg = Outgoing::new(Kind::BanMember, body);
     Ok(Outcome::pushes(vec![Push::answer(Arc::new(told), msg)]))
 }
 
@@ -459,7 +458,7 @@ pub fn unban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
         room_id: req.room_id,
         user_id: req.user_id,
     };
-    let msg = Outgoing::new(Kind::UnbanMember, &body);
+    let msg = Outgoing::new(Kind::UnbanMember, body);
     let mut told = audience(ctx, req.room_id)?.as_ref().clone();
     told.push(req.user_id);
     Ok(Outcome::pushes(vec![Push::answer(Arc::new(told), msg)]))
