@@ -14,6 +14,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use serde_json::{json, Value};
+
+use crate::protocol::Kind;
 use sha2::{Digest, Sha256};
 
 /// How long a read waits before giving up, unless changed.
@@ -122,12 +124,12 @@ impl Client {
 
     /// Signs up; returns the RQ_TOKEN reply (or the error).
     pub fn sign_up(&mut self, login: &str, password: &str) -> io::Result<Value> {
-        self.request(json!({"type": "RQ_SIGN_UP", "login": login, "pass": password_digest(password), "name": "", "desc": ""}))
+        self.request(json!({"type": Kind::SignUp.name(), "login": login, "pass": password_digest(password), "name": "", "desc": ""}))
     }
 
     /// Logs in with a password; returns the RQ_TOKEN reply (or the error).
     pub fn log_in(&mut self, login: &str, password: &str) -> io::Result<Value> {
-        self.request(json!({"type": "RQ_LOG_IN", "login": login, "pass": password_digest(password)}))
+        self.request(json!({"type": Kind::LogIn.name(), "login": login, "pass": password_digest(password)}))
     }
 
     /// Uploads a file to a room: RQ_UPLOAD_FILE, RQ_READY_READ, the bytes.
@@ -151,12 +153,13 @@ impl Client {
         token: Option<&str>,
         mut progress: impl FnMut(u64),
     ) -> io::Result<Value> {
-        let mut msg = json!({"type": "RQ_UPLOAD_FILE", "room_id": room_id, "name": name, "size": data.len()});
+        let mut msg =
+            json!({"type": Kind::UploadFile.name(), "room_id": room_id, "name": name, "size": data.len()});
         if let Some(token) = token {
             msg["token"] = json!(token);
         }
         let ready = self.request(msg)?;
-        if ready["type"] != "RQ_READY_READ" {
+        if ready["type"] != Kind::ReadyRead.name() {
             return Ok(ready);
         }
         let id = ready["req_id"].clone();
@@ -194,18 +197,18 @@ impl Client {
         token: Option<&str>,
         mut progress: impl FnMut(u64, u64),
     ) -> io::Result<(Value, Vec<u8>)> {
-        let mut msg = json!({"type": "RQ_DOWNLOAD_FILE", "room_id": room_id, "msg_id": msg_id});
+        let mut msg = json!({"type": Kind::DownloadFile.name(), "room_id": room_id, "msg_id": msg_id});
         if let Some(token) = token {
             msg["token"] = json!(token);
         }
         let offer = self.request(msg)?;
         let Some(size) = offer["size"]
             .as_u64()
-            .filter(|_| offer["type"] == "RQ_DOWNLOAD_FILE")
+            .filter(|_| offer["type"] == Kind::DownloadFile.name())
         else {
             return Ok((offer, Vec::new()));
         };
-        self.send(&json!({"type": "RQ_READY_READ"}))?;
+        self.send(&json!({"type": Kind::ReadyRead.name()}))?;
         let mut data = vec![0u8; size as usize];
         let mut got = 0usize;
         while got < data.len() {
@@ -224,7 +227,7 @@ impl Client {
 
     /// Resumes a session with a token; returns the RQ_TOKEN reply (or the error).
     pub fn resume(&mut self, token: &str) -> io::Result<Value> {
-        self.request(json!({"type": "RQ_TOKEN", "token": token}))
+        self.request(json!({"type": Kind::Token.name(), "token": token}))
     }
 }
 
@@ -291,7 +294,7 @@ impl Link {
                     let token = reader_shared.token.lock().clone();
                     let mut lines = Vec::new();
                     if let Some(token) = token {
-                        lines.push(json!({"type": "RQ_TOKEN", "token": token, "req_id": "resume"}));
+                        lines.push(json!({"type": Kind::Token.name(), "token": token, "req_id": "resume"}));
                         lines.extend(on_restore());
                     }
                     let mut writer = stream.try_clone().ok();

@@ -93,6 +93,16 @@ impl Role {
     pub fn outranks(self, other: Role) -> bool {
         self.code() < other.code()
     }
+
+    /// Owner, admin or moderator: may delete others' messages, add, ban and unban.
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin | Role::Moderator)
+    }
+
+    /// Owner or admin: may clear history, rename and describe, and set roles.
+    pub fn administers(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
 }
 
 /// A user account as stored.

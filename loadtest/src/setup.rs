@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use parley::client::{password_digest, Client};
+use parley::protocol::Kind;
 use serde_json::json;
 
 use crate::wire::SEARCH_WORDS;
@@ -75,7 +76,7 @@ pub fn accounts(target: &str, run: &str, n: usize) -> Result<Vec<Account>> {
     parallel(n, 8, |i| {
         let login = format!("ld{run}u{i}");
         let mut c = Client::connect(target).with_context(|| format!("connecting to {target}"))?;
-        let reply = c.request(json!({"type": "RQ_SIGN_UP", "login": login, "pass": digest}))?;
+        let reply = c.request(json!({"type": Kind::SignUp.name(), "login": login, "pass": digest}))?;
         let token = reply["token"]
             .as_str()
             .ok_or_else(|| anyhow!("signing up {login}: {reply}"))?
@@ -94,15 +95,15 @@ pub fn rooms(target: &str, run: &str, accounts: &[Account], room_size: usize) ->
         let name = format!("ld{run}r{r}");
         let mut owner = Client::connect(target)?;
         owner.resume(&accounts[members[0]].token)?;
-        let reply = owner.request(json!({"type": "RQ_NEW_ROOM", "name": name}))?;
+        let reply = owner.request(json!({"type": Kind::NewRoom.name(), "name": name}))?;
         let id = reply["id"]
             .as_i64()
             .ok_or_else(|| anyhow!("creating room {name}: {reply}"))?;
         for &m in &members[1..] {
             let mut c = Client::connect(target)?;
             c.resume(&accounts[m].token)?;
-            let reply = c.request(json!({"type": "RQ_JOIN_ROOM", "room_id": id}))?;
-            if reply["type"] != "RQ_JOIN_ROOM" {
+            let reply = c.request(json!({"type": Kind::JoinRoom.name(), "room_id": id}))?;
+            if reply["type"] != Kind::JoinRoom.name() {
                 bail!("joining room {name}: {reply}");
             }
         }
@@ -122,8 +123,8 @@ pub fn history(target: &str, accounts: &[Account], rooms: &[RoomPlan], per_room:
                 SEARCH_WORDS[i % SEARCH_WORDS.len()],
                 SEARCH_WORDS[(i / 7) % SEARCH_WORDS.len()]
             );
-            let reply = c.request(json!({"type": "RQ_MSG", "room_id": room.id, "message": text}))?;
-            if reply["type"] != "RQ_MSG" {
+            let reply = c.request(json!({"type": Kind::Msg.name(), "room_id": room.id, "message": text}))?;
+            if reply["type"] != Kind::Msg.name() {
                 bail!(
                     "storing history in {}: {reply} (is the server's message rate limit raised?)",
                     room.name

@@ -6,7 +6,9 @@
 //! The rare lines that matter in full (errors) go through serde_json and
 //! the parley crate's own error-code table.
 
-use parley::protocol::ErrorCode;
+use std::sync::LazyLock;
+
+use parley::protocol::{ErrorCode, Kind};
 use serde_json::{json, Value};
 
 /// Which protocol and dialect to speak.
@@ -48,10 +50,10 @@ impl Protocol {
     }
 
     /// Writes `type` in this dialect.
-    fn typed(self, name: &str, code: i64, mut body: Value) -> Vec<u8> {
+    fn typed(self, kind: Kind, mut body: Value) -> Vec<u8> {
         body["type"] = match self {
-            Protocol::ParleyInt => json!(code),
-            _ => json!(name),
+            Protocol::ParleyInt => json!(kind.code()),
+            _ => json!(kind.name()),
         };
         let mut line = serde_json::to_vec(&body).unwrap_or_default();
         line.push(b'\n');
@@ -63,20 +65,19 @@ impl Protocol {
     pub fn hello(self, token: &str, nick: &str) -> Vec<u8> {
         match self {
             Protocol::Irc => format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").into_bytes(),
-            _ => self.typed("RQ_TOKEN", 2, json!({"token": token, "req_id": 0})),
+            _ => self.typed(Kind::Token, json!({"token": token, "req_id": 0})),
         }
     }
 
     pub fn password_log_in(self, login: &str, digest: &str, req_id: u64) -> Vec<u8> {
         self.typed(
-            "RQ_LOG_IN",
-            0,
+            Kind::LogIn,
             json!({"login": login, "pass": digest, "req_id": req_id}),
         )
     }
 
     pub fn token_log_in(self, token: &str, req_id: u64) -> Vec<u8> {
-        self.typed("RQ_TOKEN", 2, json!({"token": token, "req_id": req_id}))
+        self.typed(Kind::Token, json!({"token": token, "req_id": req_id}))
     }
 
     pub fn irc_join(room: &str) -> Vec<u8> {
@@ -100,7 +101,7 @@ impl Protocol {
                 if let Some(id) = req_id {
                     body["req_id"] = json!(id);
                 }
-                self.typed("RQ_MSG", 3, body)
+                self.typed(Kind::Msg, body)
             }
         }
     }
@@ -108,15 +109,13 @@ impl Protocol {
     /// One of the history scenario's queries, chosen by `k`.
     pub fn history_query(self, room_id: i64, k: u64, req_id: u64) -> Vec<u8> {
         match k % 3 {
-            0 => self.typed("RQ_GET_NEW_MSGS", 7, json!({"room_id": room_id, "count": 50, "req_id": req_id})),
+            0 => self.typed(Kind::GetNewMsgs, json!({"room_id": room_id, "count": 50, "req_id": req_id})),
             1 => self.typed(
-                "RQ_OLD_MSGS",
-                10,
+                Kind::OldMsgs,
                 json!({"room_id": room_id, "before_id": 1 + (k * 7919) % 100_000, "count": 50, "req_id": req_id}),
             ),
             _ => self.typed(
-                "RQ_SEARCH_MSGS",
-                8,
+                Kind::SearchMsgs,
                 json!({"room_id": room_id, "msg": SEARCH_WORDS[(k as usize / 3) % SEARCH_WORDS.len()], "req_id": req_id}),
             ),
         }
@@ -179,14 +178,23 @@ fn error_name(line: &[u8]) -> String {
     }
 }
 
+/// How an error's `type` reads in either dialect (from the protocol's table).
+static ERROR_TYPE: LazyLock<[Vec<u8>; 3]> = LazyLock::new(|| {
+    let kind = Kind::ErrorMsg;
+    [
+        format!("\"type\":\"{}\"", kind.name()).into_bytes(),
+        format!("\"type\":{},", kind.code()).into_bytes(),
+        format!("\"type\":{}}}", kind.code()).into_bytes(),
+    ]
+});
+
 /// Classifies one line (without its line ending).
 pub fn classify(protocol: Protocol, line: &[u8]) -> Incoming {
     if protocol == Protocol::Irc {
         return classify_irc(line);
     }
-    let is_error = find(line, b"\"type\":\"RQ_ERROR_MSG\"").is_some()
-        || find(line, b"\"type\":9,").is_some()
-        || line.ends_with(b"\"type\":9}");
+    let [named, coded, coded_last] = &*ERROR_TYPE;
+    let is_error = find(line, named).is_some() || find(line, coded).is_some() || line.ends_with(coded_last);
     if find(line, b"\"req_id\":").is_some() {
         return Incoming::Reply {
             error: is_error.then(|| error_name(line)),

@@ -141,23 +141,32 @@ pub fn log_in(ctx: &mut Ctx, req: LogIn) -> Result<Outcome> {
     Ok(Outcome::deferred())
 }
 
+/// The refusal of a token that is malformed, unknown, expired or revoked.
+pub fn invalid_token() -> Error {
+    Error::client(ErrorCode::AuthData, "invalid, expired or revoked token")
+}
+
+/// Tokens last used before this moment have expired.
+pub fn token_not_before(ctx: &Ctx, now: i64) -> i64 {
+    now - ctx.shared.config.token_ttl_days as i64 * MS_PER_DAY
+}
+
 pub fn resume(ctx: &mut Ctx, req: TokenResume) -> Result<Outcome> {
-    let invalid = || Error::client(ErrorCode::AuthData, "invalid, expired or revoked token");
-    let (hash, login) = auth::parse_token(&req.token).ok_or_else(invalid)?;
+    let (hash, login) = auth::parse_token(&req.token).ok_or_else(invalid_token)?;
     let now = now_ms();
-    let ttl = ctx.shared.config.token_ttl_days as i64 * MS_PER_DAY;
+    let not_before = token_not_before(ctx, now);
     let user = ctx
         .store
-        .use_token(&hash, login, now - ttl, now)?
-        .ok_or_else(invalid)?;
+        .use_token(&hash, login, not_before, now)?
+        .ok_or_else(invalid_token)?;
     ensure_same_user(ctx, Some(user.id))?;
     Ok(logged_in(user, req.token, hash))
 }
 
 /// Deletes tokens that expired unused (they would otherwise stay until presented).
 pub fn purge_expired_tokens(ctx: &mut Ctx) -> Result<Outcome> {
-    let ttl = ctx.shared.config.token_ttl_days as i64 * MS_PER_DAY;
-    let removed = ctx.store.purge_expired_tokens(now_ms() - ttl)?;
+    let not_before = token_not_before(ctx, now_ms());
+    let removed = ctx.store.purge_expired_tokens(not_before)?;
     if removed > 0 {
         log::info!("removed {removed} expired tokens");
     }

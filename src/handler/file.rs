@@ -4,7 +4,7 @@
 //! only decide whether a transfer may start, and store the message once an
 //! upload is safely on disk.
 
-use super::message::{may_post, message_body};
+use super::message::{may_post, message_body, store_message};
 use super::room::{broadcast, membership};
 use super::Ctx;
 use crate::auth;
@@ -98,14 +98,19 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         stored_name: req.stored_name,
     };
     let stored = ctx.store.atomically(|s| {
-        let (room, _) = membership(s, req.room_id, req.user_id)?;
-        may_post(s, &room, req.user_id)?;
-        let (id, date) = s.insert_file_message(room.id, req.user_id, &file, now_ms())?;
+        let (id, date, power) = store_message(
+            s,
+            req.room_id,
+            req.user_id,
+            &file.name,
+            MsgType::File,
+            Some(&file),
+        )?;
         let login = s
             .user_by_id(req.user_id)?
             .map(|u| u.login)
             .ok_or_else(|| Error::Internal(format!("uploader {} does not exist", req.user_id)))?;
-        Ok::<_, Error>((id, date, login, room.msg_count + 1))
+        Ok::<_, Error>((id, date, login, power))
     });
     let (id, date, login, power) = match stored {
         Ok(stored) => stored,

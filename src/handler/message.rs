@@ -7,7 +7,7 @@ use super::{validate, Ctx};
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
 use crate::model::now_ms;
-use crate::model::{Message, MsgType, Role, Room, RoomType};
+use crate::model::{Message, MsgType, Room, RoomType, StoredFile};
 use crate::protocol::{
     DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
     Outgoing, RoomIdBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
@@ -63,6 +63,26 @@ pub fn may_post(store: &Store, room: &Room, user_id: i64) -> Result<()> {
     }
 }
 
+/// Stores a message (a file's, with `file`) from a member who may post in
+/// the room; returns its id, its date and the room's new `power`. Call
+/// inside `atomically`: on the writer the room comes from memory.
+pub fn store_message(
+    s: &mut Store,
+    room_id: i64,
+    user_id: i64,
+    text: &str,
+    msg_type: MsgType,
+    file: Option<&StoredFile>,
+) -> Result<(i64, i64, i64)> {
+    let (room, _) = membership(s, room_id, user_id)?;
+    may_post(s, &room, user_id)?;
+    let (id, date) = match file {
+        Some(file) => s.insert_file_message(room.id, user_id, file, now_ms())?,
+        None => s.insert_message(room.id, user_id, text, msg_type, now_ms())?,
+    };
+    Ok((id, date, room.msg_count + 1))
+}
+
 fn message_text<'a>(ctx: &Ctx, text: &'a str) -> Result<&'a str> {
     let max = ctx.shared.config.max_message_chars;
     let trimmed = text.trim();
@@ -102,13 +122,9 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         session.user_id,
         "you are sending messages too fast",
     )?;
-    let stored = ctx.store.atomically(|s| {
-        let (room, _) = membership(s, req.room_id, session.user_id)?;
-        may_post(s, &room, session.user_id)?;
-        let (id, date) = s.insert_message(room.id, session.user_id, text, msg_type, now_ms())?;
-        Ok::<_, Error>((id, date, room.msg_count + 1))
-    })?;
-    let (message_id, date, power) = stored;
+    let (message_id, date, power) = ctx
+        .store
+        .atomically(|s| store_message(s, req.room_id, session.user_id, text, msg_type, None))?;
     let body = MessageBody {
         message_id,
         room_id: req.room_id,
@@ -155,7 +171,7 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
         store.atomically(|s| {
             let (_, role) = membership(s, req.room_id, user_id)?;
             let msg = message_in_room(s, req.room_id, req.msg_id)?;
-            let moderator = matches!(role, Role::Owner | Role::Admin | Role::Moderator);
+            let moderator = role.moderates();
             if msg.user_id != user_id && !moderator {
                 return Err(Error::forbidden(
                     "only the author or the room's owner, admins and moderators delete a message",
@@ -180,7 +196,7 @@ pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let files = super::freeing_space(ctx, |store| {
         store.atomically(|s| {
             let (_, role) = membership(s, req.room_id, user_id)?;
-            if !matches!(role, Role::Owner | Role::Admin) {
+            if !role.administers() {
                 return Err(Error::forbidden(
                     "only the owner and admins clear a room's history",
                 ));

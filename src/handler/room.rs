@@ -87,14 +87,6 @@ fn not_direct(room: &Room, what: &str) -> Result<()> {
     )
 }
 
-fn is_moderator_or_above(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin | Role::Moderator)
-}
-
-fn is_admin_or_above(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
-}
-
 /// The current (not banned) role of a target user, or ER_NOT_FOUND.
 fn target_role(store: &mut Store, room_id: i64, user_id: i64) -> Result<Role> {
     match store.role_in(room_id, user_id)? {
@@ -199,7 +191,7 @@ pub fn add_member(ctx: &mut Ctx, req: AddMember) -> Result<Outcome> {
         let (room, role) = membership(s, req.room_id, actor)?;
         not_direct(&room, "have members added")?;
         require(
-            is_moderator_or_above(role),
+            role.moderates(),
             "only the owner, admins and moderators add members",
         )?;
         match s.role_in(room.id, target.id)? {
@@ -295,7 +287,7 @@ fn editable_room(store: &mut Store, room_id: i64, user_id: i64) -> Result<Room> 
     let (room, role) = membership(store, room_id, user_id)?;
     not_direct(&room, "be renamed or described")?;
     require(
-        is_admin_or_above(role),
+        role.administers(),
         "only the owner and admins change a room's name and description",
     )?;
     Ok(room)
@@ -382,10 +374,7 @@ pub fn set_role(ctx: &mut Ctx, req: SetRole) -> Result<Outcome> {
         not_direct(&room, "have roles")?;
         let current = target_role(s, room.id, req.user_id)?;
         require(req.user_id != actor, "you cannot change your own role")?;
-        require(
-            is_admin_or_above(actor_role),
-            "only the owner and admins set roles",
-        )?;
+        require(actor_role.administers(), "only the owner and admins set roles")?;
         require(
             actor_role.outranks(current),
             "you can only change the role of members below you",
@@ -410,7 +399,7 @@ pub fn ban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
         let (room, actor_role) = membership(s, req.room_id, actor)?;
         not_direct(&room, "have bans")?;
         require(
-            is_moderator_or_above(actor_role),
+            actor_role.moderates(),
             "only the owner, admins and moderators ban",
         )?;
         let current = match s.role_in(room.id, req.user_id)? {
@@ -443,7 +432,7 @@ pub fn unban(ctx: &mut Ctx, req: MemberAction) -> Result<Outcome> {
     ctx.store.atomically(|s| {
         let (room, actor_role) = membership(s, req.room_id, actor)?;
         require(
-            is_moderator_or_above(actor_role),
+            actor_role.moderates(),
             "only the owner, admins and moderators unban",
         )?;
         if s.role_in(room.id, req.user_id)? != Some(Role::Banned) {

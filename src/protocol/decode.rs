@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -72,19 +72,6 @@ impl<'de> Deserialize<'de> for RawObject {
     }
 }
 
-/// Deserializes a request body, naming the offending field on failure.
-fn body<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, String> {
-    serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("field `{path}`: {inner}")
-        }
-    })
-}
-
 /// Decodes one line (without its line ending) into a request.
 pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
     let text = std::str::from_utf8(line).map_err(|_| DecodeError::bad("line is not valid UTF-8"))?;
@@ -135,49 +122,8 @@ pub fn decode(line: &[u8]) -> Result<Envelope, DecodeError> {
         }
     }
 
-    let request = match kind {
-        Kind::SignUp => body(fields).map(Request::SignUp),
-        Kind::LogIn => body(fields).map(Request::LogIn),
-        Kind::Token => body(fields).map(Request::Token),
-        Kind::LogOut => body(fields).map(Request::LogOut),
-        Kind::UpdUserDesc => body(fields).map(Request::UpdUserDesc),
-        Kind::UpdUserName => body(fields).map(Request::UpdUserName),
-        Kind::MemberInfo => body(fields).map(Request::MemberInfo),
-        Kind::Ping => Ok(Request::Ping),
-        Kind::NewRoom => body(fields).map(Request::NewRoom),
-        Kind::GetRooms => body(fields).map(Request::GetRooms),
-        Kind::JoinRoom => body(fields).map(Request::JoinRoom),
-        Kind::AddMember => body(fields).map(Request::AddMember),
-        Kind::LeaveRoom => body(fields).map(Request::LeaveRoom),
-        Kind::DelRoom => body(fields).map(Request::DelRoom),
-        Kind::UpdRoomName => body(fields).map(Request::UpdRoomName),
-        Kind::UpdRoomDesc => body(fields).map(Request::UpdRoomDesc),
-        Kind::SearchCh => body(fields).map(Request::SearchCh),
-        Kind::GetMembers => body(fields).map(Request::GetMembers),
-        Kind::SetRole => body(fields).map(Request::SetRole),
-        Kind::BanMember => body(fields).map(Request::BanMember),
-        Kind::UnbanMember => body(fields).map(Request::UnbanMember),
-        Kind::Msg => body(fields).map(Request::Msg),
-        Kind::EditMsg => body(fields).map(Request::EditMsg),
-        Kind::DelMsg => body(fields).map(Request::DelMsg),
-        Kind::DelHist => body(fields).map(Request::DelHist),
-        Kind::GetNewMsgs => body(fields).map(Request::GetNewMsgs),
-        Kind::OldMsgs => body(fields).map(Request::OldMsgs),
-        Kind::SearchMsgs => body(fields).map(Request::SearchMsgs),
-        Kind::MarkRead => body(fields).map(Request::MarkRead),
-        Kind::AddFriend => body(fields).map(Request::AddFriend),
-        Kind::DelFriend => body(fields).map(Request::DelFriend),
-        Kind::GetFriends => Ok(Request::GetFriends),
-        Kind::OpenDm => body(fields).map(Request::OpenDm),
-        Kind::UploadFile => body(fields).map(Request::UploadFile),
-        Kind::DownloadFile => body(fields).map(Request::DownloadFile),
-        Kind::ReadyRead => Ok(Request::ReadyRead),
-        Kind::ErrorMsg | Kind::NewMember | Kind::Presence => {
-            Err(format!("{} is sent by the server, not a request", kind.name()))
-        }
-        other => Err(format!("{} is not served by this server yet", other.name())),
-    }
-    .map_err(|msg| fail(msg, Some(kind), Some(type_was_code)))?;
+    let request =
+        Request::from_fields(kind, fields).map_err(|msg| fail(msg, Some(kind), Some(type_was_code)))?;
 
     Ok(Envelope {
         kind,

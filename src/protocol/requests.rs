@@ -1,7 +1,8 @@
 //! The requests a client may send, one type per kind, as decoded from a line.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::kinds::{de_wire, de_wire_opt, Kind};
 use crate::model::{MsgType, Role, RoomType};
@@ -227,9 +228,36 @@ pub struct DownloadFile {
     pub token: Option<String>,
 }
 
-/// A decoded request, one variant per request kind the server serves.
-#[derive(Debug)]
-pub enum Request {
+/// Declares the request table: each kind a client may send, named as in
+/// [`Kind`], with the type its fields decode into (none for a bare request).
+/// It makes the [`Request`] enum and the decoding of each kind's fields, so
+/// a new request is one line here.
+macro_rules! request_table {
+    ($( $(#[$meta:meta])* $kind:ident $(($body:ty))? ),* $(,)?) => {
+        /// A decoded request, one variant per request kind the server serves.
+        #[derive(Debug)]
+        pub enum Request {
+            $( $(#[$meta])* $kind $(($body))? ),*
+        }
+
+        impl Request {
+            /// Decodes a request of `kind` from its fields (`type` and `req_id` removed).
+            pub fn from_fields(kind: Kind, fields: Map<String, Value>) -> Result<Request, String> {
+                match kind {
+                    $( Kind::$kind => request_table!(@decode $kind fields $($body)?), )*
+                    Kind::ErrorMsg | Kind::NewMember | Kind::Presence => {
+                        Err(format!("{} is sent by the server, not a request", kind.name()))
+                    }
+                    other => Err(format!("{} is not served by this server yet", other.name())),
+                }
+            }
+        }
+    };
+    (@decode $kind:ident $fields:ident $body:ty) => { fields::<$body>($fields).map(Request::$kind) };
+    (@decode $kind:ident $fields:ident) => { Ok(Request::$kind) };
+}
+
+request_table! {
     SignUp(SignUp),
     LogIn(LogIn),
     Token(TokenResume),
@@ -267,6 +295,20 @@ pub enum Request {
     DownloadFile(DownloadFile),
     /// The client is ready for a download's bytes.
     ReadyRead,
+}
+
+/// Deserializes a request's fields into its type, naming the offending
+/// field on failure.
+fn fields<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, String> {
+    serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("field `{path}`: {inner}")
+        }
+    })
 }
 
 /// A decoded line: the request with what the envelope said about it.

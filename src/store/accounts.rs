@@ -8,7 +8,9 @@ use crate::model::User;
 /// How stale a token's last-use mark may get before a resume rewrites it.
 const LAST_USED_GRANULARITY_MS: i64 = 60 * 60 * 1000;
 
-fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+/// A user from the first four columns of a row: id, login, name, desc.
+/// Every query that returns users reads them through this one mapping.
+pub(super) fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
         login: row.get(1)?,

@@ -2,6 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::accounts::user_from_row;
 use super::Store;
 use crate::model::{Role, RoomType, User};
 
@@ -63,14 +64,7 @@ impl Store {
             "SELECT u.id, u.login, u.name, u.\"desc\" FROM friends f JOIN users u ON u.id = f.friend_id
              WHERE f.user_id = ?1 ORDER BY u.login",
         )?;
-        let rows = stmt.query_map([user_id], |row| {
-            Ok(User {
-                id: row.get(0)?,
-                login: row.get(1)?,
-                name: row.get(2)?,
-                desc: row.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map([user_id], user_from_row)?;
         rows.collect()
     }
 
@@ -118,14 +112,7 @@ impl Store {
                  JOIN users u ON u.id = CASE WHEN d.low_user = ?2 THEN d.high_user ELSE d.low_user END
                  WHERE d.room_id = ?1",
             )?
-            .query_row([room_id, user_id], |row| {
-                Ok(User {
-                    id: row.get(0)?,
-                    login: row.get(1)?,
-                    name: row.get(2)?,
-                    desc: row.get(3)?,
-                })
-            })
+            .query_row([room_id, user_id], user_from_row)
             .optional()
     }
 }

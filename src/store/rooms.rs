@@ -4,8 +4,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::accounts::user_from_row;
 use super::Store;
-use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType, User};
+use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType};
 
 const ROOM_COLUMNS: &str = "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count";
 
@@ -238,12 +239,7 @@ impl Store {
         )?;
         let rows = stmt.query_map(params![room_id, Role::Banned.code()], |row| {
             Ok(Member {
-                user: User {
-                    id: row.get(0)?,
-                    login: row.get(1)?,
-                    name: row.get(2)?,
-                    desc: row.get(3)?,
-                },
+                user: user_from_row(row)?,
                 role: role_from(row.get(4)?),
             })
         })?;

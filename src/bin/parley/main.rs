@@ -14,6 +14,8 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 use parley::client::{password_digest, Client, Link, LinkEvent};
+use parley::model::{Role, RoomType};
+use parley::protocol::Kind;
 use render::{message_line, push_line, role_name, Directory};
 use rustyline::ExternalPrinter;
 use serde_json::{json, Value};
@@ -86,7 +88,7 @@ struct App {
 type CmdResult = Result<(), String>;
 
 fn error_text(reply: &Value) -> Option<String> {
-    (reply["type"] == "RQ_ERROR_MSG").then(|| {
+    (reply["type"] == Kind::ErrorMsg.name()).then(|| {
         format!(
             "{} ({})",
             reply["msg"].as_str().unwrap_or("error"),
@@ -148,7 +150,7 @@ impl App {
         if let Ok(id) = login.parse::<i64>() {
             return Ok(id);
         }
-        let reply = self.req(json!({"type": "RQ_MEMBER_INFO", "login": login}))?;
+        let reply = self.req(json!({"type": Kind::MemberInfo.name(), "login": login}))?;
         reply["user_id"]
             .as_i64()
             .ok_or_else(|| format!("no user {login}"))
@@ -156,7 +158,7 @@ impl App {
 
     /// Loads the room list; prints it with unread counts when `show`.
     fn rooms(&mut self, show: bool) -> CmdResult {
-        let reply = self.req(json!({"type": "RQ_GET_ROOMS", "date": 0}))?;
+        let reply = self.req(json!({"type": Kind::GetRooms.name(), "date": 0}))?;
         let rooms = reply["rooms"].as_array().cloned().unwrap_or_default();
         let mut lines = Vec::new();
         {
@@ -187,7 +189,7 @@ impl App {
     }
 
     fn show_history(&mut self, room: i64, count: i64) -> CmdResult {
-        let reply = self.req(json!({"type": "RQ_GET_NEW_MSGS", "room_id": room, "count": count}))?;
+        let reply = self.req(json!({"type": Kind::GetNewMsgs.name(), "room_id": room, "count": count}))?;
         let msgs = reply["messages"].as_array().cloned().unwrap_or_default();
         let lines: Vec<String> = {
             let mut dir = self.dir.lock();
@@ -200,7 +202,7 @@ impl App {
             self.say(line);
         }
         if let Some(newest) = msgs.first().and_then(|m| m["message_id"].as_i64()) {
-            self.req(json!({"type": "RQ_MARK_READ", "room_id": room, "msg_id": newest}))?;
+            self.req(json!({"type": Kind::MarkRead.name(), "room_id": room, "msg_id": newest}))?;
         }
         Ok(())
     }
@@ -250,7 +252,7 @@ impl App {
                 })
             });
             match result {
-                Ok(reply) if reply["type"] == "RQ_MSG" => out.line(format!("uploaded {name}")),
+                Ok(reply) if reply["type"] == Kind::Msg.name() => out.line(format!("uploaded {name}")),
                 Ok(reply) => out.line(format!(
                     "upload failed: {}",
                     error_text(&reply).unwrap_or_default()
@@ -278,7 +280,7 @@ impl App {
                 })
             });
             match result {
-                Ok((offer, data)) if offer["type"] == "RQ_DOWNLOAD_FILE" => {
+                Ok((offer, data)) if offer["type"] == Kind::DownloadFile.name() => {
                     // The server's name is a display name: keep only its last part.
                     let name = offer["name"].as_str().unwrap_or("download");
                     let name = name.rsplit(['/', '\\']).next().unwrap_or("download");
@@ -313,7 +315,7 @@ impl App {
         }
         if !line.starts_with('/') {
             let room = self.current()?;
-            let reply = self.req(json!({"type": "RQ_MSG", "room_id": room, "message": line}))?;
+            let reply = self.req(json!({"type": Kind::Msg.name(), "room_id": room, "message": line}))?;
             let text = message_line(&mut self.dir.lock(), &reply);
             self.say(text);
             return Ok(true);
@@ -330,7 +332,7 @@ impl App {
                 let name = rest.split_once(' ').map_or("", |(_, n)| n.trim()).to_owned();
                 let pass = password_digest(&self.password(self.interactive)?);
                 let reply = self.req(
-                    json!({"type": "RQ_SIGN_UP", "login": login, "pass": pass, "name": name, "desc": ""}),
+                    json!({"type": Kind::SignUp.name(), "login": login, "pass": pass, "name": name, "desc": ""}),
                 )?;
                 self.logged_in(&reply);
                 self.say(format!("signed up and logged in as {login}"));
@@ -338,14 +340,14 @@ impl App {
             "/login" => {
                 let login = need(0, "/login LOGIN")?;
                 let pass = password_digest(&self.password(false)?);
-                let reply = self.req(json!({"type": "RQ_LOG_IN", "login": login, "pass": pass}))?;
+                let reply = self.req(json!({"type": Kind::LogIn.name(), "login": login, "pass": pass}))?;
                 self.logged_in(&reply);
                 self.say(format!("logged in as {login}"));
                 self.rooms(true)?;
             }
             "/logout" => {
                 let token = self.transfer_token()?;
-                self.req(json!({"type": "RQ_LOG_OUT", "token": token}))?;
+                self.req(json!({"type": Kind::LogOut.name(), "token": token}))?;
                 session::remove(&self.server);
                 self.link.set_token(None);
                 self.token = None;
@@ -360,12 +362,12 @@ impl App {
                     return Err("usage: /new NAME [--private]".into());
                 }
                 let kind = if private {
-                    "DB_PRIVAT_CHAT"
+                    RoomType::Private.name()
                 } else {
-                    "DB_GLOBAL_CHAT"
+                    RoomType::Global.name()
                 };
-                let reply =
-                    self.req(json!({"type": "RQ_NEW_ROOM", "name": name.join(" "), "room_type": kind}))?;
+                let reply = self
+                    .req(json!({"type": Kind::NewRoom.name(), "name": name.join(" "), "room_type": kind}))?;
                 self.dir.lock().learn_room(&reply);
                 let id = reply["id"].as_i64().unwrap_or(0);
                 self.say(format!("created {} (room {id})", self.dir.lock().label(id)));
@@ -376,7 +378,7 @@ impl App {
                 let id = match what.parse::<i64>() {
                     Ok(id) => id,
                     Err(_) => {
-                        let found = self.req(json!({"type": "RQ_SEARCH_CH", "name": rest}))?;
+                        let found = self.req(json!({"type": Kind::SearchCh.name(), "name": rest}))?;
                         let rooms = found["rooms"].as_array().cloned().unwrap_or_default();
                         let exact = rooms
                             .iter()
@@ -387,12 +389,12 @@ impl App {
                             .ok_or_else(|| format!("no global room named {rest:?}"))?
                     }
                 };
-                let reply = self.req(json!({"type": "RQ_JOIN_ROOM", "room_id": id}))?;
+                let reply = self.req(json!({"type": Kind::JoinRoom.name(), "room_id": id}))?;
                 self.dir.lock().learn_room(&reply);
                 self.go(id)?;
             }
             "/find" => {
-                let found = self.req(json!({"type": "RQ_SEARCH_CH", "name": rest}))?;
+                let found = self.req(json!({"type": Kind::SearchCh.name(), "name": rest}))?;
                 let rooms = found["rooms"].as_array().cloned().unwrap_or_default();
                 if rooms.is_empty() {
                     self.say("no such global room");
@@ -413,7 +415,7 @@ impl App {
             }
             "/members" => {
                 let room = self.current()?;
-                let reply = self.req(json!({"type": "RQ_GET_MEMBERS", "room_id": room}))?;
+                let reply = self.req(json!({"type": Kind::GetMembers.name(), "room_id": room}))?;
                 for m in reply["members"].as_array().cloned().unwrap_or_default() {
                     let online = if m["online"] == true { "online" } else { "" };
                     self.say(format!(
@@ -434,7 +436,7 @@ impl App {
                 if rest.is_empty() {
                     return Err("usage: /search WORDS".into());
                 }
-                let mut msg = json!({"type": "RQ_SEARCH_MSGS", "msg": rest});
+                let mut msg = json!({"type": Kind::SearchMsgs.name(), "msg": rest});
                 if let Some(room) = self.dir.lock().current {
                     msg["room_id"] = json!(room);
                 }
@@ -457,55 +459,57 @@ impl App {
                     .parse()
                     .map_err(|_| "usage: /edit MSG_ID TEXT")?;
                 let text = rest.split_once(' ').map(|(_, t)| t.trim()).unwrap_or("");
-                self.req(json!({"type": "RQ_EDIT_MSG", "room_id": room, "msg_id": id, "msg": text}))?;
+                self.req(json!({"type": Kind::EditMsg.name(), "room_id": room, "msg_id": id, "msg": text}))?;
             }
             "/delete" => {
                 let room = self.current()?;
                 let id: i64 = need(0, "/delete MSG_ID")?
                     .parse()
                     .map_err(|_| "usage: /delete MSG_ID")?;
-                self.req(json!({"type": "RQ_DEL_MSG", "room_id": room, "msg_id": id}))?;
+                self.req(json!({"type": Kind::DelMsg.name(), "room_id": room, "msg_id": id}))?;
             }
             "/clear" => {
                 let room = self.current()?;
-                self.req(json!({"type": "RQ_DEL_HIST", "room_id": room}))?;
+                self.req(json!({"type": Kind::DelHist.name(), "room_id": room}))?;
             }
             "/rename" => {
                 let room = self.current()?;
-                self.req(json!({"type": "RQ_UPD_ROOM_NAME", "room_id": room, "room_name": rest}))?;
+                self.req(json!({"type": Kind::UpdRoomName.name(), "room_id": room, "room_name": rest}))?;
             }
             "/topic" => {
                 let room = self.current()?;
-                self.req(json!({"type": "RQ_UPD_ROOM_DESC", "room_id": room, "desc": rest}))?;
+                self.req(json!({"type": Kind::UpdRoomDesc.name(), "room_id": room, "desc": rest}))?;
             }
             "/add" => {
                 let room = self.current()?;
                 let login = need(0, "/add LOGIN")?;
-                self.req(json!({"type": "RQ_ADD_MEMBER", "room_id": room, "login": login}))?;
+                self.req(json!({"type": Kind::AddMember.name(), "room_id": room, "login": login}))?;
             }
             "/leave" => {
                 let room = self.current()?;
-                self.req(json!({"type": "RQ_LEAVE_ROOM", "room_id": room}))?;
+                self.req(json!({"type": Kind::LeaveRoom.name(), "room_id": room}))?;
                 let mut dir = self.dir.lock();
                 dir.rooms.remove(&room);
                 dir.current = None;
             }
-            "/ban" => self.member_action("RQ_BAN_MEMBER", &need(0, "/ban LOGIN")?)?,
-            "/unban" => self.member_action("RQ_UNBAN_MEMBER", &need(0, "/unban LOGIN")?)?,
+            "/ban" => self.member_action(Kind::BanMember.name(), &need(0, "/ban LOGIN")?)?,
+            "/unban" => self.member_action(Kind::UnbanMember.name(), &need(0, "/unban LOGIN")?)?,
             "/role" => {
                 let room = self.current()?;
                 let login = need(0, "/role LOGIN ROLE")?;
                 let role = match need(1, "/role LOGIN ROLE")?.as_str() {
-                    "admin" => "DB_ADMIN",
-                    "moderator" | "mod" => "DB_MODERATOR",
-                    "member" | "simple" => "DB_SIMPLE",
+                    "admin" => Role::Admin.name(),
+                    "moderator" | "mod" => Role::Moderator.name(),
+                    "member" | "simple" => Role::Simple.name(),
                     other => return Err(format!("unknown role {other:?}: admin, moderator or member")),
                 };
                 let user = self.user_id(&login)?;
-                self.req(json!({"type": "RQ_SET_ROLE", "room_id": room, "user_id": user, "role": role}))?;
+                self.req(
+                    json!({"type": Kind::SetRole.name(), "room_id": room, "user_id": user, "role": role}),
+                )?;
             }
             "/friends" => {
-                let reply = self.req(json!({"type": "RQ_GET_FRIENDS"}))?;
+                let reply = self.req(json!({"type": Kind::GetFriends.name()}))?;
                 let friends = reply["friends"].as_array().cloned().unwrap_or_default();
                 if friends.is_empty() {
                     self.say("no friends yet: /friend LOGIN");
@@ -517,17 +521,17 @@ impl App {
             }
             "/friend" => {
                 let login = need(0, "/friend LOGIN")?;
-                self.req(json!({"type": "RQ_ADD_FRIEND", "login": login}))?;
+                self.req(json!({"type": Kind::AddFriend.name(), "login": login}))?;
                 self.say(format!("{login} is now your friend"));
             }
             "/unfriend" => {
                 let login = need(0, "/unfriend LOGIN")?;
-                self.req(json!({"type": "RQ_DEL_FRIEND", "login": login}))?;
+                self.req(json!({"type": Kind::DelFriend.name(), "login": login}))?;
                 self.say(format!("{login} is no longer your friend"));
             }
             "/dm" => {
                 let login = need(0, "/dm LOGIN")?;
-                let reply = self.req(json!({"type": "RQ_OPEN_DM", "login": login}))?;
+                let reply = self.req(json!({"type": Kind::OpenDm.name(), "login": login}))?;
                 self.dir.lock().learn_room(&reply["room"]);
                 let id = reply["room"]["id"].as_i64().unwrap_or(0);
                 self.go(id)?;
@@ -541,7 +545,7 @@ impl App {
             }
             "/whois" => {
                 let login = need(0, "/whois LOGIN")?;
-                let info = self.req(json!({"type": "RQ_MEMBER_INFO", "login": login}))?;
+                let info = self.req(json!({"type": Kind::MemberInfo.name(), "login": login}))?;
                 let online = if info["online"] == true {
                     "online"
                 } else {
@@ -620,7 +624,7 @@ fn main() -> std::process::ExitCode {
                 .keys()
                 .map(|id| {
                     let after = dir.last_seen.get(id).copied().unwrap_or(0);
-                    json!({"type": "RQ_GET_NEW_MSGS", "room_id": id, "after_id": after, "count": 200, "req_id": "catch-up"})
+                    json!({"type": Kind::GetNewMsgs.name(), "room_id": id, "after_id": after, "count": 200, "req_id": "catch-up"})
                 })
                 .collect()
         },
@@ -643,7 +647,7 @@ fn main() -> std::process::ExitCode {
     };
     app.say(format!("connected to {server}; /help lists the commands"));
     if let Some((login, token)) = session::load(&server) {
-        match app.req(json!({"type": "RQ_TOKEN", "token": token})) {
+        match app.req(json!({"type": Kind::Token.name(), "token": token})) {
             Ok(reply) => {
                 app.logged_in(&reply);
                 app.say(format!("resumed the session of {login}"));

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use chrono::{Local, TimeZone};
+use parley::model::{MsgType, Role};
+use parley::protocol::Kind;
 use serde_json::Value;
 
 /// A room as the client knows it.
@@ -106,13 +108,13 @@ pub fn message_line(dir: &mut Directory, m: &Value) -> String {
     let label = dir.label(room_id);
     let time = clock(&m["date"]);
     let edited = if m["edited"] == true { " (edited)" } else { "" };
-    match m["msg_type"].as_str() {
-        Some("DB_FILE_MSG") => format!(
+    match m["msg_type"].as_str().and_then(MsgType::from_name) {
+        Some(MsgType::File) => format!(
             "[{time}] {label} {login} sent a file: {} ({}); /download {id}",
             m["file_name"].as_str().unwrap_or("?"),
             size(m["file_size"].as_i64().unwrap_or(0))
         ),
-        Some("DB_STICKER") => format!(
+        Some(MsgType::Sticker) => format!(
             "[{time}] {label} {login}: [sticker {}]{edited}  (#{id})",
             m["message"].as_str().unwrap_or("")
         ),
@@ -126,24 +128,24 @@ pub fn message_line(dir: &mut Directory, m: &Value) -> String {
 /// A push as a line, or `None` for pushes not worth a line.
 pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
     let room = |dir: &Directory| dir.label(p["room_id"].as_i64().unwrap_or(0));
-    let kind = p["type"].as_str().unwrap_or("");
+    let kind = p["type"].as_str().and_then(Kind::from_name)?;
     Some(match kind {
-        "RQ_MSG" => message_line(dir, p),
-        "RQ_EDIT_MSG" => format!(
+        Kind::Msg => message_line(dir, p),
+        Kind::EditMsg => format!(
             "{} message #{} edited: {}",
             room(dir),
             p["msg_id"],
             p["msg"].as_str().unwrap_or("")
         ),
-        "RQ_DEL_MSG" => format!("{} message #{} deleted", room(dir), p["msg_id"]),
-        "RQ_DEL_HIST" => format!("{} history cleared", room(dir)),
-        "RQ_NEW_MEMBER" => {
+        Kind::DelMsg => format!("{} message #{} deleted", room(dir), p["msg_id"]),
+        Kind::DelHist => format!("{} history cleared", room(dir)),
+        Kind::NewMember => {
             if let (Some(uid), Some(login)) = (p["user_id"].as_i64(), p["login"].as_str()) {
                 dir.users.insert(uid, login.to_owned());
             }
             format!("{} {} joined", room(dir), p["login"].as_str().unwrap_or("?"))
         }
-        "RQ_LEAVE_ROOM" => {
+        Kind::LeaveRoom => {
             let line = format!("{} {} left", room(dir), p["login"].as_str().unwrap_or("?"));
             if dir.me.as_deref() == p["login"].as_str() {
                 if let Some(id) = p["room_id"].as_i64() {
@@ -152,26 +154,26 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
             }
             line
         }
-        "RQ_BAN_MEMBER" => format!("{} {} was banned", room(dir), dir.user(&p["user_id"])),
-        "RQ_UNBAN_MEMBER" => format!("{} {} was unbanned", room(dir), dir.user(&p["user_id"])),
-        "RQ_SET_ROLE" => format!(
+        Kind::BanMember => format!("{} {} was banned", room(dir), dir.user(&p["user_id"])),
+        Kind::UnbanMember => format!("{} {} was unbanned", room(dir), dir.user(&p["user_id"])),
+        Kind::SetRole => format!(
             "{} {} is now {}",
             room(dir),
             dir.user(&p["user_id"]),
             role_name(p["role"].as_str().unwrap_or(""))
         ),
-        "RQ_JOIN_ROOM" | "RQ_NEW_ROOM" => {
+        Kind::JoinRoom | Kind::NewRoom => {
             dir.learn_room(p);
             format!("you are in {} now", dir.label(p["id"].as_i64().unwrap_or(0)))
         }
-        "RQ_DEL_ROOM" => {
+        Kind::DelRoom => {
             let line = format!("{} was deleted", room(dir));
             if let Some(id) = p["room_id"].as_i64() {
                 dir.rooms.remove(&id);
             }
             line
         }
-        "RQ_UPD_ROOM_NAME" => {
+        Kind::UpdRoomName => {
             let old = room(dir);
             if let (Some(id), Some(name)) = (p["room_id"].as_i64(), p["room_name"].as_str()) {
                 if let Some(r) = dir.rooms.get_mut(&id) {
@@ -180,17 +182,17 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
             }
             format!("{old} is now called {}", room(dir))
         }
-        "RQ_UPD_ROOM_DESC" => format!("{} topic: {}", room(dir), p["desc"].as_str().unwrap_or("")),
-        "RQ_ADD_FRIEND" => format!("{} is now your friend", p["login"].as_str().unwrap_or("?")),
-        "RQ_DEL_FRIEND" => format!("{} is no longer your friend", p["login"].as_str().unwrap_or("?")),
-        "RQ_PRESENCE" => format!(
+        Kind::UpdRoomDesc => format!("{} topic: {}", room(dir), p["desc"].as_str().unwrap_or("")),
+        Kind::AddFriend => format!("{} is now your friend", p["login"].as_str().unwrap_or("?")),
+        Kind::DelFriend => format!("{} is no longer your friend", p["login"].as_str().unwrap_or("?")),
+        Kind::Presence => format!(
             "{} is {}",
             dir.user(&p["user_id"]),
             if p["online"] == true { "online" } else { "offline" }
         ),
-        "RQ_LOG_OUT" => "this session was logged out".into(),
-        "RQ_ERROR_MSG" => format!("error: {}", p["msg"].as_str().unwrap_or("")),
-        "RQ_GET_NEW_MSGS" => {
+        Kind::LogOut => "this session was logged out".into(),
+        Kind::ErrorMsg => format!("error: {}", p["msg"].as_str().unwrap_or("")),
+        Kind::GetNewMsgs => {
             // Messages missed while reconnecting, oldest first.
             let mut lines: Vec<String> = Vec::new();
             if let Some(msgs) = p["messages"].as_array() {
@@ -208,12 +210,12 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
 }
 
 pub fn role_name(role: &str) -> &str {
-    match role {
-        "DB_CUSTOMER" => "owner",
-        "DB_ADMIN" => "admin",
-        "DB_MODERATOR" => "moderator",
-        "DB_SIMPLE" => "member",
-        "DB_BANNED" => "banned",
-        other => other,
+    match Role::from_name(role) {
+        Some(Role::Owner) => "owner",
+        Some(Role::Admin) => "admin",
+        Some(Role::Moderator) => "moderator",
+        Some(Role::Simple) => "member",
+        Some(Role::Banned) => "banned",
+        None => role,
     }
 }
