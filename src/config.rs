@@ -25,7 +25,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the database and stored files; created if missing.
     pub data_dir: PathBuf,
-    /// Worker threads executing requests (default: 2 × cores).
+    /// Read worker threads (default: 2 × cores); every write goes to the one writer.
     pub workers: usize,
     /// error, warn, info, debug or trace.
     pub log_level: String,
@@ -35,7 +35,8 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// Bytes queued for one client before it is cut off as too slow.
     pub max_outbound_bytes: usize,
-    /// Requests waiting for a worker, all connections together; beyond it, ER_BUSY.
+    /// Reads waiting for a worker, and (separately) writes waiting for the
+    /// writer, all connections together; beyond it, ER_BUSY.
     pub job_queue: usize,
     /// A connection that has not logged in after this long is closed.
     pub login_timeout_ms: u64,

@@ -1,7 +1,7 @@
 //! One client connection: its socket, buffers, session, and the state
 //! machine of what it is doing.
 //!
-//! A connection is always in exactly one [`State`]: ready for a request,
+//! A connection is always in exactly one `State`: ready for a request,
 //! serving one, moving a file's raw bytes, flushing before it closes, or
 //! doomed. The fields are private; the methods say which transitions exist,
 //! so the reactor cannot leave a connection half in one state and half in

@@ -1,20 +1,22 @@
 //! Parley: a lightweight chat server speaking newline-delimited JSON over TCP.
 //!
 //! # Layout
-//! - [`server`]: start-up (data directory, database, workers, listener) and shutdown.
-//! - [`reactor`]: the one mio thread owning every socket; framing, dispatch, fan-out.
-//! - [`conn`]: one connection's buffers and state.
+//! - [`server`]: start-up (data directory, database, threads, listener) and shutdown.
+//! - [`reactor`]: the one mio thread owning every socket: accepting, a
+//!   connection's turn, routing requests, fan-out, sessions, transfers.
+//! - [`conn`]: one connection's buffers and its state machine.
 //! - [`admission`]: caps on connections that have not logged in.
 //! - [`framing`]: splitting bytes into lines with a length limit.
 //! - [`transfer`]: upload and download state; [`files`]: stored files and the file-I/O thread.
 //! - [`disk`]: quotas, the free-space reserve, and the ballast that keeps deleting possible.
+//! - [`model`]: domain types, and the one table of each coded enumeration.
 //! - [`protocol`]: kinds, codes, request decoding, reply encoding (no I/O).
 //! - [`compat`]: the rules old uchat clients rely on, in one place.
 //! - [`job`]: messages between the reactor, the workers and the writer.
 //! - [`worker`]: the read workers and the password-hashing threads.
 //! - [`writer`]: the one thread that runs every write, in order, in group commits.
 //! - [`handler`]: one module per family of requests.
-//! - [`store`]: every SQL statement, and the migrations in `db/`.
+//! - [`store`]: every SQL statement, the writer's memory of rooms, and the migrations in `db/`.
 //! - [`backup`]: online backups of a running server's data directory.
 //! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator.

@@ -15,7 +15,7 @@ USAGE: parleyd [OPTIONS]
 OPTIONS:
   --listen ADDR      address to listen on (default 127.0.0.1:7700)
   --data DIR         data directory: database and files (default ./parley-data)
-  --workers N        worker threads (default 2 x cores)
+  --workers N        read worker threads (default 2 x cores)
   --config FILE      TOML settings file; flags override it
   --log-level LEVEL  error, warn, info, debug or trace (default info)
   -h, --help         print this help

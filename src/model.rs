@@ -2,7 +2,7 @@
 //! the enumerations whose integer codes are both the wire codes and the
 //! stored values.
 //!
-//! Each enumeration is declared once, by [`coded_enum!`], with its code and
+//! Each enumeration is declared once, by `coded_enum!`, with its code and
 //! its symbolic name: the server, the `parley` client and `parley-load` all
 //! read these tables (and `protocol`'s `Kind` and `ErrorCode`, declared the
 //! same way). Nothing here knows about JSON or sockets.

@@ -1,7 +1,7 @@
 //! The wire protocol: message kinds and codes, request decoding, reply encoding.
 //!
 //! No sockets and no SQL here. A line becomes a typed [`Request`] through
-//! [`decode`]; a reply or push is an [`Outgoing`] (a kind plus a typed body)
+//! [`decode()`]; a reply or push is an [`Outgoing`] (a kind plus a typed body)
 //! that [`Outgoing::encode`] writes in a connection's [`Dialect`].
 //!
 //! - [`kinds`]: the tables of kinds and error codes, and how coded
@@ -11,8 +11,9 @@
 //! - [`replies`]: one type per reply and push body;
 //! - [`encode`]: [`Outgoing`], written straight from the typed body.
 //!
-//! Adding a request kind: its entry in `kinds`, its type in `requests` and
-//! its arm in `decode`, its handler (and `handler::route`), its client command.
+//! Adding a request kind: its entry in `kinds`, its type and its line of
+//! the request table in `requests`, its handler (with its `handler::route`
+//! entry), and its client command.
 
 pub mod decode;
 pub mod encode;

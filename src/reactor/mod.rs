@@ -9,10 +9,10 @@
 //! is over the limit. Each connection's own state machine is `conn::Conn`.
 //!
 //! This file holds the loop, timers and closing; the rest is by concern:
-//! [`accept`] (new connections, caps, descriptors, log-in deadlines),
-//! [`service`] (one connection's turn: read, frame, route), [`fanout`]
-//! (completions: replies and pushes), [`sessions`] (log-in, revocation,
-//! presence) and [`transfers`] (file bytes and the file thread).
+//! `accept` (new connections, caps, descriptors, log-in deadlines),
+//! `service` (one connection's turn: read, frame, route), `fanout`
+//! (completions: replies and pushes), `sessions` (log-in, revocation,
+//! presence) and `transfers` (file bytes and the file thread).
 
 mod accept;
 mod fanout;
