@@ -110,13 +110,15 @@ impl Server {
         let db_path = config.db_path();
         store::migrate(&db_path)?;
         make_private(&db_path)?;
-        // Every worker's connection is opened before any thread starts, so a
-        // bad database fails here rather than in a worker.
-        // One connection per worker, one per hashing thread, and one for
-        // the writer.
-        let stores = (0..config.workers + config.auth_workers + 1)
-            .map(|_| Store::open(&db_path, config.durability))
+        // Every thread's connection is opened before any thread starts, so a
+        // bad database fails here rather than in a thread: read-only ones
+        // for the workers and the hashing threads, then the writer's (last).
+        // The writer's opens first, so the WAL's files exist for the readers.
+        let writer_store = Store::open(&db_path, config.durability)?;
+        let mut stores = (0..config.workers + config.auth_workers)
+            .map(|_| Store::open_reader(&db_path))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        stores.push(writer_store);
         sweep_files(&config, &stores[0])?;
         raise_fd_limit(config.max_connections);
 

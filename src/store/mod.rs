@@ -279,6 +279,24 @@ impl Store {
         Ok(Some(RoomState::new(room, newest_date, roles)))
     }
 
+    /// Opens a read-only connection, for the read workers and the hashing
+    /// threads: a handler that tried to write there would fail at once
+    /// (SQLITE_READONLY) instead of writing outside the writer's order.
+    pub fn open_reader(path: &Path) -> anyhow::Result<Store> {
+        use rusqlite::OpenFlags;
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("opening database {}", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Store {
+            conn,
+            depth: 0,
+            rooms: None,
+        })
+    }
+
     /// Writes the WAL back into the main file; called once at clean shutdown.
     pub fn checkpoint(&self) -> rusqlite::Result<()> {
         self.conn
@@ -289,6 +307,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        migrate(&path).unwrap();
+        let mut writer = Store::open(&path, Durability::Normal).unwrap();
+        let mut reader = Store::open_reader(&path).unwrap();
+        writer.create_user("w", "w", "", "x", 1).unwrap().unwrap();
+        assert!(
+            reader.user_by_login("w").unwrap().is_some(),
+            "readers see commits"
+        );
+        let refused = reader.create_user("r", "r", "", "x", 1).unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+    }
 
     #[test]
     fn migrates_once_and_refuses_newer_schemas() {
