@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use serde_json::{json, Value};
 
+use crate::client_stream::{Connector, ReadHalf, WriteHalf};
 use crate::protocol::Kind;
 use sha2::{Digest, Sha256};
 
@@ -22,8 +23,8 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Client {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    writer: WriteHalf,
+    reader: BufReader<ReadHalf>,
     /// Messages received while waiting for a particular reply.
     pending: VecDeque<Value>,
     next_req_id: u64,
@@ -45,18 +46,27 @@ impl Client {
 
     /// A client on an already connected stream (one bound to a chosen source address, say).
     pub fn from_stream(stream: TcpStream) -> io::Result<Client> {
-        stream.set_nodelay(true)?;
+        Client::with(&Connector::plain(), stream)
+    }
+
+    /// Connects as `connector` says: plain TCP, or TLS.
+    pub fn connect_with(connector: &Connector, addr: &str) -> io::Result<Client> {
+        Client::with(connector, TcpStream::connect(addr)?)
+    }
+
+    fn with(connector: &Connector, stream: TcpStream) -> io::Result<Client> {
         stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
+        let (reader, writer) = connector.wrap(stream)?;
         Ok(Client {
-            writer: stream.try_clone()?,
-            reader: BufReader::new(stream),
+            writer,
+            reader: BufReader::new(reader),
             pending: VecDeque::new(),
             next_req_id: 1,
         })
     }
 
     pub fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        self.writer.set_read_timeout(Some(timeout))
+        self.writer.socket().set_read_timeout(Some(timeout))
     }
 
     /// Sends raw bytes as they are.
@@ -243,7 +253,8 @@ pub struct Link {
 /// What the reader thread and the requesting side share.
 struct LinkShared {
     addr: String,
-    writer: Mutex<Option<TcpStream>>,
+    connector: Connector,
+    writer: Mutex<Option<WriteHalf>>,
     /// The session token, for resuming after a reconnect.
     token: Mutex<Option<String>>,
 }
@@ -270,14 +281,15 @@ impl Link {
     /// successful resume (catching up on missed messages).
     pub fn connect(
         addr: &str,
+        connector: Connector,
         mut on_event: impl FnMut(LinkEvent) + Send + 'static,
         on_restore: impl Fn() -> Vec<Value> + Send + 'static,
     ) -> io::Result<Link> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
+        let (reader, writer) = connector.connect(addr)?;
         let shared = Arc::new(LinkShared {
             addr: addr.to_owned(),
-            writer: Mutex::new(Some(stream.try_clone()?)),
+            connector,
+            writer: Mutex::new(Some(writer)),
             token: Mutex::new(None),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -285,27 +297,26 @@ impl Link {
         std::thread::Builder::new()
             .name("parley-link".into())
             .spawn(move || {
-                let mut stream = stream;
+                let mut reader = reader;
                 loop {
-                    read_until_closed(&stream, &tx, &mut on_event);
+                    read_until_closed(reader, &tx, &mut on_event);
                     on_event(LinkEvent::Lost);
                     *reader_shared.writer.lock() = None;
-                    stream = reconnect(&reader_shared);
+                    let (new_reader, writer) = reconnect(&reader_shared);
+                    reader = new_reader;
                     let token = reader_shared.token.lock().clone();
                     let mut lines = Vec::new();
                     if let Some(token) = token {
                         lines.push(json!({"type": Kind::Token.name(), "token": token, "req_id": "resume"}));
                         lines.extend(on_restore());
                     }
-                    let mut writer = stream.try_clone().ok();
+                    let mut writer = writer;
                     for line in &lines {
-                        if let Some(w) = writer.as_mut() {
-                            let mut bytes = serde_json::to_vec(line).unwrap_or_default();
-                            bytes.push(b'\n');
-                            let _ = w.write_all(&bytes);
-                        }
+                        let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+                        bytes.push(b'\n');
+                        let _ = writer.write_all(&bytes);
                     }
-                    *reader_shared.writer.lock() = writer;
+                    *reader_shared.writer.lock() = Some(writer);
                     on_event(LinkEvent::Restored);
                 }
             })?;
@@ -358,9 +369,8 @@ impl Link {
 }
 
 /// Reads lines until the connection closes, routing answers and pushes.
-fn read_until_closed(stream: &TcpStream, replies: &Sender<Value>, on_event: &mut impl FnMut(LinkEvent)) {
-    let Ok(clone) = stream.try_clone() else { return };
-    let reader = BufReader::new(clone);
+fn read_until_closed(stream: ReadHalf, replies: &Sender<Value>, on_event: &mut impl FnMut(LinkEvent)) {
+    let reader = BufReader::new(stream);
     for line in reader.lines() {
         let Ok(line) = line else { return };
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
@@ -378,13 +388,12 @@ fn read_until_closed(stream: &TcpStream, replies: &Sender<Value>, on_event: &mut
 }
 
 /// Connects again, waiting longer after each failure.
-fn reconnect(shared: &LinkShared) -> TcpStream {
+fn reconnect(shared: &LinkShared) -> (ReadHalf, WriteHalf) {
     let mut attempt = 0;
     loop {
         std::thread::sleep(backoff(attempt));
-        if let Ok(stream) = TcpStream::connect(&shared.addr) {
-            let _ = stream.set_nodelay(true);
-            return stream;
+        if let Ok(halves) = shared.connector.connect(&shared.addr) {
+            return halves;
         }
         attempt += 1;
     }

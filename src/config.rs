@@ -21,8 +21,15 @@ pub enum Durability {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on (TLS when `tls_cert` and `tls_key` are set).
     pub listen: SocketAddr,
+    /// A PEM certificate chain: with `tls_key`, `listen` serves TLS. Read
+    /// again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A second, plaintext listener beside the TLS one (for local clients).
+    pub listen_plain: Option<SocketAddr>,
     /// Directory for the database and stored files; created if missing.
     pub data_dir: PathBuf,
     /// Read worker threads (default: 2 × cores); every write goes to the one writer.
@@ -113,6 +120,9 @@ impl Default for Config {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            tls_cert: None,
+            tls_key: None,
+            listen_plain: None,
             data_dir: PathBuf::from("parley-data"),
             workers: 2 * cores,
             log_level: "info".into(),

@@ -7,11 +7,10 @@
 //! so the reactor cannot leave a connection half in one state and half in
 //! another.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::compat::{self, Dialect};
@@ -20,6 +19,7 @@ use crate::framing::{Frame, LineReader};
 use crate::job::{Session, StoreUpload};
 use crate::protocol::{Kind, Outgoing, ReqId};
 use crate::transfer::{Download, Transfer, Upload, CHUNK};
+use crate::transport::Transport;
 
 /// Size of one socket read.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -74,7 +74,8 @@ pub enum ReadStatus {
 }
 
 pub struct Conn {
-    socket: TcpStream,
+    /// The socket, with TLS on it or not: plaintext above it either way.
+    transport: Transport,
     peer: SocketAddr,
     reader: LineReader,
     /// Bytes waiting to be written; `written` of them already are.
@@ -95,9 +96,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, peer: SocketAddr, max_line: usize) -> Conn {
+    pub fn new(transport: Transport, peer: SocketAddr, max_line: usize) -> Conn {
         Conn {
-            socket,
+            transport,
             peer,
             reader: LineReader::new(max_line),
             wbuf: Vec::new(),
@@ -350,7 +351,7 @@ impl Conn {
     pub fn close_reason(&self) -> Option<String> {
         match &self.state {
             State::Doomed(reason) => return Some(reason.clone()),
-            State::Flushing(reason) if self.pending_out() == 0 => return Some((*reason).to_owned()),
+            State::Flushing(reason) if !self.output_pending() => return Some((*reason).to_owned()),
             State::Transferring {
                 transfer: Transfer::Upload(u),
                 ..
@@ -360,16 +361,16 @@ impl Conn {
             _ => {}
         }
         let serving = matches!(self.state, State::Serving(_));
-        (self.eof && !serving && self.pending_out() == 0).then(|| "closed by peer".to_owned())
+        (self.eof && !serving && !self.output_pending()).then(|| "closed by peer".to_owned())
     }
 
     /// Takes what the connection was doing, for the reactor to clean up.
-    pub fn into_transfer(self) -> (Option<Transfer>, TcpStream, Option<Interest>) {
+    pub fn into_transfer(self) -> (Option<Transfer>, Transport, Option<Interest>) {
         let transfer = match self.state {
             State::Transferring { transfer, .. } => Some(transfer),
             _ => None,
         };
-        (transfer, self.socket, self.registered)
+        (transfer, self.transport, self.registered)
     }
 
     // --- Reading ------------------------------------------------------------
@@ -406,7 +407,7 @@ impl Conn {
     pub fn read_available(&mut self, limit: usize, scratch: &mut [u8]) -> io::Result<(usize, ReadStatus)> {
         let mut total = 0;
         while self.reader.buffered() < limit {
-            match self.socket.read(scratch) {
+            match self.transport.read(scratch) {
                 Ok(0) => return Ok((total, ReadStatus::Closed)),
                 Ok(n) => {
                     self.reader.extend(&scratch[..n]);
@@ -461,15 +462,36 @@ impl Conn {
         true
     }
 
+    /// Bytes queued here or below (TLS records) and not yet written.
+    pub fn output_pending(&self) -> bool {
+        self.pending_out() > 0 || self.transport.wants_write()
+    }
+
     /// Writes queued bytes until done or the socket would block.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.written < self.wbuf.len() {
-            match self.socket.write(&self.wbuf[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
+        loop {
+            let mut progressed = false;
+            while self.written < self.wbuf.len() {
+                match self.transport.write(&self.wbuf[self.written..]) {
+                    // TLS's buffer is full: its records go out first.
+                    Ok(0) => break,
+                    Ok(n) => {
+                        self.written += n;
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.transport.send_records() {
+                Ok(n) => progressed |= n > 0,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            }
+            // Done, or the socket takes no more for now.
+            if (self.written == self.wbuf.len() && !self.transport.wants_write()) || !progressed {
+                break;
             }
         }
         if self.written == self.wbuf.len() {
@@ -487,7 +509,7 @@ impl Conn {
 
     /// Registers the socket, readable, for the first time.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut self.socket, token, Interest::READABLE)?;
+        registry.register(self.transport.socket_mut(), token, Interest::READABLE)?;
         self.registered = Some(Interest::READABLE);
         Ok(())
     }
@@ -496,7 +518,7 @@ impl Conn {
     /// needs now: reading if it `wants_read`, writing while output waits.
     pub fn update_interest(&mut self, registry: &Registry, token: Token, wants_read: bool) -> io::Result<()> {
         let read = wants_read.then_some(Interest::READABLE);
-        let write = (self.pending_out() > 0).then_some(Interest::WRITABLE);
+        let write = self.output_pending().then_some(Interest::WRITABLE);
         let wanted = match (read, write) {
             (Some(r), Some(w)) => Some(r | w),
             (r, w) => r.or(w),
@@ -505,9 +527,9 @@ impl Conn {
             return Ok(());
         }
         match (self.registered, wanted) {
-            (None, Some(i)) => registry.register(&mut self.socket, token, i)?,
-            (Some(_), Some(i)) => registry.reregister(&mut self.socket, token, i)?,
-            (Some(_), None) => registry.deregister(&mut self.socket)?,
+            (None, Some(i)) => registry.register(self.transport.socket_mut(), token, i)?,
+            (Some(_), Some(i)) => registry.reregister(self.transport.socket_mut(), token, i)?,
+            (Some(_), None) => registry.deregister(self.transport.socket_mut())?,
             (None, None) => {}
         }
         self.registered = wanted;
@@ -518,13 +540,17 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::net::TcpStream;
 
     fn conn() -> (Conn, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        (Conn::new(TcpStream::from_std(server), peer, 1024), client)
+        (
+            Conn::new(Transport::plain(TcpStream::from_std(server)), peer, 1024),
+            client,
+        )
     }
 
     fn download(id: u64) -> Download {

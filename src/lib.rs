@@ -5,6 +5,7 @@
 //! - [`reactor`]: the one mio thread owning every socket: accepting, a
 //!   connection's turn, routing requests, fan-out, sessions, transfers.
 //! - [`conn`]: one connection's buffers and its state machine.
+//! - [`transport`]: a connection's bytes, plain or TLS; [`tls`]: certificates and trust.
 //! - [`admission`]: caps on connections that have not logged in.
 //! - [`framing`]: splitting bytes into lines with a length limit.
 //! - [`transfer`]: upload and download state; [`files`]: stored files and the file-I/O thread.
@@ -19,12 +20,14 @@
 //! - [`store`]: every SQL statement, the writer's memory of rooms, and the migrations in `db/`.
 //! - [`backup`]: online backups of a running server's data directory.
 //! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
-//! - [`client`]: a small blocking client for tests, the CLI and the load generator.
+//! - [`client`]: a small blocking client for tests, the CLI and the load generator;
+//!   [`client_stream`]: its plain or TLS stream, in two halves.
 
 pub mod admission;
 pub mod auth;
 pub mod backup;
 pub mod client;
+pub mod client_stream;
 pub mod compat;
 pub mod config;
 pub mod conn;
@@ -42,7 +45,9 @@ pub mod server;
 pub mod shared;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod transfer;
+pub mod transport;
 pub mod worker;
 pub mod writer;
 

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
+use parley::tls::ServerTls;
 use parley::{Config, Server};
 
 const USAGE: &str = "\
@@ -14,6 +16,9 @@ USAGE: parleyd [OPTIONS]
 
 OPTIONS:
   --listen ADDR      address to listen on (default 127.0.0.1:7700)
+  --tls-cert FILE    PEM certificate chain: --listen then serves TLS
+  --tls-key FILE     PEM private key of --tls-cert (both read again on SIGHUP)
+  --listen-plain ADDR  a plaintext listener beside the TLS one
   --data DIR         data directory: database and files (default ./parley-data)
   --workers N        read worker threads (default 2 x cores)
   --config FILE      TOML settings file; flags override it
@@ -33,6 +38,9 @@ BACKUP:
 #[derive(Default)]
 struct Flags {
     listen: Option<String>,
+    listen_plain: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     data: Option<PathBuf>,
     workers: Option<usize>,
     config: Option<PathBuf>,
@@ -70,6 +78,9 @@ fn parse_flags() -> anyhow::Result<Parsed> {
         match arg {
             Value(command) if command == "backup" => return parse_backup(&mut parser),
             Long("listen") => flags.listen = Some(parser.value()?.string()?),
+            Long("listen-plain") => flags.listen_plain = Some(parser.value()?.string()?),
+            Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
+            Long("tls-key") => flags.tls_key = Some(parser.value()?.into()),
             Long("data") => flags.data = Some(parser.value()?.into()),
             Long("workers") => flags.workers = Some(parser.value()?.parse()?),
             Long("config") => flags.config = Some(parser.value()?.into()),
@@ -93,6 +104,18 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
         config.listen = listen
             .parse()
             .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:7700"))?;
+    }
+    if let Some(listen) = flags.listen_plain {
+        config.listen_plain =
+            Some(listen.parse().with_context(|| {
+                format!("--listen-plain {listen:?} is not an address like 127.0.0.1:7701")
+            })?);
+    }
+    if let Some(cert) = flags.tls_cert {
+        config.tls_cert = Some(cert);
+    }
+    if let Some(key) = flags.tls_key {
+        config.tls_key = Some(key);
     }
     if let Some(data) = flags.data {
         config.data_dir = data;
@@ -124,16 +147,21 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         .context("setting up logging")
 }
 
-/// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.
-fn handle_signals(shutdown: parley::ShutdownHandle) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+/// Turns the first SIGINT or SIGTERM into a graceful shutdown (a second one
+/// exits at once); SIGHUP reads the TLS certificate and key again.
+fn handle_signals(shutdown: parley::ShutdownHandle, tls: Option<Arc<ServerTls>>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("parley-signals".into())
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload_tls(tls.as_deref());
+                    continue;
+                }
                 seen += 1;
                 if seen > 1 {
                     log::warn!("second signal {signal}: exiting now");
@@ -145,6 +173,16 @@ fn handle_signals(shutdown: parley::ShutdownHandle) -> anyhow::Result<()> {
         })
         .context("spawning the signal thread")?;
     Ok(())
+}
+
+/// SIGHUP: new connections get the certificate now in the files; open ones
+/// keep theirs. A certificate that cannot be read leaves the old in use.
+fn reload_tls(tls: Option<&ServerTls>) {
+    match tls.map(ServerTls::reload) {
+        None => log::info!("SIGHUP: no TLS certificate to reload"),
+        Some(Ok(())) => log::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+        Some(Err(e)) => log::error!("SIGHUP: TLS certificate not reloaded, the old one stays in use: {e:#}"),
+    }
 }
 
 /// Keeps large allocations (Argon2's 19 MiB per hash) as their own mappings,
@@ -188,7 +226,7 @@ fn run() -> anyhow::Result<Option<&'static str>> {
     let config = build_config(flags)?;
     init_logging(&config.log_level)?;
     let server = Server::bind(config)?;
-    handle_signals(server.shutdown_handle())?;
+    handle_signals(server.shutdown_handle(), server.tls())?;
     server.run()?;
     Ok(None)
 }

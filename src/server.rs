@@ -17,9 +17,10 @@ use crate::config::Config;
 use crate::files;
 use crate::job::WriteQueue;
 use crate::presence::Presence;
-use crate::reactor::{Limits, Links, Reactor, ShutdownHandle, WAKER};
+use crate::reactor::{Limits, Links, Listener, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
 use crate::store::{self, Store};
+use crate::tls::ServerTls;
 use crate::worker::Worker;
 use crate::writer::Writer;
 
@@ -35,6 +36,9 @@ pub struct Server {
     poll: Poll,
     listener: mio::net::TcpListener,
     local_addr: SocketAddr,
+    /// The plaintext listener beside a TLS one, if configured.
+    plain_listener: Option<mio::net::TcpListener>,
+    tls: Option<Arc<ServerTls>>,
     waker: Arc<Waker>,
     shutdown: Arc<AtomicBool>,
     stores: Vec<Store>,
@@ -125,9 +129,20 @@ impl Server {
         // mio's bind listens with a backlog of 1024 (std's is 128, which
         // overflowed under connection storms: clients then waited for SYN
         // retransmits, seconds each).
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(ServerTls::load(cert, key)?)),
+            (None, None) => None,
+            _ => bail!("TLS needs both tls_cert and tls_key"),
+        };
         let listener = mio::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let plain_listener = match config.listen_plain {
+            Some(addr) => {
+                Some(mio::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?)
+            }
+            None => None,
+        };
         let poll = Poll::new().context("creating the poll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating the waker")?);
         Ok(Server {
@@ -135,6 +150,8 @@ impl Server {
             poll,
             listener,
             local_addr,
+            plain_listener,
+            tls,
             waker,
             shutdown: Arc::new(AtomicBool::new(false)),
             stores,
@@ -144,6 +161,16 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The plaintext listener's address, when there is one beside TLS.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS identity, to reload on SIGHUP (`None` without TLS).
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -223,10 +250,18 @@ impl Server {
             auth_rates: config.auth_rates(),
             transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
         };
+        let plain = match &self.plain_listener {
+            Some(l) => format!(
+                " and {} (plaintext)",
+                l.local_addr().map_or("?".into(), |a| a.to_string())
+            ),
+            None => String::new(),
+        };
         log::info!(
-            "parleyd {} listening on {} with {} workers, data in {}",
+            "parleyd {} listening on {}{}{plain} with {} workers, data in {}",
             env!("CARGO_PKG_VERSION"),
             self.local_addr,
+            if self.tls.is_some() { " (TLS)" } else { "" },
             config.workers,
             config.data_dir.display()
         );
@@ -247,9 +282,16 @@ impl Server {
             file_events: file_event_rx,
         };
         let files_dir = files::files_dir(&config.data_dir);
+        let mut listeners = vec![Listener {
+            socket: self.listener,
+            tls: self.tls,
+        }];
+        if let Some(socket) = self.plain_listener {
+            listeners.push(Listener { socket, tls: None });
+        }
         let reactor = Reactor::new(
             self.poll,
-            self.listener,
+            listeners,
             links,
             presence,
             self.shutdown,

@@ -28,3 +28,5 @@ mod abuse;
 mod backup;
 // One ordered write path: commit order, the same order for all, presence, a tiny queue.
 mod ordering;
+// TLS on the reactor: chat, plaintext beside it, refusals, stalls, certificate reload.
+mod tls;

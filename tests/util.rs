@@ -14,6 +14,8 @@ use tempfile::TempDir;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The plaintext listener beside TLS, when configured.
+    pub plain_addr: Option<SocketAddr>,
     pub dir: TempDir,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
@@ -81,10 +83,12 @@ pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
     adjust(&mut config);
     let server = Server::bind(config).expect("server binds");
     let addr = server.local_addr();
+    let plain_addr = server.plain_addr();
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run());
     TestServer {
         addr,
+        plain_addr,
         dir,
         handle,
         thread: Some(thread),

@@ -11,6 +11,8 @@ use mio::Token;
 use super::Reactor;
 use crate::admission::Eviction;
 use crate::conn::Conn;
+use crate::tls::ServerTls;
+use crate::transport::Transport;
 
 /// The shortest time between two reports of running out of descriptors.
 const FD_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -32,15 +34,19 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
 }
 
 impl Reactor {
-    pub(super) fn accept(&mut self) {
+    /// Accepts what waits on the listener of `token`.
+    pub(super) fn accept(&mut self, token: Token) {
         loop {
-            let Some(listener) = &self.listener else { return };
-            let (socket, peer) = match listener.accept() {
+            let Some((_, listener)) = self.listeners.iter().find(|(t, _)| *t == token) else {
+                return;
+            };
+            let tls = listener.tls.clone();
+            let (socket, peer) = match listener.socket.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_descriptors(&e) => {
-                    self.out_of_descriptors(&e);
+                    self.out_of_descriptors(token, &e);
                     return;
                 }
                 Err(e) => {
@@ -56,7 +62,7 @@ impl Reactor {
                 );
                 continue;
             }
-            self.add_conn(socket, peer);
+            self.add_conn(socket, peer, tls.as_deref());
         }
     }
 
@@ -64,18 +70,29 @@ impl Reactor {
     pub(super) fn retry_accept(&mut self) {
         if self.accept_retry_at.is_some_and(|t| Instant::now() >= t) {
             self.accept_retry_at = None;
-            self.accept();
+            let tokens: Vec<Token> = self.listeners.iter().map(|(t, _)| *t).collect();
+            for token in tokens {
+                self.accept(token);
+            }
         }
     }
 
-    /// Takes on an accepted connection.
-    fn add_conn(&mut self, socket: TcpStream, peer: SocketAddr) {
+    /// Takes on an accepted connection, starting TLS on it if its listener speaks TLS.
+    fn add_conn(&mut self, socket: TcpStream, peer: SocketAddr, tls: Option<&ServerTls>) {
         let token = Token(self.next_token);
         self.next_token += 1;
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
         }
-        let mut conn = Conn::new(socket, peer, self.limits.max_line_bytes);
+        let transport = match tls.map(ServerTls::accept) {
+            None => Transport::plain(socket),
+            Some(Ok(session)) => Transport::tls(socket, session),
+            Some(Err(e)) => {
+                log::error!("starting TLS for {peer} failed: {e}");
+                return;
+            }
+        };
+        let mut conn = Conn::new(transport, peer, self.limits.max_line_bytes);
         if let Err(e) = conn.register(self.poll.registry(), token) {
             log::error!("registering connection from {peer} failed: {e}");
             return;
@@ -97,7 +114,7 @@ impl Reactor {
     /// waiting client: it takes the place of the oldest idle connection that
     /// has not logged in, if there is one, and is closed at once if not (so
     /// it is told, rather than left hanging).
-    fn out_of_descriptors(&mut self, e: &io::Error) {
+    fn out_of_descriptors(&mut self, listener: Token, e: &io::Error) {
         // A shortage comes and goes as connections close and others wait:
         // it is reported at most once a minute.
         if self.fd_warned_at.is_none_or(|t| t.elapsed() >= FD_WARNING_EVERY) {
@@ -110,11 +127,12 @@ impl Reactor {
             return;
         };
         drop(reserve);
-        let accepted = match &self.listener {
-            Some(listener) => listener.accept().ok(),
-            None => None,
-        };
-        if let Some((socket, peer)) = accepted {
+        let accepted = self
+            .listeners
+            .iter()
+            .find(|(t, _)| *t == listener)
+            .and_then(|(_, l)| Some((l.socket.accept().ok()?, l.tls.clone())));
+        if let Some(((socket, peer), tls)) = accepted {
             let conns = &self.conns;
             let oldest = self
                 .anonymous
@@ -122,7 +140,7 @@ impl Reactor {
             match oldest {
                 Some(old) => {
                     self.close_quietly(Token(old), "out of file descriptors: making room", false);
-                    self.add_conn(socket, peer);
+                    self.add_conn(socket, peer, tls.as_deref());
                 }
                 None => drop(socket),
             }

@@ -37,12 +37,15 @@ use crate::files::{FileEvent, FileTask};
 use crate::job::{Completion, ConnId, Job, Task, WriteQueue};
 use crate::presence::{Presence, PresenceCoalescer};
 use crate::throttle::{AuthGate, AuthRates};
+use crate::tls::ServerTls;
 use crate::transfer::Upload;
 
 pub const LISTENER: Token = Token(0);
+/// The optional plaintext listener beside a TLS one.
+pub const PLAIN_LISTENER: Token = Token(2);
 pub const WAKER: Token = Token(1);
 /// Connection tokens start here and are never reused.
-const FIRST_CONN_TOKEN: usize = 2;
+const FIRST_CONN_TOKEN: usize = 3;
 
 /// How long a shutdown waits for in-flight requests and unsent replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +91,12 @@ impl ShutdownHandle {
     }
 }
 
+/// A listening socket, and the TLS its connections speak (if any).
+pub struct Listener {
+    pub socket: TcpListener,
+    pub tls: Option<Arc<ServerTls>>,
+}
+
 /// The channels between the reactor and the other threads.
 pub struct Links {
     /// Reads: served by the worker pool.
@@ -105,7 +114,8 @@ pub struct Links {
 
 pub struct Reactor {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Where connections come from, by poll token (emptied when draining).
+    listeners: Vec<(Token, Listener)>,
     conns: HashMap<Token, Conn>,
     next_token: usize,
     /// Logged-in connections of each user: where pushes for a user go.
@@ -152,6 +162,10 @@ pub struct Reactor {
     /// A descriptor held in reserve: given up to accept and close one waiting
     /// client when the process is out of descriptors, so it is told at once.
     reserve_fd: Option<std::fs::File>,
+    /// Whether a plaintext client on the TLS port was reported yet.
+    reported_plaintext: bool,
+    /// Whether a failed TLS handshake was reported yet.
+    reported_tls_error: bool,
     /// When running out of descriptors was last reported.
     fd_warned_at: Option<Instant>,
     /// When to ask a worker for its periodic upkeep next.
@@ -170,7 +184,7 @@ fn conn_id(token: Token) -> ConnId {
 impl Reactor {
     pub fn new(
         poll: Poll,
-        mut listener: TcpListener,
+        listeners: Vec<Listener>,
         links: Links,
         presence: Arc<Presence>,
         shutdown: Arc<AtomicBool>,
@@ -186,11 +200,15 @@ impl Reactor {
             file_tasks,
             file_events,
         } = links;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners: Vec<(Token, Listener)> =
+            [LISTENER, PLAIN_LISTENER].into_iter().zip(listeners).collect();
+        for (token, listener) in &mut listeners {
+            poll.registry()
+                .register(&mut listener.socket, *token, Interest::READABLE)?;
+        }
         Ok(Reactor {
             poll,
-            listener: Some(listener),
+            listeners,
             conns: HashMap::new(),
             next_token: FIRST_CONN_TOKEN,
             by_user: HashMap::new(),
@@ -219,6 +237,8 @@ impl Reactor {
             accept_retry_at: None,
             reserve_fd: accept::open_reserve_fd(),
             fd_warned_at: None,
+            reported_plaintext: false,
+            reported_tls_error: false,
             next_maintenance: Instant::now() + Duration::from_secs(5),
             presence_out: PresenceCoalescer::default(),
         })
@@ -237,7 +257,7 @@ impl Reactor {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER | PLAIN_LISTENER => self.accept(event.token()),
                     WAKER => {}
                     token => {
                         if self.conns.contains_key(&token) {
@@ -326,8 +346,8 @@ impl Reactor {
             "shutdown requested: no longer accepting; finishing {} requests",
             self.jobs_out
         );
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for (_, mut listener) in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.draining_until = Some(Instant::now() + DRAIN_TIMEOUT);
     }
@@ -348,12 +368,12 @@ impl Reactor {
             self.forget_user_conn(user_id, token);
         }
         let peer = conn.peer();
-        let (transfer, mut socket, registered) = conn.into_transfer();
+        let (transfer, mut transport, registered) = conn.into_transfer();
         if let Some(transfer) = transfer {
             self.abandon_transfer(transfer);
         }
         if registered.is_some() {
-            let _ = self.poll.registry().deregister(&mut socket);
+            let _ = self.poll.registry().deregister(transport.socket_mut());
         }
         let level = if loud { log::Level::Info } else { log::Level::Debug };
         log::log!(level, "conn {} closed from {peer}: {reason}", token.0);

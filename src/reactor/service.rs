@@ -12,6 +12,7 @@ use crate::handler::{route, Route};
 use crate::job::{Job, Task};
 use crate::protocol::{self, ErrorCode, Kind, Outgoing, Request};
 use crate::throttle::AuthAttempt;
+use crate::transport::{tls_failure, TlsFailure};
 
 /// Read-and-dispatch rounds one connection gets before others have a turn.
 const SERVICE_ROUNDS: usize = 16;
@@ -96,7 +97,10 @@ impl Reactor {
                         progressed |= n > 0;
                     }
                     Err(e) => {
-                        self.close(token, &format!("read error: {e}"));
+                        match tls_failure(&e) {
+                            Some(failure) => self.close_failed_tls(token, failure),
+                            None => self.close(token, &format!("read error: {e}")),
+                        }
                         return;
                     }
                 }
@@ -113,6 +117,24 @@ impl Reactor {
             }
         }
         self.finish_service(token);
+    }
+
+    /// Closes a connection whose TLS failed. The first of each cause is
+    /// logged with what it means; the rest only at debug level (a port
+    /// scanner or a misconfigured client would otherwise fill the log).
+    fn close_failed_tls(&mut self, token: Token, failure: &TlsFailure) {
+        let first = match failure {
+            TlsFailure::NotTls => !std::mem::replace(&mut self.reported_plaintext, true),
+            TlsFailure::Protocol(_) => !std::mem::replace(&mut self.reported_tls_error, true),
+        };
+        if first {
+            let peer = self.conns.get(&token).map(|c| c.peer());
+            log::warn!(
+                "closed a connection from {}: {failure}; further such closes are logged at debug level",
+                peer.map_or("?".into(), |p| p.to_string())
+            );
+        }
+        self.close_quietly(token, &failure.to_string(), false);
     }
 
     /// Flushes output, closes a connection that is done, updates its interest.

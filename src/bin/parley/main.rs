@@ -9,11 +9,13 @@ mod render;
 mod session;
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 use parley::client::{password_digest, Client, Link, LinkEvent};
+use parley::client_stream::Connector;
 use parley::model::{Role, RoomType};
 use parley::protocol::Kind;
 use render::{message_line, push_line, role_name, Directory};
@@ -79,6 +81,10 @@ struct App {
     out: Out,
     dir: Arc<Mutex<Directory>>,
     token: Option<String>,
+    /// How the server is reached (TLS or not); transfers connect the same way.
+    connector: Connector,
+    /// With TLS, the CA file trusted: saved with the session.
+    tls_ca: Option<PathBuf>,
     interactive: bool,
     /// File transfers running on their own connections.
     transfers: Vec<JoinHandle<()>>,
@@ -134,7 +140,7 @@ impl App {
     fn logged_in(&mut self, reply: &Value) {
         let login = reply["login"].as_str().unwrap_or_default().to_owned();
         let token = reply["token"].as_str().unwrap_or_default().to_owned();
-        if let Err(e) = session::save(&self.server, &login, &token) {
+        if let Err(e) = session::save(&self.server, &login, &token, self.tls_ca.as_deref()) {
             self.say(format!("(could not save the session: {e})"));
         }
         self.link.set_token(Some(token.clone()));
@@ -236,13 +242,13 @@ impl App {
         let name = std::path::Path::new(path)
             .file_name()
             .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned());
-        let (out, server) = (self.out.clone(), self.server.clone());
+        let (out, server, connector) = (self.out.clone(), self.server.clone(), self.connector.clone());
         out.line(format!("uploading {name} ({} bytes)...", data.len()));
         // A second connection, so chat goes on meanwhile.
         self.transfers.push(std::thread::spawn(move || {
             let total = data.len() as u64;
             let mut shown = 0;
-            let result = Client::connect(server.as_str()).and_then(|mut c| {
+            let result = Client::connect_with(&connector, &server).and_then(|mut c| {
                 c.upload_with_progress(room, &name, &data, Some(&token), |sent| {
                     let pct = sent * 100 / total.max(1);
                     if total > 1024 * 1024 && pct >= shown + 25 {
@@ -266,11 +272,11 @@ impl App {
     fn download(&mut self, msg_id: i64, path: Option<&str>) -> CmdResult {
         let room = self.current()?;
         let token = self.transfer_token()?;
-        let (out, server) = (self.out.clone(), self.server.clone());
+        let (out, server, connector) = (self.out.clone(), self.server.clone(), self.connector.clone());
         let path = path.map(str::to_owned);
         self.transfers.push(std::thread::spawn(move || {
             let mut shown = 0;
-            let result = Client::connect(server.as_str()).and_then(|mut c| {
+            let result = Client::connect_with(&connector, &server).and_then(|mut c| {
                 c.download_with_progress(room, msg_id, Some(&token), |got, size| {
                     let pct = got * 100 / size.max(1);
                     if size > 1024 * 1024 && pct >= shown + 25 {
@@ -567,26 +573,82 @@ impl App {
     }
 }
 
-fn parse_server() -> Result<Option<String>, String> {
-    let mut server = "127.0.0.1:7700".to_owned();
+/// Where to connect, and how.
+struct Target {
+    server: String,
+    /// `--tls`, and the CA file from `--ca` (`None`: not given).
+    tls: bool,
+    ca: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Option<Target>, String> {
+    let mut target = Target {
+        server: "127.0.0.1:7700".to_owned(),
+        tls: false,
+        ca: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--server" | "-s" => server = args.next().ok_or("--server needs HOST:PORT")?,
+            "--server" | "-s" => target.server = args.next().ok_or("--server needs HOST:PORT")?,
+            "--tls" => target.tls = true,
+            "--ca" => {
+                target.ca = Some(args.next().ok_or("--ca needs a PEM file")?.into());
+                target.tls = true;
+            }
+            "-V" | "--version" => {
+                println!("parley {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
             "-h" | "--help" => {
-                println!("parley [--server HOST:PORT]: chat with a Parley server (default 127.0.0.1:7700)\n\n{HELP}");
+                println!(
+                    "parley [--server HOST:PORT] [--tls [--ca FILE]]: chat with a Parley server (default 127.0.0.1:7700)\n\
+                     --tls connects with TLS; --ca trusts the CA certificate in FILE (a self-signed server's\n\
+                     certificate, say). The choice is saved with the session and used again next time.\n\n{HELP}"
+                );
                 return Ok(None);
             }
             other => return Err(format!("unknown argument {other:?}; parley --help")),
         }
     }
-    Ok(Some(server))
+    Ok(Some(target))
+}
+
+/// How to reach the server: as the flags say, else as the saved session did.
+fn connector_for(
+    target: &Target,
+    saved: Option<&session::Saved>,
+) -> Result<(Connector, Option<PathBuf>), String> {
+    let ca = match (&target.ca, target.tls) {
+        (Some(ca), _) => Some(ca.clone()),
+        (None, true) => match saved.and_then(|s| s.tls_ca.clone()) {
+            Some(ca) => Some(ca),
+            None => return Err("--tls needs --ca FILE: the CA certificate to trust".into()),
+        },
+        (None, false) => saved.and_then(|s| s.tls_ca.clone()),
+    };
+    match ca {
+        None => Ok((Connector::plain(), None)),
+        Some(ca) => {
+            let connector = Connector::tls(&target.server, &ca).map_err(|e| format!("{e:#}"))?;
+            Ok((connector, Some(ca)))
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
-    let server = match parse_server() {
-        Ok(Some(s)) => s,
+    let target = match parse_args() {
+        Ok(Some(t)) => t,
         Ok(None) => return std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parley: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let server = target.server.clone();
+    let saved = session::load(&server);
+    let (connector, tls_ca) = match connector_for(&target, saved.as_ref()) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("parley: {e}");
             return std::process::ExitCode::FAILURE;
@@ -608,6 +670,7 @@ fn main() -> std::process::ExitCode {
     let (push_out, push_dir, restore_dir) = (out.clone(), dir.clone(), dir.clone());
     let link = Link::connect(
         &server,
+        connector.clone(),
         move |event| match event {
             LinkEvent::Push(p) => {
                 if let Some(line) = push_line(&mut push_dir.lock(), &p) {
@@ -642,11 +705,14 @@ fn main() -> std::process::ExitCode {
         out,
         dir,
         token: None,
+        connector,
+        tls_ca,
         interactive,
         transfers: Vec::new(),
     };
-    app.say(format!("connected to {server}; /help lists the commands"));
-    if let Some((login, token)) = session::load(&server) {
+    let secure = if app.connector.is_tls() { " with TLS" } else { "" };
+    app.say(format!("connected to {server}{secure}; /help lists the commands"));
+    if let Some(session::Saved { login, token, .. }) = saved {
         match app.req(json!({"type": Kind::Token.name(), "token": token})) {
             Ok(reply) => {
                 app.logged_in(&reply);

@@ -29,15 +29,27 @@ fn path(server: &str) -> Option<PathBuf> {
     dir().map(|d| d.join(format!("session-{safe}.json")))
 }
 
-/// The saved login and token for `server`.
-pub fn load(server: &str) -> Option<(String, String)> {
-    let text = fs::read_to_string(path(server)?).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    Some((v["login"].as_str()?.to_owned(), v["token"].as_str()?.to_owned()))
+/// A saved session: who, and how the server was reached.
+pub struct Saved {
+    pub login: String,
+    pub token: String,
+    /// TLS was used, trusting this CA file.
+    pub tls_ca: Option<PathBuf>,
 }
 
-/// Saves the session, readable by its owner only.
-pub fn save(server: &str, login: &str, token: &str) -> std::io::Result<()> {
+/// The saved session for `server`.
+pub fn load(server: &str) -> Option<Saved> {
+    let text = fs::read_to_string(path(server)?).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    Some(Saved {
+        login: v["login"].as_str()?.to_owned(),
+        token: v["token"].as_str()?.to_owned(),
+        tls_ca: v["tls_ca"].as_str().map(PathBuf::from),
+    })
+}
+
+/// Saves the session, readable by its owner only, with the TLS choice.
+pub fn save(server: &str, login: &str, token: &str, tls_ca: Option<&std::path::Path>) -> std::io::Result<()> {
     let path =
         path(server).ok_or_else(|| std::io::Error::other("no home directory to save the session in"))?;
     if let Some(parent) = path.parent() {
@@ -57,7 +69,11 @@ pub fn save(server: &str, login: &str, token: &str) -> std::io::Result<()> {
         // An older file may have been created with laxer permissions.
         file.set_permissions(fs::Permissions::from_mode(0o600))?;
     }
-    file.write_all(json!({"login": login, "token": token}).to_string().as_bytes())
+    let mut saved = json!({"login": login, "token": token});
+    if let Some(ca) = tls_ca {
+        saved["tls_ca"] = json!(ca.to_string_lossy());
+    }
+    file.write_all(saved.to_string().as_bytes())
 }
 
 pub fn remove(server: &str) {

@@ -1,0 +1,289 @@
+//! TLS: certificates made at test time (rcgen), a real rustls handshake
+//! against the reactor, plaintext clients beside it, and what happens to
+//! clients that do not speak TLS, stall, or outlive a certificate.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use parley::client::Client;
+use parley::client_stream::Connector;
+use serde_json::json;
+
+use crate::util::{assert_type, closed_by_server, spawn_parleyd_configured, start_with, wait_until};
+
+/// A CA, and a server certificate it signed for 127.0.0.1 and localhost,
+/// written as PEM files into `dir` (ca.pem, cert.pem, key.pem).
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let pki = Pki {
+        ca: dir.join(format!("{name}-ca.pem")),
+        cert: dir.join(format!("{name}-cert.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
+/// Stops a spawned server however the test ends.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tls_client(addr: &str, ca: &Path) -> std::io::Result<Client> {
+    let connector = Connector::tls(addr, ca).map_err(std::io::Error::other)?;
+    Client::connect_with(&connector, addr)
+}
+
+/// Users on TLS and on the plaintext listener beside it chat in one room;
+/// a file crosses TLS byte for byte both ways.
+#[test]
+fn chat_and_files_over_tls_with_plaintext_beside_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path(), "a");
+    let server = start_with(|c| {
+        c.tls_cert = Some(pki.cert.clone());
+        c.tls_key = Some(pki.key.clone());
+        c.listen_plain = Some("127.0.0.1:0".parse().unwrap());
+        c.msg_burst = 1_000_000;
+        c.msg_rate_per_sec = 1e6;
+    });
+    let addr = server.addr.to_string();
+    let mut alice = tls_client(&addr, &pki.ca).unwrap();
+    assert_type(&alice.sign_up("alice", "pw-alice").unwrap(), "RQ_TOKEN");
+    let room = alice
+        .request(json!({"type": "RQ_NEW_ROOM", "name": "mixed", "room_type": "DB_GLOBAL_CHAT"}))
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut bob = Client::connect(server.plain_addr.unwrap()).unwrap();
+    assert_type(&bob.sign_up("bob", "pw-bob").unwrap(), "RQ_TOKEN");
+    assert_type(
+        &bob.request(json!({"type": "RQ_JOIN_ROOM", "room_id": room}))
+            .unwrap(),
+        "RQ_JOIN_ROOM",
+    );
+
+    let sent = alice
+        .request(json!({"type": "RQ_MSG", "room_id": room, "message": "over TLS"}))
+        .unwrap();
+    assert_type(&sent, "RQ_MSG");
+    assert_eq!(bob.recv_type("RQ_MSG").unwrap()["message"], "over TLS");
+    bob.request(json!({"type": "RQ_MSG", "room_id": room, "message": "in plaintext"}))
+        .unwrap();
+    assert_eq!(alice.recv_type("RQ_MSG").unwrap()["message"], "in plaintext");
+
+    // Many pushes at once pass TLS's own buffer (64 KiB) in order.
+    for i in 0..300 {
+        bob.send(
+            &json!({"type": "RQ_MSG", "room_id": room, "message": format!("burst {i} {}", "x".repeat(400))}),
+        )
+        .unwrap();
+    }
+    for i in 0..300 {
+        let m = alice.recv_type("RQ_MSG").unwrap();
+        assert!(
+            m["message"].as_str().unwrap().starts_with(&format!("burst {i} ")),
+            "{m}"
+        );
+    }
+
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file_msg = alice.upload(room, "big.bin", &data, None).unwrap();
+    assert_type(&file_msg, "RQ_MSG");
+    let msg_id = file_msg["message_id"].as_i64().unwrap();
+    let mut carol = tls_client(&addr, &pki.ca).unwrap();
+    assert_type(&carol.sign_up("carol", "pw-carol").unwrap(), "RQ_TOKEN");
+    assert_type(
+        &carol
+            .request(json!({"type": "RQ_JOIN_ROOM", "room_id": room}))
+            .unwrap(),
+        "RQ_JOIN_ROOM",
+    );
+    let (offer, got) = carol.download(room, msg_id, None).unwrap();
+    assert_eq!(offer["size"], data.len());
+    assert!(got == data, "the file changed on its way through TLS");
+}
+
+/// A client that speaks plaintext to the TLS port is closed at once and
+/// cleanly (end of stream, no reset), the log says why once, and TLS
+/// clients are served meanwhile. A client that does not trust the
+/// certificate fails its handshake.
+#[test]
+fn plaintext_on_the_tls_port_is_closed_cleanly_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "a");
+    let toml = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        pki.cert.display().to_string(),
+        pki.key.display().to_string()
+    );
+    let (child, addr, log) = spawn_parleyd_configured(dir.path(), &toml, None);
+    let server = Stop(child);
+    let mut bystander = tls_client(&addr, &pki.ca).unwrap();
+    assert_type(&bystander.request(json!({"type": "RQ_PING"})).unwrap(), "RQ_PING");
+    for _ in 0..5 {
+        let mut plain = TcpStream::connect(&addr).unwrap();
+        plain.write_all(b"{\"type\":\"RQ_PING\"}\n").unwrap();
+        plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        match plain.read(&mut buf) {
+            Ok(0) => {}
+            other => panic!("expected a clean close, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_type(&bystander.request(json!({"type": "RQ_PING"})).unwrap(), "RQ_PING");
+    }
+    let stranger = make_pki(dir.path(), "other");
+    assert!(
+        tls_client(&addr, &stranger.ca)
+            .and_then(|mut c| c.request(json!({"type": "RQ_PING"})))
+            .is_err(),
+        "a certificate from another CA was accepted"
+    );
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("does not speak TLS").count(),
+        1,
+        "the cause is logged once:\n{text}"
+    );
+}
+
+/// Handshakes that stall are cut as any connection that has not logged in
+/// is: by the log-in timeout, and by the cap per address.
+#[test]
+fn a_stalled_handshake_is_cut_like_any_anonymous_connection() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path(), "a");
+    let server = start_with(|c| {
+        c.tls_cert = Some(pki.cert.clone());
+        c.tls_key = Some(pki.key.clone());
+        c.login_timeout_ms = 600;
+        c.max_anonymous_per_addr = 4;
+    });
+    // The first bytes of a ClientHello, then nothing.
+    let stall = || {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+        s
+    };
+    let mut early: Vec<TcpStream> = (0..4).map(|_| stall()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let _late: Vec<TcpStream> = (0..4).map(|_| stall()).collect();
+    for s in &mut early {
+        assert!(
+            closed_by_server(s, Duration::from_secs(3)),
+            "the oldest stalled handshakes make room for new ones"
+        );
+    }
+    let mut alone = stall();
+    let started = Instant::now();
+    assert!(closed_by_server(&mut alone, Duration::from_secs(5)));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed before the timeout: {took:?}"
+    );
+    // A finished handshake without a log-in is timed out the same way.
+    let mut idle = tls_client(&server.addr.to_string(), &pki.ca).unwrap();
+    assert_type(&idle.request(json!({"type": "RQ_PING"})).unwrap(), "RQ_PING");
+    wait_until(Duration::from_secs(5), || {
+        idle.request(json!({"type": "RQ_PING"})).is_err()
+    });
+}
+
+/// SIGHUP reads the certificate again: new connections get the new one,
+/// the connection that was open goes on, and a broken file keeps the old.
+#[test]
+fn sighup_reloads_the_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = make_pki(dir.path(), "first");
+    let second = make_pki(dir.path(), "second");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    let toml = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (child, addr, log) = spawn_parleyd_configured(dir.path(), &toml, None);
+    let server = Stop(child);
+    let child = &server.0;
+    let mut alice = tls_client(&addr, &first.ca).unwrap();
+    assert_type(&alice.sign_up("alice", "pw-alice").unwrap(), "RQ_TOKEN");
+
+    let hup = |child: &std::process::Child| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let reloads = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("SIGHUP")
+            .count()
+    };
+    // A broken certificate file: the old one stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hup(child);
+    wait_until(Duration::from_secs(5), || reloads(&log) == 1);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("old one stays in use"));
+    assert_type(
+        &tls_client(&addr, &first.ca)
+            .unwrap()
+            .request(json!({"type": "RQ_PING"}))
+            .unwrap(),
+        "RQ_PING",
+    );
+    // The renewed certificate: new connections get it.
+    std::fs::copy(&second.cert, &cert).unwrap();
+    std::fs::copy(&second.key, &key).unwrap();
+    hup(child);
+    wait_until(Duration::from_secs(5), || reloads(&log) == 2);
+    let mut bob = tls_client(&addr, &second.ca).unwrap();
+    assert_type(&bob.sign_up("bob", "pw-bob").unwrap(), "RQ_TOKEN");
+    assert!(
+        tls_client(&addr, &first.ca)
+            .and_then(|mut c| c.request(json!({"type": "RQ_PING"})))
+            .is_err(),
+        "new connections still got the old certificate"
+    );
+    // The connection made before both reloads is still served.
+    let room = alice
+        .request(json!({"type": "RQ_NEW_ROOM", "name": "after reload", "room_type": "DB_GLOBAL_CHAT"}))
+        .unwrap();
+    assert_type(&room, "RQ_NEW_ROOM");
+}
