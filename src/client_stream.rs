@@ -22,6 +22,15 @@ pub struct Connector {
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tls {
+            None => f.write_str("plain TCP"),
+            Some((_, name)) => write!(f, "TLS to {name:?}"),
+        }
+    }
+}
+
 impl Connector {
     pub fn plain() -> Connector {
         Connector { tls: None }
@@ -37,6 +46,17 @@ impl Connector {
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// A new TLS session for a connection driven elsewhere (a non-blocking
+    /// socket under mio, say); `None` for plain TCP.
+    pub fn session(&self) -> io::Result<Option<ClientConnection>> {
+        match &self.tls {
+            None => Ok(None),
+            Some((config, name)) => ClientConnection::new(config.clone(), name.clone())
+                .map(Some)
+                .map_err(io::Error::other),
+        }
     }
 
     /// Connects and returns the two halves.

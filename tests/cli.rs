@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::util::{start_server, TestServer};
 
 /// One running `parley` process.
-struct Cli {
+pub(crate) struct Cli {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -20,8 +20,14 @@ struct Cli {
 
 impl Cli {
     fn start(server: &TestServer, config_home: &Path, password: &str) -> Cli {
+        Cli::start_with(&server.addr.to_string(), config_home, password, &[])
+    }
+
+    /// Runs `parley --server ADDR` with more arguments.
+    pub(crate) fn start_with(addr: &str, config_home: &Path, password: &str, args: &[&str]) -> Cli {
         let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-            .args(["--server", &server.addr.to_string()])
+            .args(["--server", addr])
+            .args(args)
             .env("XDG_CONFIG_HOME", config_home)
             .env("PARLEY_PASSWORD", password)
             .current_dir(config_home)
@@ -49,7 +55,7 @@ impl Cli {
         }
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
@@ -57,7 +63,7 @@ impl Cli {
 
     /// Waits for a printed line containing `needle`; returns it.
     #[track_caller]
-    fn expect(&mut self, needle: &str) -> String {
+    pub(crate) fn expect(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -73,7 +79,7 @@ impl Cli {
         }
     }
 
-    fn quit(mut self) {
+    pub(crate) fn quit(mut self) {
         self.send("/quit");
         drop(self.stdin.take());
         let status = self.child.wait().unwrap();

@@ -11,6 +11,7 @@ use parley::client::Client;
 use parley::client_stream::Connector;
 use serde_json::json;
 
+use crate::cli::Cli;
 use crate::util::{assert_type, closed_by_server, spawn_parleyd_configured, start_with, wait_until};
 
 /// A CA, and a server certificate it signed for 127.0.0.1 and localhost,
@@ -286,4 +287,103 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
         .request(json!({"type": "RQ_NEW_ROOM", "name": "after reload", "room_type": "DB_GLOBAL_CHAT"}))
         .unwrap();
     assert_type(&room, "RQ_NEW_ROOM");
+}
+
+/// The terminal client over TLS: `--tls --ca` to chat, and the next start,
+/// without the flags, connects with TLS again from the saved session.
+#[test]
+fn the_terminal_client_speaks_tls_and_remembers_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path(), "a");
+    let server = start_with(|c| {
+        c.tls_cert = Some(pki.cert.clone());
+        c.tls_key = Some(pki.key.clone());
+    });
+    let addr = server.addr.to_string();
+    let home = tempfile::tempdir().unwrap();
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let mut cli = Cli::start_with(&addr, home.path(), "alice-secret", &["--tls", "--ca", &ca]);
+    cli.expect("with TLS");
+    cli.send("/signup alice");
+    cli.send("/new lobby");
+    cli.expect("#lobby");
+    cli.send("hello over tls");
+    cli.expect("hello over tls");
+    cli.quit();
+    let mut watcher = tls_client(&addr, &pki.ca).unwrap();
+    assert_type(&watcher.log_in("alice", "alice-secret").unwrap(), "RQ_TOKEN");
+    let rooms = watcher
+        .request(json!({"type": "RQ_GET_ROOMS", "date": 0}))
+        .unwrap();
+    assert_eq!(rooms["rooms"][0]["name"], "lobby", "{rooms}");
+
+    let mut again = Cli::start_with(&addr, home.path(), "not needed", &[]);
+    again.expect("with TLS");
+    again.expect("resumed the session of alice");
+    again.quit();
+}
+
+/// Handshakes run on the reactor: a flood of them (finished ones, and
+/// ClientHellos abandoned halfway) must not hold up a logged-in client.
+#[test]
+fn a_handshake_flood_does_not_hold_up_others() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path(), "a");
+    let server = start_with(|c| {
+        c.tls_cert = Some(pki.cert.clone());
+        c.tls_key = Some(pki.key.clone());
+    });
+    let addr = server.addr.to_string();
+    let mut bystander = tls_client(&addr, &pki.ca).unwrap();
+    assert_type(&bystander.sign_up("calm", "pw-calm").unwrap(), "RQ_TOKEN");
+    let stop = Arc::new(AtomicBool::new(false));
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..4)
+        .map(|k| {
+            let (stop, handshakes, addr, ca) =
+                (stop.clone(), handshakes.clone(), addr.clone(), pki.ca.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if k % 2 == 0 {
+                        if let Ok(mut c) = tls_client(&addr, &ca) {
+                            if c.request(json!({"type": "RQ_PING"})).is_ok() {
+                                handshakes.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    } else if let Ok(mut s) = TcpStream::connect(&addr) {
+                        // A record header promising a ClientHello that never comes.
+                        let _ =
+                            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let started = Instant::now();
+        assert_type(&bystander.request(json!({"type": "RQ_PING"})).unwrap(), "RQ_PING");
+        assert_type(
+            &bystander.request(json!({"type": "RQ_GET_FRIENDS"})).unwrap(),
+            "RQ_GET_FRIENDS",
+        );
+        latencies.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    latencies.sort();
+    let worst = latencies[latencies.len() - 1];
+    let p99 = latencies[(latencies.len() - 1) * 99 / 100];
+    eprintln!(
+        "handshake flood: {} full handshakes in 3 s; bystander p99 {p99:?}, worst {worst:?}",
+        handshakes.load(Ordering::Relaxed)
+    );
+    assert!(handshakes.load(Ordering::Relaxed) > 100, "the flood did not run");
+    assert!(worst < Duration::from_secs(1), "a bystander waited {worst:?}");
 }

@@ -6,15 +6,16 @@
 //! drain. Only operations *intended* inside the measured window count.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use parley::client_stream::Connector;
+use parley::transport::Transport;
 
 use crate::net;
 use crate::rate::Schedule;
@@ -65,6 +66,8 @@ pub struct EngineConfig {
     /// New connections per second per thread during set-up.
     pub connect_rate: f64,
     pub password_digest: String,
+    /// Plain TCP or TLS.
+    pub connector: Connector,
 }
 
 /// Shared between the engine threads and the main thread.
@@ -121,7 +124,7 @@ enum Phase {
 
 struct Conn {
     plan: ConnPlan,
-    stream: Option<TcpStream>,
+    stream: Option<Transport>,
     phase: Phase,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -252,13 +255,19 @@ impl Thread {
     fn open(&mut self, i: usize, now: u64) {
         let conn = &mut self.conns[i];
         conn.started_us = now;
-        match net::connect(self.cfg.target, conn.plan.source) {
+        let opened = net::connect(self.cfg.target, conn.plan.source).and_then(|socket| {
+            Ok(match self.cfg.connector.session()? {
+                Some(session) => Transport::tls(socket, session),
+                None => Transport::plain(socket),
+            })
+        });
+        match opened {
             Ok(mut stream) => {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if self
                     .poll
                     .registry()
-                    .register(&mut stream, Token(i), interest)
+                    .register(stream.socket_mut(), Token(i), interest)
                     .is_err()
                 {
                     self.fail(i, "register");
@@ -295,6 +304,7 @@ impl Thread {
                 let connected = self.conns[i]
                     .stream
                     .as_ref()
+                    .map(Transport::socket)
                     .is_some_and(|s| matches!(s.take_error(), Ok(None)) && s.peer_addr().is_ok());
                 if connected {
                     self.conns[i].phase = Phase::LoggingIn;
@@ -318,18 +328,35 @@ impl Thread {
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
-        while !conn.wbuf.is_empty() {
-            match stream.write(&conn.wbuf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    conn.wbuf.drain(..n);
+        // Plaintext into the transport, and (for TLS) its records out,
+        // until the socket takes no more.
+        loop {
+            let mut progressed = false;
+            while !conn.wbuf.is_empty() {
+                match stream.write(&conn.wbuf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        conn.wbuf.drain(..n);
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        self.fail(i, "write");
+                        return;
+                    }
                 }
+            }
+            match stream.send_records() {
+                Ok(n) => progressed |= n > 0,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.fail(i, "write");
                     return;
                 }
+            }
+            if (conn.wbuf.is_empty() && !stream.wants_write()) || !progressed {
+                break;
             }
         }
     }

@@ -6,6 +6,7 @@
 //! HdrHistograms. A progress line every second, a final table, and on
 //! request a JSON report and an SVG plot. Every run stops by itself.
 
+mod certs;
 mod engine;
 mod net;
 mod plot;
@@ -28,6 +29,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use engine::{ConnPlan, EngineConfig, Shared, ThreadResult, Traffic};
+use parley::client_stream::Connector;
 use stats::{Interval, Percentiles, Recorder};
 use wire::Protocol;
 
@@ -62,6 +64,9 @@ OPTIONS:
   --connect-rate R     new connections per second during set-up (default 2000)
   --server-pid PID     sample this process's RSS and CPU (set for 'spawn')
   --parleyd PATH       the server binary for 'spawn' (default: beside this one)
+  --tls                connect with TLS ('spawn' gives the server a throwaway
+                       certificate; with --target, give --ca)
+  --ca FILE            the CA certificate to trust (PEM); implies --tls
   --json OUT           write every figure as JSON
   --plot OUT.svg       draw latency over time and its distribution
   --quiet              no progress lines
@@ -117,6 +122,10 @@ struct Options {
     connect_rate: f64,
     server_pid: Option<u32>,
     parleyd: Option<PathBuf>,
+    /// Connect with TLS (a spawned server gets a throwaway certificate).
+    tls: bool,
+    /// The CA certificate to trust (implies --tls).
+    ca: Option<PathBuf>,
     json: Option<PathBuf>,
     plot: Option<PathBuf>,
     quiet: bool,
@@ -140,6 +149,8 @@ fn parse_options() -> Result<Option<Options>> {
         connect_rate: 2000.0,
         server_pid: None,
         parleyd: None,
+        tls: false,
+        ca: None,
         json: None,
         plot: None,
         quiet: false,
@@ -175,6 +186,11 @@ fn parse_options() -> Result<Option<Options>> {
             Long("connect-rate") => o.connect_rate = parser.value()?.parse()?,
             Long("server-pid") => o.server_pid = Some(parser.value()?.parse()?),
             Long("parleyd") => o.parleyd = Some(parser.value()?.into()),
+            Long("tls") => o.tls = true,
+            Long("ca") => {
+                o.ca = Some(parser.value()?.into());
+                o.tls = true;
+            }
             Long("json") => o.json = Some(parser.value()?.into()),
             Long("plot") => o.plot = Some(parser.value()?.into()),
             Long("quiet") => o.quiet = true,
@@ -186,6 +202,12 @@ fn parse_options() -> Result<Option<Options>> {
         }
     }
     o.scenario = scenario.context("--scenario is required (fanout, ingest, connections, history, login)")?;
+    if o.tls && o.protocol == Protocol::Irc {
+        bail!("--tls is for Parley's protocols");
+    }
+    if o.tls && o.ca.is_none() && o.target != "spawn" {
+        bail!("--tls against --target needs --ca FILE: the CA certificate to trust");
+    }
     if o.protocol == Protocol::Irc && o.scenario != Scenario::Fanout {
         bail!("--protocol irc runs the fanout scenario only");
     }
@@ -217,7 +239,9 @@ impl Drop for SpawnedServer {
     }
 }
 
-fn spawn_server(parleyd: Option<&PathBuf>) -> Result<SpawnedServer> {
+/// Starts `parleyd` for the run; with `tls`, on a throwaway certificate
+/// whose CA is returned beside it.
+fn spawn_server(parleyd: Option<&PathBuf>, tls: bool) -> Result<(SpawnedServer, Option<PathBuf>)> {
     let exe = match parleyd {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("parleyd"),
@@ -238,9 +262,22 @@ fn spawn_server(parleyd: Option<&PathBuf>) -> Result<SpawnedServer> {
             dir.path().join("data").display().to_string()
         ),
     )?;
-    let mut child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    command
         .args(["--listen", "127.0.0.1:0", "--log-level", "info", "--config"])
-        .arg(&config)
+        .arg(&config);
+    let ca = if tls {
+        let pki = certs::throwaway(dir.path())?;
+        command
+            .arg("--tls-cert")
+            .arg(&pki.cert)
+            .arg("--tls-key")
+            .arg(&pki.key);
+        Some(pki.ca)
+    } else {
+        None
+    };
+    let mut child = command
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
@@ -258,11 +295,12 @@ fn spawn_server(parleyd: Option<&PathBuf>) -> Result<SpawnedServer> {
     };
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(SpawnedServer {
+    let server = SpawnedServer {
         child,
         addr,
         _dir: dir,
-    })
+    };
+    Ok((server, ca))
 }
 
 /// Every figure of a run, as written by --json.
@@ -320,7 +358,12 @@ struct TimelinePoint {
 }
 
 /// Accounts, rooms and the per-connection plans of a run.
-fn plan_connections(o: &Options, target: &str, target_addr: SocketAddr) -> Result<Vec<ConnPlan>> {
+fn plan_connections(
+    o: &Options,
+    connector: &Connector,
+    target: &str,
+    target_addr: SocketAddr,
+) -> Result<Vec<ConnPlan>> {
     let run = setup::run_id();
     let first_source = net::first_source();
     if o.protocol == Protocol::Irc {
@@ -350,17 +393,17 @@ fn plan_connections(o: &Options, target: &str, target_addr: SocketAddr) -> Resul
         _ => o.clients,
     };
     eprintln!("setting up {users} accounts...");
-    let accounts = setup::accounts(target, &run, users)?;
+    let accounts = setup::accounts(connector, target, &run, users)?;
     let rooms = match o.scenario {
         Scenario::Fanout | Scenario::Ingest | Scenario::History => {
             eprintln!("setting up rooms of {}...", o.room_size);
-            setup::rooms(target, &run, &accounts, o.room_size)?
+            setup::rooms(connector, target, &run, &accounts, o.room_size)?
         }
         Scenario::Connections | Scenario::Login => Vec::new(),
     };
     if o.scenario == Scenario::History {
         eprintln!("storing {} messages per room...", o.history_msgs);
-        setup::history(target, &accounts, &rooms, o.history_msgs)?;
+        setup::history(connector, target, &accounts, &rooms, o.history_msgs)?;
     }
     let mut room_of = vec![None; accounts.len()];
     for room in &rooms {
@@ -399,19 +442,24 @@ fn raise_fd_limit(connections: usize) {
 
 fn run(o: Options) -> Result<()> {
     raise_fd_limit(o.clients);
-    let spawned = if o.target == "spawn" {
-        Some(spawn_server(o.parleyd.as_ref())?)
+    let (spawned, spawned_ca) = if o.target == "spawn" {
+        let (server, ca) = spawn_server(o.parleyd.as_ref(), o.tls)?;
+        (Some(server), ca)
     } else {
-        None
+        (None, None)
     };
     let target = spawned.as_ref().map_or(o.target.clone(), |s| s.addr.clone());
+    let connector = match o.ca.clone().or(spawned_ca) {
+        Some(ca) if o.tls => Connector::tls(&target, &ca)?,
+        _ => Connector::plain(),
+    };
     let server_pid = o.server_pid.or(spawned.as_ref().map(|s| s.child.id()));
     let target_addr = target
         .to_socket_addrs()
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("no address for {target}"))?;
-    let plans = plan_connections(&o, &target, target_addr)?;
+    let plans = plan_connections(&o, &connector, &target, target_addr)?;
 
     let traffic = match o.scenario {
         Scenario::Fanout => Traffic::Fanout { rate: o.rate },
@@ -433,6 +481,7 @@ fn run(o: Options) -> Result<()> {
         drain: Duration::from_secs(2),
         connect_rate: o.connect_rate / o.threads as f64,
         password_digest: parley::client::password_digest(setup::PASSWORD),
+        connector: connector.clone(),
     };
     let rss_before = server_pid.and_then(server_stats::rss_kib);
     let shared = Arc::new(Shared::new());

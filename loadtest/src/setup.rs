@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use parley::client::{password_digest, Client};
+use parley::client_stream::Connector;
 use parley::protocol::Kind;
 use serde_json::json;
 
@@ -71,11 +72,12 @@ fn parallel<T: Send>(n: usize, threads: usize, work: impl Fn(usize) -> Result<T>
 }
 
 /// Signs up `n` accounts.
-pub fn accounts(target: &str, run: &str, n: usize) -> Result<Vec<Account>> {
+pub fn accounts(connector: &Connector, target: &str, run: &str, n: usize) -> Result<Vec<Account>> {
     let digest = password_digest(PASSWORD);
     parallel(n, 8, |i| {
         let login = format!("ld{run}u{i}");
-        let mut c = Client::connect(target).with_context(|| format!("connecting to {target}"))?;
+        let mut c =
+            Client::connect_with(connector, target).with_context(|| format!("connecting to {target}"))?;
         let reply = c.request(json!({"type": Kind::SignUp.name(), "login": login, "pass": digest}))?;
         let token = reply["token"]
             .as_str()
@@ -87,20 +89,26 @@ pub fn accounts(target: &str, run: &str, n: usize) -> Result<Vec<Account>> {
 
 /// Makes rooms of `room_size` from consecutive accounts: the first member
 /// creates each room and the others join it.
-pub fn rooms(target: &str, run: &str, accounts: &[Account], room_size: usize) -> Result<Vec<RoomPlan>> {
+pub fn rooms(
+    connector: &Connector,
+    target: &str,
+    run: &str,
+    accounts: &[Account],
+    room_size: usize,
+) -> Result<Vec<RoomPlan>> {
     let room_size = room_size.max(1);
     let count = accounts.len().div_ceil(room_size);
     parallel(count, 8, |r| {
         let members: Vec<usize> = (r * room_size..((r + 1) * room_size).min(accounts.len())).collect();
         let name = format!("ld{run}r{r}");
-        let mut owner = Client::connect(target)?;
+        let mut owner = Client::connect_with(connector, target)?;
         owner.resume(&accounts[members[0]].token)?;
         let reply = owner.request(json!({"type": Kind::NewRoom.name(), "name": name}))?;
         let id = reply["id"]
             .as_i64()
             .ok_or_else(|| anyhow!("creating room {name}: {reply}"))?;
         for &m in &members[1..] {
-            let mut c = Client::connect(target)?;
+            let mut c = Client::connect_with(connector, target)?;
             c.resume(&accounts[m].token)?;
             let reply = c.request(json!({"type": Kind::JoinRoom.name(), "room_id": id}))?;
             if reply["type"] != Kind::JoinRoom.name() {
@@ -112,10 +120,16 @@ pub fn rooms(target: &str, run: &str, accounts: &[Account], room_size: usize) ->
 }
 
 /// Stores `per_room` messages in each room, for the history scenario.
-pub fn history(target: &str, accounts: &[Account], rooms: &[RoomPlan], per_room: usize) -> Result<()> {
+pub fn history(
+    connector: &Connector,
+    target: &str,
+    accounts: &[Account],
+    rooms: &[RoomPlan],
+    per_room: usize,
+) -> Result<()> {
     parallel(rooms.len(), 8, |r| {
         let room = &rooms[r];
-        let mut c = Client::connect(target)?;
+        let mut c = Client::connect_with(connector, target)?;
         c.resume(&accounts[room.members[0]].token)?;
         for i in 0..per_room {
             let text = format!(
