@@ -30,3 +30,5 @@ mod backup;
 mod ordering;
 // TLS on the reactor: chat, plaintext beside it, refusals, stalls, certificate reload.
 mod tls;
+// Storage faults: a failing fsync.
+mod faults;

@@ -279,9 +279,11 @@ pub fn spawn_parleyd_limited(
     spawn_command(command, data, config, log)
 }
 
+/// Starts the given command (parleyd, perhaps under a wrapper or with a
+/// changed environment) on an ephemeral port; returns the child and its address.
 // The caller waits for the child it is handed.
 #[allow(clippy::zombie_processes)]
-fn spawn_command(
+pub fn spawn_command(
     mut command: std::process::Command,
     data: &Path,
     config: &Path,
