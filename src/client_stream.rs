@@ -16,6 +16,9 @@ use parking_lot::Mutex;
 use rustls::{ClientConfig, ClientConnection};
 use rustls_pki_types::ServerName;
 
+/// The longest a TLS handshake may take when connecting.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a client connects: plain TCP, or TLS trusting a given CA.
 #[derive(Clone)]
 pub struct Connector {
@@ -78,6 +81,13 @@ impl Connector {
                 }))
             }
         };
+        if let Some(session) = &session {
+            // A server that never answers must not hold a connect forever.
+            let timeout = socket.read_timeout()?;
+            socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+            session.handshake(&socket)?;
+            socket.set_read_timeout(timeout)?;
+        }
         let read = ReadHalf {
             socket: socket.try_clone()?,
             session: session.clone(),
@@ -106,6 +116,33 @@ impl Session {
             }
         }
         socket.write_all(&records)
+    }
+}
+
+impl Session {
+    /// Completes the handshake before anything else, so that a certificate
+    /// the client does not trust is reported when connecting, with why.
+    fn handshake(&self, mut socket: &TcpStream) -> io::Result<()> {
+        let mut raw = [0u8; 4096];
+        while self.tls.lock().is_handshaking() {
+            self.send_records(socket)?;
+            let n = socket.read(&mut raw)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake (is it serving TLS?)",
+                ));
+            }
+            let mut tls = self.tls.lock();
+            let mut bytes = &raw[..n];
+            while !bytes.is_empty() {
+                tls.read_tls(&mut bytes)?;
+                tls.process_new_packets().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("TLS handshake failed: {e}"))
+                })?;
+            }
+        }
+        self.send_records(socket)
     }
 }
 

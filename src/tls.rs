@@ -12,10 +12,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use parking_lot::RwLock;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::ring::default_provider;
-use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// Plaintext a TLS connection may hold in rustls before more is refused.
 /// Beyond it, output waits in the connection's own bounded buffer.
@@ -79,21 +83,77 @@ impl ServerTls {
     }
 }
 
-/// A client's TLS settings: the system's usual trust is not available here
-/// (no bundled roots), so a client trusts the CA file it is given.
+/// A client's TLS settings. The client trusts what the `ca` file holds: CA
+/// certificates, whose signatures it checks as usual, and also the exact
+/// certificates in it as they are, so that a self-signed server certificate
+/// given as `--ca` works (however its basic constraints are set).
 pub fn client_config(ca: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+    let provider = Arc::new(default_provider());
+    let pinned = read_certs(ca)?;
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(ca)? {
+    for cert in &pinned {
         roots
-            .add(cert)
-            .with_context(|| format!("{} is not a usable CA certificate", ca.display()))?;
+            .add(cert.clone())
+            .with_context(|| format!("{} is not a usable certificate", ca.display()))?;
     }
-    let config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+    let chains = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("building the certificate verifier")?;
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("choosing TLS versions")?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(TrustedFile { pinned, chains }))
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Accepts a server certificate that is one of the trusted file's own, or
+/// that chains to one of them (the usual checks of name, dates and usage).
+/// Handshake signatures are always checked against the certificate shown.
+#[derive(Debug)]
+struct TrustedFile {
+    pinned: Vec<CertificateDer<'static>>,
+    chains: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for TrustedFile {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.chains
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chains.supported_verify_schemes()
+    }
 }
 
 /// The name a client checks the server's certificate against: the host

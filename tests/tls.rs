@@ -387,3 +387,32 @@ fn a_handshake_flood_does_not_hold_up_others() {
     assert!(handshakes.load(Ordering::Relaxed) > 100, "the flood did not run");
     assert!(worst < Duration::from_secs(1), "a bystander waited {worst:?}");
 }
+
+/// A self-signed certificate made the way `openssl req -x509` makes one
+/// (its own CA, with the server's names) is trusted when given as `--ca`;
+/// a client that trusts something else is told why when it connects.
+#[test]
+fn a_self_signed_certificate_given_as_ca_is_trusted() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server = start_with(|c| {
+        c.tls_cert = Some(cert_path.clone());
+        c.tls_key = Some(key_path.clone());
+    });
+    let addr = server.addr.to_string();
+    let mut alice = tls_client(&addr, &cert_path).unwrap();
+    assert_type(&alice.sign_up("alice", "pw-alice").unwrap(), "RQ_TOKEN");
+
+    let other = make_pki(dir.path(), "other");
+    let refused = tls_client(&addr, &other.ca)
+        .err()
+        .expect("an untrusted certificate was accepted");
+    assert!(refused.to_string().contains("TLS handshake failed"), "{refused}");
+}
