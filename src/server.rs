@@ -89,14 +89,21 @@ fn sweep_files(config: &Config, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the open-file limit towards what `max_connections` needs.
-fn raise_fd_limit(max_connections: usize) {
+/// Raises the open-file limit towards what `max_connections` needs. Short
+/// of it, that is a warning only if `max_connections` was set by hand: the
+/// default asks for more than most hosts allow, and a default start should
+/// not greet its user with a warning.
+fn raise_fd_limit(max_connections: usize, configured: bool) {
     let wanted = max_connections as u64 + SPARE_FDS;
     match rlimit::increase_nofile_limit(wanted) {
-        Ok(got) if got < wanted => log::warn!(
-            "open-file limit is {got}; about {} connections can be held, not {max_connections}",
-            got.saturating_sub(SPARE_FDS)
-        ),
+        Ok(got) if got < wanted => {
+            let level = if configured { log::Level::Warn } else { log::Level::Info };
+            log::log!(
+                level,
+                "the open-file limit ({got}) allows about {} connections; max_connections is {max_connections}",
+                got.saturating_sub(SPARE_FDS)
+            );
+        }
         Ok(_) => {}
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
@@ -110,22 +117,8 @@ impl Server {
         if config.auth_workers == 0 || config.auth_queue == 0 {
             bail!("auth_workers and auth_queue must be at least 1");
         }
-        prepare_data_dir(&config)?;
-        let db_path = config.db_path();
-        store::migrate(&db_path)?;
-        make_private(&db_path)?;
-        // Every thread's connection is opened before any thread starts, so a
-        // bad database fails here rather than in a thread: read-only ones
-        // for the workers and the hashing threads, then the writer's (last).
-        // The writer's opens first, so the WAL's files exist for the readers.
-        let writer_store = Store::open(&db_path, config.durability)?;
-        let mut stores = (0..config.workers + config.auth_workers)
-            .map(|_| Store::open_reader(&db_path))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        stores.push(writer_store);
-        sweep_files(&config, &stores[0])?;
-        raise_fd_limit(config.max_connections);
-
+        // The certificate and the ports come first: a port already taken
+        // fails before the data directory is created or migrated.
         // mio's bind listens with a backlog of 1024 (std's is 128, which
         // overflowed under connection storms: clients then waited for SYN
         // retransmits, seconds each).
@@ -143,6 +136,25 @@ impl Server {
             }
             None => None,
         };
+        prepare_data_dir(&config)?;
+        let db_path = config.db_path();
+        store::migrate(&db_path)?;
+        make_private(&db_path)?;
+        // Every thread's connection is opened before any thread starts, so a
+        // bad database fails here rather than in a thread: read-only ones
+        // for the workers and the hashing threads, then the writer's (last).
+        // The writer's opens first, so the WAL's files exist for the readers.
+        let writer_store = Store::open(&db_path, config.durability)?;
+        let mut stores = (0..config.workers + config.auth_workers)
+            .map(|_| Store::open_reader(&db_path))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        stores.push(writer_store);
+        sweep_files(&config, &stores[0])?;
+        raise_fd_limit(
+            config.max_connections,
+            config.max_connections != Config::default().max_connections,
+        );
+
         let poll = Poll::new().context("creating the poll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating the waker")?);
         Ok(Server {

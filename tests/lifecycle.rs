@@ -190,6 +190,10 @@ fn start_up_failures_are_one_clear_line() {
     let port = taken.local_addr().unwrap().to_string();
     let line = start_up_failure(&["--listen", &port], &dir.path().join("a"));
     assert!(line.contains("cannot listen on"), "{line}");
+    assert!(
+        !dir.path().join("a").exists(),
+        "the data directory was made before the port was found taken"
+    );
     // Data directory that cannot be created (its parent is a file).
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
@@ -215,6 +219,34 @@ fn start_up_failures_are_one_clear_line() {
     // A bad flag.
     let out = parleyd().arg("--bogus").output().unwrap();
     assert!(!out.status.success());
+}
+
+/// A start with the default settings says what it does and warns of nothing.
+#[test]
+fn a_default_start_has_no_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = parleyd()
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("listening on"), "{log}");
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "a default start warned:\n{log}");
 }
 
 #[test]
