@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The database's file name in the data directory.
+pub const DB_FILE: &str = "parley.db";
+
 /// How hard SQLite works to keep an acknowledged write across a crash.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +178,35 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
+    /// Checks what the types alone cannot: counts that must be positive,
+    /// the log level, and a TLS certificate and key that load together.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if self.workers == 0 {
+            bail!("workers must be at least 1");
+        }
+        if self.auth_workers == 0 || self.auth_queue == 0 || self.job_queue == 0 {
+            bail!("auth_workers, auth_queue and job_queue must be at least 1");
+        }
+        if self.max_connections == 0 || self.max_line_bytes < 1024 {
+            bail!("max_connections must be at least 1 and max_line_bytes at least 1024");
+        }
+        if self.log_level.parse::<log::LevelFilter>().is_err() {
+            bail!(
+                "log_level {:?} is not one of error, warn, info, debug, trace",
+                self.log_level
+            );
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                crate::tls::ServerTls::load(cert, key)?;
+            }
+            (None, None) => {}
+            _ => bail!("TLS needs both tls_cert and tls_key"),
+        }
+        Ok(())
+    }
+
     /// The cap on connections not logged in, in all.
     pub fn anonymous_cap(&self) -> usize {
         if self.max_anonymous > 0 {
@@ -197,7 +229,7 @@ impl Config {
 
     /// Path of the SQLite database inside the data directory.
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("parley.db")
+        self.data_dir.join(DB_FILE)
     }
 }
 

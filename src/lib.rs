@@ -18,11 +18,13 @@
 //! - [`writer`]: the one thread that runs every write, in order, in group commits.
 //! - [`handler`]: one module per family of requests.
 //! - [`store`]: every SQL statement, the writer's memory of rooms, and the migrations in `db/`.
-//! - [`backup`]: online backups of a running server's data directory.
+//! - [`backup`]: online backups of a running server's data directory;
+//!   [`admin`]: `parleyd admin`, the operator's commands.
 //! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator;
 //!   [`client_stream`]: its plain or TLS stream, in two halves.
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod backup;

@@ -12,6 +12,8 @@ const USAGE: &str = "\
 parleyd: the Parley chat server
 
 USAGE: parleyd [OPTIONS]
+       parleyd --check-config FILE
+       parleyd admin [--data DIR] [--config FILE] COMMAND
        parleyd backup --data DIR --to FILE
 
 OPTIONS:
@@ -25,6 +27,18 @@ OPTIONS:
   --log-level LEVEL  error, warn, info, debug or trace (default info)
   -h, --help         print this help
   -V, --version      print the version
+
+  --check-config FILE  check a settings file and exit (0 if it is usable)
+
+ADMIN (safe while the server runs):
+  parleyd admin [--data DIR] [--config FILE] COMMAND
+    users                  list the accounts
+    reset-password LOGIN   set a new password (asked twice, or the first line
+                           of stdin) and revoke the user's sessions
+    revoke LOGIN           revoke every session (token) of the user
+    rooms                  list the rooms
+    delete-room ID         delete a room with its messages and files
+    stats                  users, rooms, messages, files, database size
 
 BACKUP:
   parleyd backup --data DIR --to FILE
@@ -49,8 +63,44 @@ struct Flags {
 
 enum Parsed {
     Run(Flags),
-    Backup { data: PathBuf, to: PathBuf },
+    Backup {
+        data: PathBuf,
+        to: PathBuf,
+    },
+    Admin {
+        data: PathBuf,
+        config: Option<PathBuf>,
+        command: parley::admin::Command,
+    },
+    CheckConfig(PathBuf),
     Exit(&'static str),
+}
+
+/// `parleyd admin [--data DIR] [--config FILE] COMMAND [ARG]`.
+fn parse_admin(parser: &mut lexopt::Parser) -> anyhow::Result<Parsed> {
+    use lexopt::prelude::*;
+    let (mut data, mut config, mut words) = (None, None, Vec::new());
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("data") => data = Some(PathBuf::from(parser.value()?)),
+            Long("config") => config = Some(PathBuf::from(parser.value()?)),
+            Short('h') | Long("help") => return Ok(Parsed::Exit(USAGE)),
+            Value(word) => words.push(word.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let command = parley::admin::Command::parse(&words)?;
+    // The data directory: --data, else the config's, else the default.
+    let data = match (data, &config) {
+        (Some(data), _) => data,
+        (None, Some(path)) => Config::from_file(path)?.data_dir,
+        (None, None) => Config::default().data_dir,
+    };
+    Ok(Parsed::Admin {
+        data,
+        config,
+        command,
+    })
 }
 
 /// `parleyd backup --data DIR --to FILE`.
@@ -77,6 +127,8 @@ fn parse_flags() -> anyhow::Result<Parsed> {
     while let Some(arg) = parser.next()? {
         match arg {
             Value(command) if command == "backup" => return parse_backup(&mut parser),
+            Value(command) if command == "admin" => return parse_admin(&mut parser),
+            Long("check-config") => return Ok(Parsed::CheckConfig(parser.value()?.into())),
             Long("listen") => flags.listen = Some(parser.value()?.string()?),
             Long("listen-plain") => flags.listen_plain = Some(parser.value()?.string()?),
             Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
@@ -219,6 +271,26 @@ fn run() -> anyhow::Result<Option<&'static str>> {
                     String::new()
                 }
             );
+            return Ok(None);
+        }
+        Parsed::Admin {
+            data,
+            config,
+            command,
+        } => {
+            let config = match config {
+                Some(path) => Config::from_file(&path)?,
+                None => Config::default(),
+            };
+            let mut admin = parley::admin::Admin::open(&data, config)?;
+            let stdin = std::io::stdin();
+            admin.run(command, &mut stdin.lock(), &mut std::io::stdout())?;
+            return Ok(None);
+        }
+        Parsed::CheckConfig(path) => {
+            let config = Config::from_file(&path)?;
+            config.check()?;
+            println!("{}: ok", path.display());
             return Ok(None);
         }
         Parsed::Run(flags) => flags,

@@ -97,7 +97,11 @@ fn raise_fd_limit(max_connections: usize, configured: bool) {
     let wanted = max_connections as u64 + SPARE_FDS;
     match rlimit::increase_nofile_limit(wanted) {
         Ok(got) if got < wanted => {
-            let level = if configured { log::Level::Warn } else { log::Level::Info };
+            let level = if configured {
+                log::Level::Warn
+            } else {
+                log::Level::Info
+            };
             log::log!(
                 level,
                 "the open-file limit ({got}) allows about {} connections; max_connections is {max_connections}",
@@ -114,8 +118,8 @@ impl Server {
         if config.workers == 0 {
             bail!("--workers must be at least 1");
         }
-        if config.auth_workers == 0 || config.auth_queue == 0 {
-            bail!("auth_workers and auth_queue must be at least 1");
+        if config.auth_workers == 0 || config.auth_queue == 0 || config.job_queue == 0 {
+            bail!("auth_workers, auth_queue and job_queue must be at least 1");
         }
         // The certificate and the ports come first: a port already taken
         // fails before the data directory is created or migrated.

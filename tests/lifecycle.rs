@@ -246,7 +246,10 @@ fn a_default_start_has_no_warnings() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(log.contains("listening on"), "{log}");
-    assert!(!log.contains("WARN") && !log.contains("ERROR"), "a default start warned:\n{log}");
+    assert!(
+        !log.contains("WARN") && !log.contains("ERROR"),
+        "a default start warned:\n{log}"
+    );
 }
 
 #[test]

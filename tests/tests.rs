@@ -32,3 +32,5 @@ mod ordering;
 mod tls;
 // Storage faults: a failing fsync.
 mod faults;
+// parleyd admin and --check-config.
+mod admin;

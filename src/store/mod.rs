@@ -11,11 +11,13 @@
 //! [`migrate`] and tracked in `PRAGMA user_version`.
 
 mod accounts;
+mod admin;
 mod friends;
 mod messages;
 mod room_cache;
 mod rooms;
 
+pub use admin::{RoomSummary, Totals};
 pub use messages::{HistoryQuery, SearchScope};
 pub use room_cache::{Audience, RoomState};
 pub use rooms::Departure;
@@ -66,6 +68,8 @@ pub struct Store {
     depth: u32,
     /// Rooms in memory: kept by the writer's store only, which sees every write.
     rooms: Option<RoomCache>,
+    /// SQLite's count of commits by other connections, when last looked at.
+    data_version: Option<i64>,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
@@ -114,6 +118,7 @@ impl Store {
             conn,
             depth: 0,
             rooms: None,
+            data_version: None,
         })
     }
 
@@ -171,6 +176,14 @@ impl Store {
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.depth = 1;
+        // Another process (`parleyd admin`, a restore) may have changed the
+        // database: then what the cache remembers may be stale.
+        if self.rooms.is_some() {
+            let version: i64 = self.conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+            if self.data_version.replace(version).is_some_and(|v| v != version) {
+                self.forget_rooms();
+            }
+        }
         Ok(())
     }
 
@@ -294,6 +307,7 @@ impl Store {
             conn,
             depth: 0,
             rooms: None,
+            data_version: None,
         })
     }
 
