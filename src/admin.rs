@@ -76,6 +76,7 @@ impl Admin {
         if !db.exists() {
             bail!("{} holds no Parley database", data_dir.display());
         }
+        refuse_other_owner(data_dir)?;
         store::migrate(&db)?;
         Ok(Admin {
             data_dir: data_dir.to_path_buf(),
@@ -184,6 +185,25 @@ impl Admin {
         }
         Ok(())
     }
+}
+
+/// Refuses to work on a data directory another user owns: files it
+/// created (the database's journal, say) would then belong to the wrong
+/// user, and the server could no longer open them.
+fn refuse_other_owner(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading {}", data_dir.display()))?
+        .uid();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if owner != me {
+        bail!(
+            "{} belongs to user id {owner}: run this as that user (sudo -u USER parleyd admin ...)",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// A date for people: UTC, to the second.

@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The database's file name in the data directory.
 pub const DB_FILE: &str = "parley.db";
 
 /// How hard SQLite works to keep an acknowledged write across a crash.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// `synchronous=FULL`: every commit is on disk before it is acknowledged,
@@ -21,7 +21,7 @@ pub enum Durability {
 }
 
 /// Every setting of `parleyd`. Field names are the TOML keys.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on (TLS when `tls_cert` and `tls_key` are set).

@@ -151,3 +151,69 @@ fn check_config_says_ok_or_what_is_wrong() {
     let (ok, out) = check("tls_cert = \"cert.pem\"\n");
     assert!(!ok && out.contains("both"), "{out}");
 }
+
+/// deploy/parley.toml lists every setting, each set line holding the
+/// default (but for the service's `listen` and `data_dir`), and passes
+/// --check-config; deploy/parleyd.service passes systemd-analyze verify.
+#[test]
+fn the_deploy_files_are_true() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example_path = root.join("deploy/parley.toml");
+    let example = std::fs::read_to_string(&example_path).unwrap();
+    let set: toml::Table = toml::from_str(&example).unwrap();
+    let defaults = toml::Table::try_from(parley::Config::default()).unwrap();
+    for (key, default) in &defaults {
+        let listed = example
+            .lines()
+            .any(|l| l.trim_start_matches('#').starts_with(&format!("{key} =")));
+        assert!(listed, "deploy/parley.toml does not list {key}");
+        if let Some(value) = set.get(key) {
+            if key != "listen" && key != "data_dir" {
+                assert_eq!(value, default, "deploy/parley.toml: {key} is not the default");
+            }
+        }
+    }
+    for key in ["tls_cert", "tls_key", "listen_plain"] {
+        assert!(example.contains(&format!("#{key} =")), "{key} is not listed");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_parleyd"))
+        .arg("--check-config")
+        .arg(&example_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let unit = std::fs::read_to_string(root.join("deploy/parleyd.service")).unwrap();
+    for needed in [
+        "User=parley",
+        "StateDirectory=parley",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "Restart=on-failure",
+        "LimitNOFILE=",
+    ] {
+        assert!(unit.contains(needed), "parleyd.service lacks {needed}");
+    }
+    let verify = Command::new("systemd-analyze").arg("--version").output();
+    if verify.is_err() {
+        eprintln!("the_deploy_files_are_true: no systemd-analyze here; the unit was not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("parleyd.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/parleyd", env!("CARGO_BIN_EXE_parleyd")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
