@@ -33,6 +33,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// A second, plaintext listener beside the TLS one (for local clients).
     pub listen_plain: Option<SocketAddr>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
+    pub metrics: Option<SocketAddr>,
     /// Directory for the database and stored files; created if missing.
     pub data_dir: PathBuf,
     /// Read worker threads (default: 2 × cores); every write goes to the one writer.
@@ -126,6 +128,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             listen_plain: None,
+            metrics: None,
             data_dir: PathBuf::from("parley-data"),
             workers: 2 * cores,
             log_level: "info".into(),

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
@@ -17,6 +18,7 @@ use crate::compat::{self, Dialect};
 use crate::disk::QuotaReservation;
 use crate::framing::{Frame, LineReader};
 use crate::job::{Session, StoreUpload};
+use crate::metrics::Metrics;
 use crate::protocol::{Kind, Outgoing, ReqId};
 use crate::transfer::{Download, Transfer, Upload, CHUNK};
 use crate::transport::Transport;
@@ -28,6 +30,8 @@ pub const READ_CHUNK: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct InFlight {
     pub kind: Kind,
+    /// When the request arrived (for the latency metric).
+    pub started: Instant,
     pub req_id: Option<ReqId>,
     /// Close once answered: the request stores a transfer authorized by
     /// its token only.
@@ -40,6 +44,7 @@ impl InFlight {
     pub fn new(kind: Kind, req_id: Option<ReqId>) -> InFlight {
         InFlight {
             kind,
+            started: Instant::now(),
             req_id,
             close_after: false,
             quota: None,
@@ -93,10 +98,11 @@ pub struct Conn {
     registered: Option<Interest>,
     /// Pushes held back while a download's raw bytes go out.
     held: Vec<u8>,
+    metrics: Arc<Metrics>,
 }
 
 impl Conn {
-    pub fn new(transport: Transport, peer: SocketAddr, max_line: usize) -> Conn {
+    pub fn new(transport: Transport, peer: SocketAddr, max_line: usize, metrics: Arc<Metrics>) -> Conn {
         Conn {
             transport,
             peer,
@@ -110,6 +116,7 @@ impl Conn {
             eof: false,
             registered: None,
             held: Vec::new(),
+            metrics,
         }
     }
 
@@ -187,6 +194,7 @@ impl Conn {
     pub fn finish_request(&mut self) -> Option<ReqId> {
         match std::mem::replace(&mut self.state, State::Ready) {
             State::Serving(f) => {
+                self.metrics.request_latency.observe(f.started.elapsed());
                 if f.close_after {
                     self.state = State::Flushing("transfer finished");
                 }
@@ -277,6 +285,7 @@ impl Conn {
                 let (message, quota, req_id) = upload.into_stored();
                 self.state = State::Serving(InFlight {
                     kind: Kind::UploadFile,
+                    started: Instant::now(),
                     req_id,
                     close_after,
                     quota: Some(quota),
@@ -438,6 +447,9 @@ impl Conn {
 
     /// Queues a direct reply in this connection's dialect.
     pub fn reply(&mut self, msg: &Outgoing, req_id: Option<&ReqId>) {
+        if let Some(code) = msg.error_code() {
+            self.metrics.count_error(code);
+        }
         let line = msg.encode(self.dialect(), req_id);
         self.queue(&line);
     }
@@ -448,8 +460,14 @@ impl Conn {
     pub fn deliver(&mut self, line: &[u8], max_out: usize) -> bool {
         if self.pending_out() + self.held.len() + line.len() > max_out {
             self.doom("too slow reading its messages");
+            self.metrics
+                .slow_consumer_disconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return false;
         }
+        self.metrics
+            .pushes_delivered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let holds = matches!(
             self.transfer(),
             Some(Transfer::AwaitReady(_) | Transfer::Download(_))
@@ -478,6 +496,9 @@ impl Conn {
                     Ok(n) => {
                         self.written += n;
                         progressed = true;
+                        self.metrics
+                            .outbound_bytes
+                            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -548,7 +569,12 @@ mod tests {
         let (server, peer) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
         (
-            Conn::new(Transport::plain(TcpStream::from_std(server)), peer, 1024),
+            Conn::new(
+                Transport::plain(TcpStream::from_std(server)),
+                peer,
+                1024,
+                Arc::default(),
+            ),
             client,
         )
     }

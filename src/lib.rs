@@ -21,6 +21,7 @@
 //! - [`backup`]: online backups of a running server's data directory;
 //!   [`admin`]: `parleyd admin`, the operator's commands.
 //! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
+//! - [`metrics`]: what the server counts, served as Prometheus text.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator;
 //!   [`client_stream`]: its plain or TLS stream, in two halves.
 
@@ -39,6 +40,7 @@ pub mod files;
 pub mod framing;
 pub mod handler;
 pub mod job;
+pub mod metrics;
 pub mod model;
 pub mod presence;
 pub mod protocol;

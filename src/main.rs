@@ -21,6 +21,7 @@ OPTIONS:
   --tls-cert FILE    PEM certificate chain: --listen then serves TLS
   --tls-key FILE     PEM private key of --tls-cert (both read again on SIGHUP)
   --listen-plain ADDR  a plaintext listener beside the TLS one
+  --metrics ADDR     serve Prometheus metrics on http://ADDR/metrics
   --data DIR         data directory: database and files (default ./parley-data)
   --workers N        read worker threads (default 2 x cores)
   --config FILE      TOML settings file; flags override it
@@ -53,6 +54,7 @@ BACKUP:
 struct Flags {
     listen: Option<String>,
     listen_plain: Option<String>,
+    metrics: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     data: Option<PathBuf>,
@@ -131,6 +133,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             Long("check-config") => return Ok(Parsed::CheckConfig(parser.value()?.into())),
             Long("listen") => flags.listen = Some(parser.value()?.string()?),
             Long("listen-plain") => flags.listen_plain = Some(parser.value()?.string()?),
+            Long("metrics") => flags.metrics = Some(parser.value()?.string()?),
             Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => flags.tls_key = Some(parser.value()?.into()),
             Long("data") => flags.data = Some(parser.value()?.into()),
@@ -162,6 +165,12 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
             Some(listen.parse().with_context(|| {
                 format!("--listen-plain {listen:?} is not an address like 127.0.0.1:7701")
             })?);
+    }
+    if let Some(addr) = flags.metrics {
+        config.metrics = Some(
+            addr.parse()
+                .with_context(|| format!("--metrics {addr:?} is not an address like 127.0.0.1:9700"))?,
+        );
     }
     if let Some(cert) = flags.tls_cert {
         config.tls_cert = Some(cert);

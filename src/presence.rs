@@ -39,6 +39,11 @@ impl Presence {
         }
     }
 
+    /// Users with at least one logged-in connection.
+    pub fn online_users(&self) -> usize {
+        self.connections.read().len()
+    }
+
     pub fn is_online(&self, user_id: i64) -> bool {
         self.connections.read().contains_key(&user_id)
     }

@@ -16,6 +16,7 @@ use mio::{Poll, Waker};
 use crate::config::Config;
 use crate::files;
 use crate::job::WriteQueue;
+use crate::metrics::{self, Gauges, Metrics};
 use crate::presence::Presence;
 use crate::reactor::{Limits, Links, Listener, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
@@ -39,6 +40,8 @@ pub struct Server {
     /// The plaintext listener beside a TLS one, if configured.
     plain_listener: Option<mio::net::TcpListener>,
     tls: Option<Arc<ServerTls>>,
+    /// Where metrics are served, bound at start-up.
+    metrics_listener: Option<std::net::TcpListener>,
     waker: Arc<Waker>,
     shutdown: Arc<AtomicBool>,
     stores: Vec<Store>,
@@ -134,6 +137,13 @@ impl Server {
         let listener = mio::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot serve metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         let plain_listener = match config.listen_plain {
             Some(addr) => {
                 Some(mio::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?)
@@ -168,6 +178,7 @@ impl Server {
             local_addr,
             plain_listener,
             tls,
+            metrics_listener,
             waker,
             shutdown: Arc::new(AtomicBool::new(false)),
             stores,
@@ -182,6 +193,11 @@ impl Server {
     /// The plaintext listener's address, when there is one beside TLS.
     pub fn plain_addr(&self) -> Option<SocketAddr> {
         self.plain_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The metrics listener's address, when metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The TLS identity, to reload on SIGHUP (`None` without TLS).
@@ -205,11 +221,18 @@ impl Server {
         let (write_tx, write_rx) = crossbeam_channel::bounded(config.job_queue);
         let (own_tx, own_rx) = crossbeam_channel::unbounded();
         let writer_queue = WriteQueue::new(own_tx);
+        let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(
-            Shared::new(config.clone(), presence.clone(), writer_queue.clone())
-                .map_err(anyhow::Error::msg)?,
+            Shared::new(
+                config.clone(),
+                presence.clone(),
+                writer_queue.clone(),
+                metrics.clone(),
+            )
+            .map_err(anyhow::Error::msg)?,
         );
         let (job_tx, job_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (read_queue, write_queue) = (job_rx.clone(), write_rx.clone());
         // When it is full, the writer and the workers wake the reactor and wait.
         let (done_tx, done_rx) = crossbeam_channel::bounded(
             config.job_queue + config.auth_queue + config.workers + config.auth_workers,
@@ -288,7 +311,18 @@ impl Server {
             .name("parley-files".into())
             .spawn(move || files::run_file_thread(file_rx, file_event_tx, file_waker))
             .context("spawning the file thread")?;
+        let mut _metrics_server = None;
+        if let Some(listener) = self.metrics_listener {
+            let gauges = Gauges {
+                presence: presence.clone(),
+                reads: read_queue,
+                writes: write_queue,
+            };
+            _metrics_server =
+                Some(metrics::serve(listener, metrics.clone(), gauges).context("serving metrics")?);
+        }
         let links = Links {
+            metrics,
             jobs: job_tx,
             writes: write_tx,
             own_writes: writer_queue.clone(),

@@ -7,6 +7,7 @@ use crate::auth::PasswordHasher;
 use crate::config::Config;
 use crate::disk::DiskSpace;
 use crate::job::WriteQueue;
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::throttle::{LoginLimits, LoginThrottle, RateLimiter};
 
@@ -28,10 +29,17 @@ pub struct Shared {
     pub writer: WriteQueue,
     /// Quotas, the free-space reserve, the ballast.
     pub disk: DiskSpace,
+    /// What the server counts (the writer: messages stored, commit times).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    pub fn new(config: Config, presence: Arc<Presence>, writer: WriteQueue) -> Result<Shared, String> {
+    pub fn new(
+        config: Config,
+        presence: Arc<Presence>,
+        writer: WriteQueue,
+        metrics: Arc<Metrics>,
+    ) -> Result<Shared, String> {
         let hasher = PasswordHasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
         let login_throttle = LoginThrottle::new(LoginLimits {
             per_login_addr: config.login_failures_per_login,
@@ -61,6 +69,7 @@ impl Shared {
             room_rate: RateLimiter::new(config.rooms_per_hour / 3600.0, config.rooms_burst),
             friend_rate: RateLimiter::new(config.friend_adds_per_hour / 3600.0, config.friend_adds_burst),
             writer,
+            metrics,
             config,
         })
     }

@@ -11,7 +11,9 @@
 //! client sees every room's events in the same order.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
@@ -20,6 +22,7 @@ use crate::error::Error;
 use crate::files;
 use crate::handler;
 use crate::job::{Completion, ConnId, Outcome, Task};
+use crate::metrics::Histogram;
 use crate::protocol::{ErrorCode, Kind};
 use crate::shared::Shared;
 use crate::store::Store;
@@ -152,9 +155,21 @@ impl Writer {
         if tasks.is_empty() {
             return true;
         }
-        let answers = execute_batch(&mut self.store, tasks, |store, task| {
-            handler::handle_task(task, store, &self.shared)
-        });
+        let shared = &self.shared;
+        let answers = execute_batch(
+            &mut self.store,
+            tasks,
+            &shared.metrics.commit_latency,
+            |store, task| handler::handle_task(task, store, shared),
+        );
+        let stored = answers
+            .iter()
+            .filter(|a| matches!(a.kind, Kind::Msg | Kind::UploadFile) && !a.outcome.pushes.is_empty())
+            .count();
+        shared
+            .metrics
+            .messages_stored
+            .fetch_add(stored as u64, Ordering::Relaxed);
         self.send(answers)
     }
 
@@ -201,6 +216,7 @@ impl Writer {
 fn execute_batch(
     store: &mut Store,
     tasks: Vec<Task>,
+    commit_latency: &Histogram,
     mut run: impl FnMut(&mut Store, Task) -> Outcome,
 ) -> Vec<Answer> {
     let mut answers: Vec<Answer> = Vec::with_capacity(tasks.len());
@@ -247,7 +263,10 @@ fn execute_batch(
             }
         }
     }
-    if let Err(e) = store.commit_batch() {
+    let committing = Instant::now();
+    let committed = store.commit_batch();
+    commit_latency.observe(committing.elapsed());
+    if let Err(e) = committed {
         let error = Error::from(e);
         log::error!("a batch of {} writes failed: {error}", answers.len() - open_from);
         fail_from(&mut answers[open_from..], &error);
@@ -378,7 +397,7 @@ mod tests {
     fn a_failing_write_fails_only_itself() {
         let (_dir, mut store) = store();
         let mut n = 0;
-        let answers = execute_batch(&mut store, tasks(3), |s, _| {
+        let answers = execute_batch(&mut store, tasks(3), &Histogram::default(), |s, _| {
             let i = n;
             n += 1;
             s.create_user(&format!("u{i}"), "u", "", "x", 1).unwrap();
@@ -401,7 +420,7 @@ mod tests {
     fn a_panic_fails_its_batch_and_the_writer_goes_on() {
         let (_dir, mut store) = store();
         let mut n = 0;
-        let answers = execute_batch(&mut store, tasks(4), |s, _| {
+        let answers = execute_batch(&mut store, tasks(4), &Histogram::default(), |s, _| {
             let i = n;
             n += 1;
             s.create_user(&format!("u{i}"), "u", "", "x", 1).unwrap();

@@ -34,3 +34,5 @@ mod tls;
 mod faults;
 // parleyd admin and --check-config.
 mod admin;
+// Prometheus metrics.
+mod monitoring;

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The plaintext listener beside TLS, when configured.
     pub plain_addr: Option<SocketAddr>,
+    /// The metrics listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: TempDir,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
@@ -84,11 +86,13 @@ pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
     let server = Server::bind(config).expect("server binds");
     let addr = server.local_addr();
     let plain_addr = server.plain_addr();
+    let metrics_addr = server.metrics_addr();
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run());
     TestServer {
         addr,
         plain_addr,
+        metrics_addr,
         dir,
         handle,
         thread: Some(thread),

@@ -23,6 +23,8 @@ type BodyWriter = dyn Fn(&mut Vec<u8>) -> serde_json::Result<()> + Send + Sync;
 pub struct Outgoing {
     pub kind: Kind,
     body: Option<Arc<BodyWriter>>,
+    /// For an `RQ_ERROR_MSG`: its code (counted in the metrics).
+    error: Option<ErrorCode>,
 }
 
 impl fmt::Debug for Outgoing {
@@ -40,39 +42,51 @@ impl Outgoing {
             body: Some(Arc::new(move |out: &mut Vec<u8>| {
                 serde_json::to_writer(out, &body)
             })),
+            error: None,
         }
     }
 
     /// A message with no fields besides `type`.
     pub fn empty(kind: Kind) -> Outgoing {
-        Outgoing { kind, body: None }
+        Outgoing {
+            kind,
+            body: None,
+            error: None,
+        }
     }
 
     /// An `RQ_ERROR_MSG`.
     pub fn error(code: ErrorCode, msg: impl Into<String>, request: Option<Kind>) -> Outgoing {
-        Outgoing::new(
-            Kind::ErrorMsg,
-            ErrorBody {
-                error_code: code,
-                msg: msg.into(),
-                request,
-                retry_after_ms: None,
-            },
-        )
+        let body = ErrorBody {
+            error_code: code,
+            msg: msg.into(),
+            request,
+            retry_after_ms: None,
+        };
+        Outgoing {
+            error: Some(code),
+            ..Outgoing::new(Kind::ErrorMsg, body)
+        }
+    }
+
+    /// The error code, for an `RQ_ERROR_MSG`.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.error
     }
 
     /// An `RQ_ERROR_MSG` with ER_RATE_LIMITED and `retry_after_ms`.
     pub fn rate_limited(msg: impl Into<String>, request: Option<Kind>, retry_after: Duration) -> Outgoing {
         let ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
-        Outgoing::new(
-            Kind::ErrorMsg,
-            ErrorBody {
-                error_code: ErrorCode::RateLimited,
-                msg: msg.into(),
-                request,
-                retry_after_ms: Some(ms),
-            },
-        )
+        let body = ErrorBody {
+            error_code: ErrorCode::RateLimited,
+            msg: msg.into(),
+            request,
+            retry_after_ms: Some(ms),
+        };
+        Outgoing {
+            error: Some(ErrorCode::RateLimited),
+            ..Outgoing::new(Kind::ErrorMsg, body)
+        }
     }
 
     /// The line sent to a connection of the given dialect, `\n` included:

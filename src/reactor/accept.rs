@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -92,12 +93,14 @@ impl Reactor {
                 return;
             }
         };
-        let mut conn = Conn::new(transport, peer, self.limits.max_line_bytes);
+        let mut conn = Conn::new(transport, peer, self.limits.max_line_bytes, self.metrics.clone());
         if let Err(e) = conn.register(self.poll.registry(), token) {
             log::error!("registering connection from {peer} failed: {e}");
             return;
         }
         self.conns.insert(token, conn);
+        self.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
         self.start_login_deadline(token);
         log::debug!("conn {} opened from {peer}", token.0);
         self.count_anonymous(token);

@@ -35,6 +35,7 @@ use crate::admission::AnonymousConns;
 use crate::conn::Conn;
 use crate::files::{FileEvent, FileTask};
 use crate::job::{Completion, ConnId, Job, Task, WriteQueue};
+use crate::metrics::Metrics;
 use crate::presence::{Presence, PresenceCoalescer};
 use crate::throttle::{AuthGate, AuthRates};
 use crate::tls::ServerTls;
@@ -105,6 +106,8 @@ pub struct Links {
     pub writes: Sender<Task>,
     /// The writer's queue for the server's own writes.
     pub own_writes: WriteQueue,
+    /// What the server counts.
+    pub metrics: Arc<Metrics>,
     /// Sign-ups and log-ins: served by the password-hashing threads.
     pub auth_jobs: Sender<Job>,
     pub done: Receiver<Completion>,
@@ -166,6 +169,7 @@ pub struct Reactor {
     reported_plaintext: bool,
     /// Whether a failed TLS handshake was reported yet.
     reported_tls_error: bool,
+    metrics: Arc<Metrics>,
     /// When running out of descriptors was last reported.
     fd_warned_at: Option<Instant>,
     /// When to ask a worker for its periodic upkeep next.
@@ -197,6 +201,7 @@ impl Reactor {
             own_writes,
             auth_jobs,
             done,
+            metrics,
             file_tasks,
             file_events,
         } = links;
@@ -237,6 +242,7 @@ impl Reactor {
             accept_retry_at: None,
             reserve_fd: accept::open_reserve_fd(),
             fd_warned_at: None,
+            metrics,
             reported_plaintext: false,
             reported_tls_error: false,
             next_maintenance: Instant::now() + Duration::from_secs(5),
@@ -362,6 +368,7 @@ impl Reactor {
         let Some(conn) = self.conns.remove(&token) else {
             return;
         };
+        self.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
         self.anonymous.remove(token.0);
         if let Some(session) = conn.session() {
             let user_id = session.user_id;

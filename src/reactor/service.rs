@@ -211,6 +211,7 @@ impl Reactor {
                 return;
             };
             conn.note_request_type(env.type_was_code, Some(env.kind.code()));
+            self.metrics.count_request(env.kind);
             let route = route(env.kind);
             if route == Route::Inline {
                 conn.reply(&Outgoing::empty(env.kind), env.req_id.as_ref());
