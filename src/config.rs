@@ -114,6 +114,9 @@ pub struct Config {
     pub rooms_per_hour: f64,
     /// ...with bursts up to this.
     pub rooms_burst: u32,
+    /// Messages (and their files) older than this many days are deleted, in
+    /// small batches in the background; 0 keeps everything.
+    pub retention_days: u32,
     /// Friends a user may add per hour, sustained...
     pub friend_adds_per_hour: f64,
     /// ...with bursts up to this.
@@ -166,6 +169,7 @@ impl Default for Config {
             reads_burst: 60,
             rooms_per_hour: 30.0,
             rooms_burst: 10,
+            retention_days: 0,
             friend_adds_per_hour: 60.0,
             friend_adds_burst: 20,
         }

@@ -216,6 +216,8 @@ pub struct Outcome {
     /// Stored files to remove once the write that dropped their messages
     /// is committed.
     pub remove_files: Vec<String>,
+    /// The upkeep has more to do: ask for it again soon.
+    pub again: bool,
 }
 
 impl Outcome {

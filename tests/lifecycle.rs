@@ -290,3 +290,74 @@ fn config_file_is_read_and_flags_override_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("parley.toml"));
 }
+
+/// Retention: messages older than `retention_days` go (files too) in the
+/// background, and what remains keeps its counts right.
+#[test]
+fn retention_deletes_old_messages_and_their_files() {
+    let server = crate::util::start_server();
+    let mut alice = server.user("alice");
+    let room = alice.new_room("kept short", "DB_GLOBAL_CHAT");
+    for text in ["old one", "old two", "old three"] {
+        assert_type(
+            &alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": text})),
+            "RQ_MSG",
+        );
+    }
+    let file = alice.client.upload(room, "old.bin", &[1u8; 5000], None).unwrap();
+    assert_type(&file, "RQ_MSG");
+    let mut bob = server.user("bob");
+    assert_type(
+        &bob.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room})),
+        "RQ_JOIN_ROOM",
+    );
+    for text in ["new one", "new two"] {
+        assert_type(
+            &alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": text})),
+            "RQ_MSG",
+        );
+    }
+    let (result, dir) = server.stop();
+    result.unwrap();
+    // Forty days pass for the old ones.
+    let db = rusqlite::Connection::open(dir.path().join("data").join("parley.db")).unwrap();
+    let forty_days = 40 * 24 * 60 * 60 * 1000i64;
+    let aged = db
+        .execute(
+            "UPDATE messages SET date = date - ?1 WHERE body LIKE 'old%'",
+            [forty_days],
+        )
+        .unwrap();
+    assert_eq!(aged, 4);
+    drop(db);
+
+    let server = crate::util::start_in(dir, |c| c.retention_days = 30);
+    let mut alice = server.connect();
+    assert_type(&alice.log_in("alice", "pw-alice").unwrap(), "RQ_TOKEN");
+    let texts = |c: &mut parley::client::Client| -> Vec<String> {
+        let page = c
+            .request(json!({"type": "RQ_GET_NEW_MSGS", "room_id": room, "count": 50}))
+            .unwrap();
+        let mut texts: Vec<String> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message"].as_str().unwrap().to_owned())
+            .collect();
+        texts.sort();
+        texts
+    };
+    crate::util::wait_until(Duration::from_secs(15), || texts(&mut alice).len() == 2);
+    assert_eq!(texts(&mut alice), vec!["new one", "new two"]);
+    let files: Vec<_> = std::fs::read_dir(server.dir.path().join("data").join("files"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(files.is_empty(), "the old file stayed: {files:?}");
+    let mut bob = server.connect();
+    assert_type(&bob.log_in("bob", "pw-bob").unwrap(), "RQ_TOKEN");
+    let rooms = bob.request(json!({"type": "RQ_GET_ROOMS", "date": 0})).unwrap();
+    assert_eq!(rooms["rooms"][0]["unread"], 2, "{rooms}");
+    assert_eq!(rooms["rooms"][0]["power"], 2, "{rooms}");
+}

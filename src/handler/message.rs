@@ -14,6 +14,40 @@ use crate::protocol::{
 };
 use crate::store::{HistoryQuery, SearchScope, Store};
 
+/// Most messages one round of retention deletes (a short transaction: chat
+/// waits for it no longer than for an ordinary batch).
+pub const RETENTION_BATCH: usize = 500;
+
+const MS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// Retention: deletes a batch of the messages older than `retention_days`
+/// (with their files, after the commit), and asks to run again soon while
+/// more are waiting. Members are not told: expired messages leave history
+/// and search.
+pub fn expire(ctx: &mut Ctx) -> Result<Outcome> {
+    let days = ctx.shared.config.retention_days;
+    if days == 0 {
+        return Ok(Outcome::default());
+    }
+    let before = now_ms() - i64::from(days) * MS_PER_DAY;
+    let (deleted, files) = super::freeing_space(ctx, |store| {
+        store
+            .atomically(|s| s.expire_messages(before, RETENTION_BATCH))
+            .map_err(Error::from)
+    })?;
+    if deleted > 0 {
+        log::info!(
+            "retention: deleted {deleted} messages older than {days} days ({} files)",
+            files.len()
+        );
+    }
+    ctx.remove_files.extend(files);
+    Ok(Outcome {
+        again: deleted == RETENTION_BATCH,
+        ..Outcome::default()
+    })
+}
+
 /// Messages in a history page when the client does not say.
 pub const DEFAULT_PAGE: i64 = 50;
 /// The largest history page.

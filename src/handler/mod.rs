@@ -59,7 +59,8 @@ fn limit(limiter: &RateLimiter, user_id: i64, what: &str) -> Result<()> {
 /// ballast is put back once deletes made room.
 fn maintenance(ctx: &mut Ctx) -> Result<Outcome> {
     ctx.shared.disk.ensure_ballast();
-    account::purge_expired_tokens(ctx)
+    account::purge_expired_tokens(ctx)?;
+    message::expire(ctx)
 }
 
 /// Runs a write that frees space (deleting messages, histories, rooms). On

@@ -38,7 +38,11 @@ impl Reactor {
             close_after,
             deferred: _,
             remove_files: _,
+            again,
         } = completion.outcome;
+        if again {
+            self.maintain_soon();
+        }
         // The requester may have gone meanwhile (or there was none, for the
         // server's own writes); what the job did still reaches everyone else.
         let req_id = match self.conns.get_mut(&token) {

@@ -178,8 +178,12 @@ pub struct Reactor {
     presence_out: PresenceCoalescer,
 }
 
-/// How often the writer does its upkeep (expired tokens, the disk's ballast).
+/// How often the writer does its upkeep (expired tokens, the disk's
+/// ballast, retention).
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
+
+/// How soon the upkeep comes back while retention has a backlog.
+const MAINTENANCE_AGAIN: Duration = Duration::from_millis(200);
 
 fn conn_id(token: Token) -> ConnId {
     token.0 as ConnId
@@ -337,6 +341,11 @@ impl Reactor {
         }
         self.next_maintenance = now + MAINTENANCE_EVERY;
         self.write(Task::Maintenance);
+    }
+
+    /// The upkeep has a backlog (retention): the next round comes soon.
+    fn maintain_soon(&mut self) {
+        self.next_maintenance = self.next_maintenance.min(Instant::now() + MAINTENANCE_AGAIN);
     }
 
     /// Hands one of the server's own writes to the writer.

@@ -198,6 +198,27 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes up to `limit` messages dated before `before`, oldest first,
+    /// keeping every member's unread count right; returns how many went and
+    /// the stored names of their files. Call inside `atomically`.
+    pub fn expire_messages(&mut self, before: i64, limit: usize) -> rusqlite::Result<(usize, Vec<String>)> {
+        let expired: Vec<(i64, Option<String>)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, stored_name FROM messages WHERE date < ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![before, limit as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut files = Vec::new();
+        for (id, stored_name) in &expired {
+            self.delete_message(*id)?;
+            files.extend(stored_name.clone());
+        }
+        Ok((expired.len(), files))
+    }
+
     /// Deletes every message of a room, and marks it read for every member
     /// (nothing is left to read); returns how many. Call inside `atomically`.
     pub fn clear_history(&mut self, room_id: i64) -> rusqlite::Result<usize> {
