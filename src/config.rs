@@ -41,6 +41,8 @@ pub struct Config {
     pub workers: usize,
     /// error, warn, info, debug or trace.
     pub log_level: String,
+    /// Log to this file (reopened on SIGHUP) instead of standard error.
+    pub log_file: Option<PathBuf>,
     /// Connections held at once; more are accepted and closed at once.
     pub max_connections: usize,
     /// Longest request line in bytes; longer ones get ER_TOO_LARGE.
@@ -135,6 +137,7 @@ impl Default for Config {
             data_dir: PathBuf::from("parley-data"),
             workers: 2 * cores,
             log_level: "info".into(),
+            log_file: None,
             max_connections: 100_000,
             max_line_bytes: 64 * 1024,
             max_outbound_bytes: 1024 * 1024,

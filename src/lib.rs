@@ -22,6 +22,7 @@
 //!   [`admin`]: `parleyd admin`, the operator's commands.
 //! - [`auth`], [`throttle`], [`presence`], [`shared`]: what handlers share.
 //! - [`metrics`]: what the server counts, served as Prometheus text.
+//! - [`logging`], [`reload`]: the log, and what SIGHUP reloads.
 //! - [`client`]: a small blocking client for tests, the CLI and the load generator;
 //!   [`client_stream`]: its plain or TLS stream, in two halves.
 
@@ -40,11 +41,13 @@ pub mod files;
 pub mod framing;
 pub mod handler;
 pub mod job;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod presence;
 pub mod protocol;
 pub mod reactor;
+pub mod reload;
 pub mod server;
 pub mod shared;
 pub mod store;

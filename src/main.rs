@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use parley::tls::ServerTls;
+use parley::reload::Reloader;
 use parley::{Config, Server};
 
 const USAGE: &str = "\
@@ -22,6 +21,7 @@ OPTIONS:
   --tls-key FILE     PEM private key of --tls-cert (both read again on SIGHUP)
   --listen-plain ADDR  a plaintext listener beside the TLS one
   --metrics ADDR     serve Prometheus metrics on http://ADDR/metrics
+  --log-file FILE    log to FILE (reopened on SIGHUP) rather than standard error
   --data DIR         data directory: database and files (default ./parley-data)
   --workers N        read worker threads (default 2 x cores)
   --config FILE      TOML settings file; flags override it
@@ -50,7 +50,7 @@ BACKUP:
 ";
 
 /// Flags given on the command line; each overrides the config file.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Flags {
     listen: Option<String>,
     listen_plain: Option<String>,
@@ -61,6 +61,7 @@ struct Flags {
     workers: Option<usize>,
     config: Option<PathBuf>,
     log_level: Option<String>,
+    log_file: Option<PathBuf>,
 }
 
 enum Parsed {
@@ -140,6 +141,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             Long("workers") => flags.workers = Some(parser.value()?.parse()?),
             Long("config") => flags.config = Some(parser.value()?.into()),
             Long("log-level") => flags.log_level = Some(parser.value()?.string()?),
+            Long("log-file") => flags.log_file = Some(parser.value()?.into()),
             Short('h') | Long("help") => return Ok(Parsed::Exit(USAGE)),
             Short('V') | Long("version") => {
                 return Ok(Parsed::Exit(concat!("parleyd ", env!("CARGO_PKG_VERSION"), "\n")))
@@ -187,30 +189,16 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
     if let Some(level) = flags.log_level {
         config.log_level = level;
     }
+    if let Some(file) = flags.log_file {
+        config.log_file = Some(file);
+    }
     Ok(config)
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
-    let filter: log::LevelFilter = level
-        .parse()
-        .with_context(|| format!("log level {level:?} is not one of error, warn, info, debug, trace"))?;
-    let config = simplelog::ConfigBuilder::new()
-        .set_thread_level(log::LevelFilter::Off)
-        .set_target_level(log::LevelFilter::Off)
-        .build();
-    // Colours only on a terminal, so log files and pipes stay plain text.
-    let color = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        simplelog::ColorChoice::Auto
-    } else {
-        simplelog::ColorChoice::Never
-    };
-    simplelog::TermLogger::init(filter, config, simplelog::TerminalMode::Stderr, color)
-        .context("setting up logging")
-}
-
 /// Turns the first SIGINT or SIGTERM into a graceful shutdown (a second one
-/// exits at once); SIGHUP reads the TLS certificate and key again.
-fn handle_signals(shutdown: parley::ShutdownHandle, tls: Option<Arc<ServerTls>>) -> anyhow::Result<()> {
+/// exits at once); SIGHUP reopens the log file, reads the TLS certificate
+/// and the settings again (see `parley::reload`).
+fn handle_signals(shutdown: parley::ShutdownHandle, mut reloader: Reloader) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("installing signal handlers")?;
@@ -220,7 +208,7 @@ fn handle_signals(shutdown: parley::ShutdownHandle, tls: Option<Arc<ServerTls>>)
             let mut seen = 0;
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    reload_tls(tls.as_deref());
+                    reloader.reload();
                     continue;
                 }
                 seen += 1;
@@ -234,16 +222,6 @@ fn handle_signals(shutdown: parley::ShutdownHandle, tls: Option<Arc<ServerTls>>)
         })
         .context("spawning the signal thread")?;
     Ok(())
-}
-
-/// SIGHUP: new connections get the certificate now in the files; open ones
-/// keep theirs. A certificate that cannot be read leaves the old in use.
-fn reload_tls(tls: Option<&ServerTls>) {
-    match tls.map(ServerTls::reload) {
-        None => log::info!("SIGHUP: no TLS certificate to reload"),
-        Some(Ok(())) => log::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
-        Some(Err(e)) => log::error!("SIGHUP: TLS certificate not reloaded, the old one stays in use: {e:#}"),
-    }
 }
 
 /// Keeps large allocations (Argon2's 19 MiB per hash) as their own mappings,
@@ -304,10 +282,18 @@ fn run() -> anyhow::Result<Option<&'static str>> {
         }
         Parsed::Run(flags) => flags,
     };
-    let config = build_config(flags)?;
-    init_logging(&config.log_level)?;
+    let config = build_config(flags.clone())?;
+    let log_file = parley::logging::init(&config.log_level, config.log_file.as_deref())?;
+    let config_copy = config.clone();
     let server = Server::bind(config)?;
-    handle_signals(server.shutdown_handle(), server.tls())?;
+    let reloader = Reloader {
+        load: Box::new(move || build_config(flags.clone())),
+        running: config_copy,
+        rates: server.user_rates(),
+        tls: server.tls(),
+        log_file,
+    };
+    handle_signals(server.shutdown_handle(), reloader)?;
     server.run()?;
     Ok(None)
 }

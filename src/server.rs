@@ -21,6 +21,7 @@ use crate::presence::Presence;
 use crate::reactor::{Limits, Links, Listener, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
 use crate::store::{self, Store};
+use crate::throttle::UserRates;
 use crate::tls::ServerTls;
 use crate::worker::Worker;
 use crate::writer::Writer;
@@ -40,6 +41,8 @@ pub struct Server {
     /// The plaintext listener beside a TLS one, if configured.
     plain_listener: Option<mio::net::TcpListener>,
     tls: Option<Arc<ServerTls>>,
+    /// The per-user rates, shared with the handlers (SIGHUP may change them).
+    rates: Arc<UserRates>,
     /// Where metrics are served, bound at start-up.
     metrics_listener: Option<std::net::TcpListener>,
     waker: Arc<Waker>,
@@ -171,6 +174,7 @@ impl Server {
 
         let poll = Poll::new().context("creating the poll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating the waker")?);
+        let rates = Arc::new(UserRates::new(&config));
         Ok(Server {
             config,
             poll,
@@ -179,6 +183,7 @@ impl Server {
             plain_listener,
             tls,
             metrics_listener,
+            rates,
             waker,
             shutdown: Arc::new(AtomicBool::new(false)),
             stores,
@@ -198,6 +203,11 @@ impl Server {
     /// The metrics listener's address, when metrics are served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The per-user rates, to change on SIGHUP.
+    pub fn user_rates(&self) -> Arc<UserRates> {
+        self.rates.clone()
     }
 
     /// The TLS identity, to reload on SIGHUP (`None` without TLS).
@@ -228,6 +238,7 @@ impl Server {
                 presence.clone(),
                 writer_queue.clone(),
                 metrics.clone(),
+                self.rates.clone(),
             )
             .map_err(anyhow::Error::msg)?,
         );

@@ -9,7 +9,7 @@ use crate::disk::DiskSpace;
 use crate::job::WriteQueue;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::throttle::{LoginLimits, LoginThrottle, RateLimiter};
+use crate::throttle::{LoginLimits, LoginThrottle, UserRates};
 
 /// Everything a handler may read besides its own store.
 pub struct Shared {
@@ -17,14 +17,8 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     pub login_throttle: LoginThrottle,
     pub presence: Arc<Presence>,
-    /// Per-user message rate.
-    pub msg_rate: RateLimiter,
-    /// Per-user rate of reads that scan: searches and history pages.
-    pub read_rate: RateLimiter,
-    /// Per-user rate of room creation.
-    pub room_rate: RateLimiter,
-    /// Per-user rate of friend adds.
-    pub friend_rate: RateLimiter,
+    /// Per-user rates (messages, reads, rooms, friends); SIGHUP may change them.
+    pub rates: Arc<UserRates>,
     /// The writer's queue, where the hashing threads hand their writes.
     pub writer: WriteQueue,
     /// Quotas, the free-space reserve, the ballast.
@@ -39,6 +33,7 @@ impl Shared {
         presence: Arc<Presence>,
         writer: WriteQueue,
         metrics: Arc<Metrics>,
+        rates: Arc<UserRates>,
     ) -> Result<Shared, String> {
         let hasher = PasswordHasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
         let login_throttle = LoginThrottle::new(LoginLimits {
@@ -64,10 +59,7 @@ impl Shared {
             hasher,
             login_throttle,
             presence,
-            msg_rate: RateLimiter::new(config.msg_rate_per_sec, config.msg_burst),
-            read_rate: RateLimiter::new(config.reads_per_sec, config.reads_burst),
-            room_rate: RateLimiter::new(config.rooms_per_hour / 3600.0, config.rooms_burst),
-            friend_rate: RateLimiter::new(config.friend_adds_per_hour / 3600.0, config.friend_adds_burst),
+            rates,
             writer,
             metrics,
             config,

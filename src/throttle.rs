@@ -139,6 +139,12 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
         KeyedBuckets::with_cap(rate, MAX_KEYS)
     }
 
+    /// Changes the rate; buckets already filled keep their tokens (at most
+    /// the new burst, from their next refill on).
+    pub fn set_rate(&mut self, rate: Rate) {
+        self.rate = rate;
+    }
+
     pub fn with_cap(rate: Rate, cap: usize) -> KeyedBuckets<K> {
         KeyedBuckets {
             rate,
@@ -209,6 +215,45 @@ impl RateLimiter {
     /// Takes one token for `user_id`, or says when to retry.
     pub fn check(&self, user_id: i64) -> Result<(), Refused> {
         self.buckets.lock().take(user_id, Instant::now())
+    }
+
+    /// Changes the rate while the server runs (SIGHUP).
+    pub fn set(&self, per_sec: f64, burst: u32) {
+        self.buckets.lock().set_rate(Rate::new(per_sec, burst));
+    }
+}
+
+/// The per-user rates handlers apply, changeable while the server runs.
+pub struct UserRates {
+    /// Messages.
+    pub msg: RateLimiter,
+    /// Reads that scan: searches and history pages.
+    pub read: RateLimiter,
+    /// Room creation.
+    pub room: RateLimiter,
+    /// Friend adds.
+    pub friend: RateLimiter,
+}
+
+impl UserRates {
+    pub fn new(config: &crate::config::Config) -> UserRates {
+        let rates = UserRates {
+            msg: RateLimiter::new(1.0, 1),
+            read: RateLimiter::new(1.0, 1),
+            room: RateLimiter::new(1.0, 1),
+            friend: RateLimiter::new(1.0, 1),
+        };
+        rates.apply(config);
+        rates
+    }
+
+    /// Takes the rates of `config`.
+    pub fn apply(&self, config: &crate::config::Config) {
+        self.msg.set(config.msg_rate_per_sec, config.msg_burst);
+        self.read.set(config.reads_per_sec, config.reads_burst);
+        self.room.set(config.rooms_per_hour / 3600.0, config.rooms_burst);
+        self.friend
+            .set(config.friend_adds_per_hour / 3600.0, config.friend_adds_burst);
     }
 }
 

@@ -173,7 +173,7 @@ fn the_deploy_files_are_true() {
             }
         }
     }
-    for key in ["tls_cert", "tls_key", "listen_plain", "metrics"] {
+    for key in ["tls_cert", "tls_key", "listen_plain", "metrics", "log_file"] {
         assert!(example.contains(&format!("#{key} =")), "{key} is not listed");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_parleyd"))

@@ -361,3 +361,96 @@ fn retention_deletes_old_messages_and_their_files() {
     assert_eq!(rooms["rooms"][0]["unread"], 2, "{rooms}");
     assert_eq!(rooms["rooms"][0]["power"], 2, "{rooms}");
 }
+
+/// SIGHUP reopens the log file (after logrotate moved it), applies the
+/// settings that can change live, and names those that wait for a restart.
+#[test]
+fn sighup_reopens_the_log_and_applies_live_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("parleyd.log");
+    let config = dir.path().join("parley.toml");
+    let settings = |burst: u32, rate: f64, level: &str, workers: u32| {
+        format!(
+            "log_file = {:?}\nlog_level = {level:?}\nmsg_burst = {burst}\nmsg_rate_per_sec = {rate}\nworkers = {workers}\n",
+            log.display().to_string()
+        )
+    };
+    std::fs::write(&config, settings(2, 0.001, "info", 2)).unwrap();
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = parleyd()
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let mut server = Stop(child);
+    let addr = {
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no start: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut c = parley::client::Client::connect(&addr).unwrap();
+    assert_type(&c.sign_up("alice", "pw-alice").unwrap(), "RQ_TOKEN");
+    let room = c
+        .request(json!({"type": "RQ_NEW_ROOM", "name": "r", "room_type": "DB_GLOBAL_CHAT"}))
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let send = |c: &mut parley::client::Client| {
+        c.request(json!({"type": "RQ_MSG", "room_id": room, "message": "hi"}))
+            .unwrap()
+    };
+    assert_type(&send(&mut c), "RQ_MSG");
+    assert_type(&send(&mut c), "RQ_MSG");
+    assert_error(&send(&mut c), "ER_RATE_LIMITED");
+
+    // logrotate moves the log away; the settings change.
+    let rotated = dir.path().join("parleyd.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    std::fs::write(&config, settings(1000, 1000.0, "debug", 3)).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    crate::util::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("applied only at restart"))
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("settings applied: log_level, msg_burst, msg_rate_per_sec"),
+        "{text}"
+    );
+    assert!(text.contains("applied only at restart: workers"), "{text}");
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("settings applied"));
+    // The new rate and burst are in effect (the bucket refills at the new
+    // rate from where it was); the new level too.
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..10 {
+        assert_type(&send(&mut c), "RQ_MSG");
+    }
+    // A new connection is logged at debug level.
+    let _another = parley::client::Client::connect(&addr).unwrap();
+    crate::util::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("[DEBUG]"))
+    });
+    Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut server.0, Duration::from_secs(15)).success());
+}

@@ -252,7 +252,7 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     let reloads = |log: &Path| {
         std::fs::read_to_string(log)
             .unwrap_or_default()
-            .matches("SIGHUP")
+            .matches("SIGHUP: TLS certificate")
             .count()
     };
     // A broken certificate file: the old one stays.

@@ -52,7 +52,11 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
     })?;
     let (room, _) = membership(ctx.store, req.room_id, user_id)?;
     may_post(ctx.store, &room, user_id)?;
-    super::limit(&ctx.shared.msg_rate, user_id, "you are sending messages too fast")?;
+    super::limit(
+        &ctx.shared.rates.msg,
+        user_id,
+        "you are sending messages too fast",
+    )?;
     // Reserved now, so that parallel uploads cannot together pass the quota;
     // held by the transfer until its message is stored or it is given up.
     let stored = ctx.store.stored_bytes_of(user_id)?.max(0) as u64;
