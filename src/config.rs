@@ -43,6 +43,9 @@ pub struct Config {
     pub log_level: String,
     /// Log to this file (reopened on SIGHUP) instead of standard error.
     pub log_file: Option<PathBuf>,
+    /// Log every line each connection sends and receives (passwords and
+    /// tokens masked), to diagnose a client. Off by default.
+    pub trace_lines: bool,
     /// Connections held at once; more are accepted and closed at once.
     pub max_connections: usize,
     /// Longest request line in bytes; longer ones get ER_TOO_LARGE.
@@ -138,6 +141,7 @@ impl Default for Config {
             workers: 2 * cores,
             log_level: "info".into(),
             log_file: None,
+            trace_lines: false,
             max_connections: 100_000,
             max_line_bytes: 64 * 1024,
             max_outbound_bytes: 1024 * 1024,

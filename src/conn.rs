@@ -99,6 +99,8 @@ pub struct Conn {
     /// Pushes held back while a download's raw bytes go out.
     held: Vec<u8>,
     metrics: Arc<Metrics>,
+    /// With `trace_lines`: this connection's number, for logging its lines.
+    trace: Option<usize>,
 }
 
 impl Conn {
@@ -117,6 +119,25 @@ impl Conn {
             registered: None,
             held: Vec::new(),
             metrics,
+            trace: None,
+        }
+    }
+
+    /// Logs every line this connection sends and receives, as `conn ID`.
+    pub fn trace_lines(&mut self, id: usize) {
+        self.trace = Some(id);
+    }
+
+    /// Logs a line the client sent, when tracing.
+    pub fn trace_request(&self, line: &[u8]) {
+        if let Some(id) = self.trace {
+            log::info!("conn {id} < {}", crate::logging::masked_line(line));
+        }
+    }
+
+    fn trace_out(&self, line: &[u8]) {
+        if let Some(id) = self.trace {
+            log::info!("conn {id} > {}", crate::logging::masked_line(line));
         }
     }
 
@@ -451,6 +472,7 @@ impl Conn {
             self.metrics.count_error(code);
         }
         let line = msg.encode(self.dialect(), req_id);
+        self.trace_out(&line);
         self.queue(&line);
     }
 
@@ -468,6 +490,7 @@ impl Conn {
         self.metrics
             .pushes_delivered
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.trace_out(line);
         let holds = matches!(
             self.transfer(),
             Some(Transfer::AwaitReady(_) | Transfer::Download(_))

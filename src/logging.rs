@@ -98,3 +98,37 @@ pub fn init(level_text: &str, file: Option<&Path>) -> anyhow::Result<Option<LogF
 pub fn set_level(filter: log::LevelFilter) {
     log::set_max_level(filter);
 }
+
+/// A protocol line for the log, with secrets (`pass`, `token`) masked and
+/// anything that is not JSON shown by its length only.
+pub fn masked_line(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end();
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for key in ["pass", "token"] {
+                if let Some(v) = map.get_mut(key) {
+                    *v = serde_json::Value::from("***");
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => format!("({} bytes, not a JSON object)", line.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_are_masked() {
+        let line = br#"{"type":"RQ_LOG_IN","login":"alice","pass":"5e884898da28"}"#;
+        let shown = super::masked_line(line);
+        assert!(
+            shown.contains("alice") && shown.contains("***") && !shown.contains("5e88"),
+            "{shown}"
+        );
+        let shown = super::masked_line(br#"{"type":"RQ_TOKEN","token":"abcdef"}"#);
+        assert!(!shown.contains("abcdef"), "{shown}");
+        assert!(super::masked_line(b"\xff\x00").contains("not a JSON object"));
+    }
+}

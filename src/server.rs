@@ -299,6 +299,7 @@ impl Server {
             max_anonymous_per_addr: config.max_anonymous_per_addr,
             auth_rates: config.auth_rates(),
             transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
+            trace_lines: config.trace_lines,
         };
         let plain = match &self.plain_listener {
             Some(l) => format!(

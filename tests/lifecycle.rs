@@ -454,3 +454,38 @@ fn sighup_reopens_the_log_and_applies_live_settings() {
         .unwrap();
     assert!(wait_exit(&mut server.0, Duration::from_secs(15)).success());
 }
+
+/// trace_lines logs each line both ways, with passwords and tokens masked.
+#[test]
+fn trace_lines_logs_a_connection_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, log) = crate::util::spawn_parleyd_configured(dir.path(), "trace_lines = true\n", None);
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(child);
+    let mut c = parley::client::Client::connect(&addr).unwrap();
+    let reply = c.sign_up("alice", "a secret").unwrap();
+    assert_type(&reply, "RQ_TOKEN");
+    let token = reply["token"].as_str().unwrap().to_owned();
+    assert_type(&c.request(ping()).unwrap(), "RQ_PING");
+    crate::util::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.lines().any(|l| l.contains(" > {") && l.contains("\"RQ_PING\"")))
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("< {") && text.contains("RQ_SIGN_UP"), "{text}");
+    assert!(
+        text.contains("\"pass\":\"***\"") && text.contains("\"token\":\"***\""),
+        "{text}"
+    );
+    let digest = parley::client::password_digest("a secret");
+    assert!(
+        !text.contains(&digest) && !text.contains(&token),
+        "a secret reached the log"
+    );
+}

@@ -94,6 +94,9 @@ impl Reactor {
             }
         };
         let mut conn = Conn::new(transport, peer, self.limits.max_line_bytes, self.metrics.clone());
+        if self.limits.trace_lines {
+            conn.trace_lines(token.0);
+        }
         if let Err(e) = conn.register(self.poll.registry(), token) {
             log::error!("registering connection from {peer} failed: {e}");
             return;

@@ -66,6 +66,8 @@ pub struct Limits {
     pub auth_rates: AuthRates,
     /// A transfer moving no byte for this long is abandoned.
     pub transfer_idle: Duration,
+    /// Log every line of every connection (secrets masked).
+    pub trace_lines: bool,
 }
 
 impl Limits {

@@ -184,6 +184,7 @@ impl Reactor {
                 }
                 Frame::Line(line) => line,
             };
+            conn.trace_request(&line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
