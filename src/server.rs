@@ -316,6 +316,17 @@ impl Server {
             config.workers,
             config.data_dir.display()
         );
+        log::info!(
+            "settings: durability {:?}, max_connections {}, metrics {}, retention {}, log level {}",
+            config.durability,
+            config.max_connections,
+            config.metrics.map_or("off".into(), |a| a.to_string()),
+            match config.retention_days {
+                0 => "off".to_owned(),
+                days => format!("{days} days"),
+            },
+            config.log_level
+        );
         let (file_tx, file_rx) = crossbeam_channel::bounded(FILE_TASK_QUEUE);
         let (file_event_tx, file_event_rx) = crossbeam_channel::bounded(FILE_TASK_QUEUE);
         let file_waker = self.waker.clone();

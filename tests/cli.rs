@@ -231,3 +231,17 @@ fn the_client_reconnects_and_catches_up() {
     cli.expect("#lounge erin: back again");
     cli.quit();
 }
+
+/// `parley --version` and `parleyd -V` say the same version.
+#[test]
+fn both_programs_say_their_version() {
+    let version = |exe: &str, flag: &str| {
+        let out = Command::new(exe).arg(flag).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let client = version(env!("CARGO_BIN_EXE_parley"), "--version");
+    let server = version(env!("CARGO_BIN_EXE_parleyd"), "-V");
+    assert_eq!(client, format!("parley {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(server, format!("parleyd {}", env!("CARGO_PKG_VERSION")));
+}

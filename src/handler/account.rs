@@ -133,6 +133,7 @@ pub fn log_in(ctx: &mut Ctx, req: LogIn) -> Result<Outcome> {
     };
     ensure_same_user(ctx, Some(user.id))?;
     throttle.record_success(&req.login, ctx.peer);
+    log::info!("user {} logged in from {}", user.login, ctx.peer);
     ctx.shared.writer.submit(Task::IssueToken {
         conn: ctx.conn,
         peer: ctx.peer,
