@@ -67,14 +67,7 @@ fn a_failing_fsync_fails_its_write_and_the_server_carries_on() {
         .env("LD_PRELOAD", &library)
         .env("PARLEY_FAIL_FSYNC_IF", &trigger);
     let (child, addr) = spawn_command(command, &dir.path().join("data"), &config, &log);
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Stop(child);
+    let _server = crate::util::Stop(child);
 
     let mut alice = Client::connect(&addr).unwrap();
     assert_type(&alice.sign_up("alice", "pw-alice").unwrap(), "RQ_TOKEN");

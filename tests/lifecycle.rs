@@ -376,13 +376,6 @@ fn sighup_reopens_the_log_and_applies_live_settings() {
         )
     };
     std::fs::write(&config, settings(2, 0.001, "info", 2)).unwrap();
-    struct Stop(Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let child = parleyd()
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path().join("data"))
@@ -390,7 +383,7 @@ fn sighup_reopens_the_log_and_applies_live_settings() {
         .arg(&config)
         .spawn()
         .unwrap();
-    let mut server = Stop(child);
+    let mut server = crate::util::Stop(child);
     let addr = {
         let started = Instant::now();
         loop {
@@ -460,14 +453,7 @@ fn sighup_reopens_the_log_and_applies_live_settings() {
 fn trace_lines_logs_a_connection_without_its_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr, log) = crate::util::spawn_parleyd_configured(dir.path(), "trace_lines = true\n", None);
-    struct Stop(Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Stop(child);
+    let _server = crate::util::Stop(child);
     let mut c = parley::client::Client::connect(&addr).unwrap();
     let reply = c.sign_up("alice", "a secret").unwrap();
     assert_type(&reply, "RQ_TOKEN");

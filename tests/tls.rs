@@ -12,7 +12,7 @@ use parley::client_stream::Connector;
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::util::{assert_type, closed_by_server, spawn_parleyd_configured, start_with, wait_until};
+use crate::util::{assert_type, closed_by_server, spawn_parleyd_configured, start_with, wait_until, Stop};
 
 /// A CA, and a server certificate it signed for 127.0.0.1 and localhost,
 /// written as PEM files into `dir` (ca.pem, cert.pem, key.pem).
@@ -44,16 +44,6 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
     std::fs::write(&pki.cert, cert.pem()).unwrap();
     std::fs::write(&pki.key, key.serialize_pem()).unwrap();
     pki
-}
-
-/// Stops a spawned server however the test ends.
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn tls_client(addr: &str, ca: &Path) -> std::io::Result<Client> {

@@ -361,3 +361,14 @@ pub fn spawn_parleyd_configured(
     };
     (child, addr, log)
 }
+
+/// A spawned server, killed however the test ends (a panicking test would
+/// otherwise leave it running, holding the test harness's output open).
+pub struct Stop(pub std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
