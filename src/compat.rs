@@ -12,7 +12,8 @@
 //!   ([`format_token`], [`split_token`]);
 //! - room, message and edit objects carry `power`, member objects carry `id`,
 //!   and string fields are never null (the object types in `protocol`);
-//! - history pages are newest first (`store`'s history queries).
+//! - history pages are newest first (`store`'s history queries);
+//! - it accepts error codes 0 to 2 only ([`old_client_error`]).
 
 /// The language a connection is answered in, fixed by its first request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,37 @@ pub fn dialect_for_first_request(type_was_code: bool) -> Dialect {
 /// replies are not pushes and are always sent.
 pub fn push_allowed(dialect: Dialect, used_parley_codes: bool, push_code: i64) -> bool {
     dialect == Dialect::Names || used_parley_codes || push_code < FIRST_PARLEY_CODE
+}
+
+/// The request codes of signing up, logging in and resuming: the requests
+/// whose refusals an old client shows (in codes 0 to 2).
+const ACCOUNT_REQUESTS: [i64; 3] = [0, 1, 2];
+
+/// `ER_AUTH_DATA`: the closest of the old codes to any refused log-in.
+const ER_AUTH_DATA: i64 = 0;
+
+/// The highest error code the uchat client knows (it exits on others).
+const LAST_OLD_ERROR: i64 = 2;
+
+/// Which error code an integer-dialect connection that never used a Parley
+/// code may be told, given the error's `code` and the `request` it answers:
+/// the code itself when the client knows it; for a refused sign-up, log-in
+/// or resume, ER_AUTH_DATA (the reason stays in `msg`); for anything else,
+/// nothing (`None`: the old server sent no error there either, and the
+/// client would exit on an unknown code). Other connections get every code.
+pub fn old_client_error(
+    dialect: Dialect,
+    used_parley_codes: bool,
+    code: i64,
+    request: Option<i64>,
+) -> Option<i64> {
+    if dialect == Dialect::Names || used_parley_codes || code <= LAST_OLD_ERROR {
+        return Some(code);
+    }
+    match request {
+        Some(r) if ACCOUNT_REQUESTS.contains(&r) => Some(ER_AUTH_DATA),
+        _ => None,
+    }
 }
 
 /// Length of the random part of a token, in hex characters.
@@ -93,6 +125,19 @@ mod tests {
         assert_eq!(split_token(&format!("{}bob", "A".repeat(64))), None);
         assert_eq!(split_token(&format!("{}bob", "g".repeat(64))), None);
         assert_eq!(split_token(&format!("{}é{}", "a".repeat(63), "bob")), None);
+    }
+
+    #[test]
+    fn old_clients_get_only_the_error_codes_they_know() {
+        // A throttled log-in (105) becomes ER_AUTH_DATA; a refused message is withheld.
+        assert_eq!(old_client_error(Dialect::Codes, false, 105, Some(0)), Some(0));
+        assert_eq!(old_client_error(Dialect::Codes, false, 100, Some(2)), Some(0));
+        assert_eq!(old_client_error(Dialect::Codes, false, 1, Some(1)), Some(1));
+        assert_eq!(old_client_error(Dialect::Codes, false, 103, Some(3)), None);
+        assert_eq!(old_client_error(Dialect::Codes, false, 100, None), None);
+        // Clients that speak Parley's codes, or names, get every code.
+        assert_eq!(old_client_error(Dialect::Codes, true, 103, Some(3)), Some(103));
+        assert_eq!(old_client_error(Dialect::Names, false, 103, Some(3)), Some(103));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::disk::QuotaReservation;
 use crate::framing::{Frame, LineReader};
 use crate::job::{Session, StoreUpload};
 use crate::metrics::Metrics;
-use crate::protocol::{Kind, Outgoing, ReqId};
+use crate::protocol::{ErrorCode, Kind, Outgoing, ReqId};
 use crate::transfer::{Download, Transfer, Upload, CHUNK};
 use crate::transport::Transport;
 
@@ -468,8 +468,29 @@ impl Conn {
 
     /// Queues a direct reply in this connection's dialect.
     pub fn reply(&mut self, msg: &Outgoing, req_id: Option<&ReqId>) {
-        if let Some(code) = msg.error_code() {
-            self.metrics.count_error(code);
+        if let Some(error) = msg.error_info() {
+            self.metrics.count_error(error.code);
+            // Old clients exit on error codes they do not know (compat).
+            let told = compat::old_client_error(
+                self.dialect(),
+                self.used_parley_codes,
+                error.code.code(),
+                error.request.map(Kind::code),
+            );
+            match told.and_then(ErrorCode::from_code) {
+                Some(code) if code == error.code => {}
+                Some(code) => {
+                    let closest = Outgoing::error(code, error.msg.clone(), error.request);
+                    let line = closest.encode(self.dialect(), req_id);
+                    self.trace_out(&line);
+                    self.queue(&line);
+                    return;
+                }
+                None => {
+                    log::debug!("{} not told to an old client: {}", error.code.name(), error.msg);
+                    return;
+                }
+            }
         }
         let line = msg.encode(self.dialect(), req_id);
         self.trace_out(&line);

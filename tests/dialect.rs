@@ -17,6 +17,9 @@ fn integer_dialect_gets_integer_types_and_codes() {
         .unwrap();
     assert_eq!(reply["type"], 2, "RQ_TOKEN as an integer: {reply}");
     assert_eq!(reply["login"], "intuser");
+    // A Parley code (RQ_PING) opens the connection to Parley's error codes.
+    let reply = c.request(json!({"type": 111})).unwrap();
+    assert_eq!(reply["type"], 111);
     // A later request by name does not change the dialect.
     let reply = c
         .request(json!({"type": "RQ_MEMBER_INFO", "user_id": 999}))
@@ -24,8 +27,6 @@ fn integer_dialect_gets_integer_types_and_codes() {
     assert_eq!(reply["type"], 9);
     assert_eq!(reply["error_code"], 103);
     assert_eq!(reply["request"], 20);
-    let reply = c.request(json!({"type": 111})).unwrap();
-    assert_eq!(reply["type"], 111);
 }
 
 #[test]
@@ -45,7 +46,57 @@ fn first_bad_request_with_integer_type_fixes_integer_dialect() {
     c.send_raw(b"{\"type\":0}\n").unwrap();
     let reply = c.recv().unwrap();
     assert_eq!(reply["type"], 9);
-    assert_eq!(reply["error_code"], 100);
+    // A refused log-in, told to an old client in the code it knows.
+    assert_eq!(reply["error_code"], 0);
+    assert!(reply["msg"].as_str().unwrap().contains("login"), "{reply}");
+}
+
+/// The uchat client accepts error codes 0 to 2 only and exits on others
+/// (design.md §3): refused log-ins come as ER_AUTH_DATA with the reason in
+/// `msg`, other errors are not sent to it, until it uses a Parley code.
+#[test]
+fn old_clients_are_told_only_the_error_codes_they_know() {
+    let server = start_server();
+    server.user("olduser");
+    let mut old = server.connect();
+    let wrong =
+        json!({"type": 0, "login": "olduser", "pass": password_digest("wrong"), "name": "", "desc": ""});
+    let mut last = json!(null);
+    for _ in 0..7 {
+        last = old.request(wrong.clone()).unwrap();
+        assert_eq!(last["type"], 9, "{last}");
+        assert_eq!(last["error_code"], 0, "{last}");
+    }
+    assert!(
+        last["msg"].as_str().unwrap().contains("too many"),
+        "throttled: {last}"
+    );
+
+    // Logged in, as the client is: a refused message is not answered (the
+    // old server sent nothing), and the next request is served as usual.
+    // (olduser is throttled now: another account, as a second person.)
+    server.user("another");
+    let right =
+        json!({"type": 0, "login": "another", "pass": password_digest("pw-another"), "name": "", "desc": ""});
+    let mut old = server.connect();
+    let logged = old.request(right).unwrap();
+    assert_eq!(logged["type"], 2, "{logged}");
+    old.send(&json!({"type": 3, "room_id": 4242, "message": "nowhere", "req_id": 1}))
+        .unwrap();
+    let rooms = old.request(json!({"type": 11, "date": 0})).unwrap();
+    assert_eq!(rooms["type"], 11, "{rooms}");
+    assert!(
+        old.pending().is_empty(),
+        "an unknown error code reached an old client: {:?}",
+        old.pending()
+    );
+
+    // Once it has used a Parley code, it gets every code.
+    assert_eq!(old.request(json!({"type": 111})).unwrap()["type"], 111);
+    let refused = old
+        .request(json!({"type": 3, "room_id": 4242, "message": "nowhere"}))
+        .unwrap();
+    assert_eq!(refused["error_code"], 103, "{refused}");
 }
 
 #[test]

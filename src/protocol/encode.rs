@@ -23,8 +23,17 @@ type BodyWriter = dyn Fn(&mut Vec<u8>) -> serde_json::Result<()> + Send + Sync;
 pub struct Outgoing {
     pub kind: Kind,
     body: Option<Arc<BodyWriter>>,
-    /// For an `RQ_ERROR_MSG`: its code (counted in the metrics).
-    error: Option<ErrorCode>,
+    /// For an `RQ_ERROR_MSG`: what it says (for the metrics, and to tell
+    /// an old client only what it understands).
+    error: Option<Arc<ErrorInfo>>,
+}
+
+/// An error's code, text and request.
+#[derive(Debug)]
+pub struct ErrorInfo {
+    pub code: ErrorCode,
+    pub msg: String,
+    pub request: Option<Kind>,
 }
 
 impl fmt::Debug for Outgoing {
@@ -57,34 +66,51 @@ impl Outgoing {
 
     /// An `RQ_ERROR_MSG`.
     pub fn error(code: ErrorCode, msg: impl Into<String>, request: Option<Kind>) -> Outgoing {
+        let msg = msg.into();
+        let info = ErrorInfo {
+            code,
+            msg: msg.clone(),
+            request,
+        };
         let body = ErrorBody {
             error_code: code,
-            msg: msg.into(),
+            msg,
             request,
             retry_after_ms: None,
         };
         Outgoing {
-            error: Some(code),
+            error: Some(Arc::new(info)),
             ..Outgoing::new(Kind::ErrorMsg, body)
         }
     }
 
     /// The error code, for an `RQ_ERROR_MSG`.
     pub fn error_code(&self) -> Option<ErrorCode> {
-        self.error
+        self.error.as_ref().map(|e| e.code)
+    }
+
+    /// What an `RQ_ERROR_MSG` says.
+    pub fn error_info(&self) -> Option<&ErrorInfo> {
+        self.error.as_deref()
     }
 
     /// An `RQ_ERROR_MSG` with ER_RATE_LIMITED and `retry_after_ms`.
     pub fn rate_limited(msg: impl Into<String>, request: Option<Kind>, retry_after: Duration) -> Outgoing {
         let ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        let msg = msg.into();
+        let info = ErrorInfo {
+            code: ErrorCode::RateLimited,
+            msg: msg.clone(),
+            request,
+        };
         let body = ErrorBody {
             error_code: ErrorCode::RateLimited,
-            msg: msg.into(),
+            msg,
             request,
             retry_after_ms: Some(ms),
         };
         Outgoing {
-            error: Some(ErrorCode::RateLimited),
+            error: Some(Arc::new(info)),
             ..Outgoing::new(Kind::ErrorMsg, body)
         }
     }
