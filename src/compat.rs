@@ -13,7 +13,8 @@
 //! - room, message and edit objects carry `power`, member objects carry `id`,
 //!   and string fields are never null (the object types in `protocol`);
 //! - history pages are newest first (`store`'s history queries);
-//! - it accepts error codes 0 to 2 only ([`old_client_error`]).
+//! - it accepts error codes 0 to 2 only ([`old_client_error`]);
+//! - a room search lists no room it is in ([`search_lists_own_rooms`]).
 
 /// The language a connection is answered in, fixed by its first request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +77,14 @@ pub fn old_client_error(
         Some(r) if ACCOUNT_REQUESTS.contains(&r) => Some(ER_AUTH_DATA),
         _ => None,
     }
+}
+
+/// Whether a room search lists the rooms the caller already belongs to.
+/// Integer-dialect (old) clients get only rooms they could join: the old
+/// server's rule, since the uchat client adds a second copy of a room it
+/// joins again. Name-dialect clients get them, marked with their role.
+pub fn search_lists_own_rooms(dialect: Dialect) -> bool {
+    dialect == Dialect::Names
 }
 
 /// Length of the random part of a token, in hex characters.

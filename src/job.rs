@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
+use crate::compat::Dialect;
 use crate::disk::QuotaReservation;
 use crate::error::Error;
 use crate::model::User;
@@ -41,6 +42,8 @@ pub struct Job {
     pub conn: ConnId,
     pub peer: IpAddr,
     pub session: Option<Session>,
+    /// The connection's dialect (some old-client rules depend on it).
+    pub dialect: Dialect,
     pub kind: Kind,
     pub request: Request,
 }

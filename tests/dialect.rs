@@ -125,3 +125,41 @@ fn integer_log_in_round_trip_like_the_old_client() {
         assert!(reply[field].is_string(), "{field} must be a string: {reply}");
     }
 }
+
+/// A room search from an old (integer-dialect) client lists only rooms it
+/// could join, not its own (it would add a second copy of a room it joins
+/// again); a name-dialect client gets them too, marked with its role.
+#[test]
+fn old_clients_search_only_rooms_they_are_not_in() {
+    let server = start_server();
+    let mut bob = server.user("bob");
+    let theirs = bob.new_room("club theirs", "DB_GLOBAL_CHAT");
+    server.user("olduser");
+    let mut old = server.connect();
+    let logged = old
+        .request(json!({"type": 0, "login": "olduser", "pass": password_digest("pw-olduser"), "name": "", "desc": ""}))
+        .unwrap();
+    assert_eq!(logged["type"], 2, "{logged}");
+    // The client's new-room request: the room type is a second `type`.
+    old.send_raw(b"{\"type\":12,\"name\":\"club mine\",\"desc\":\"\",\"type\":1,\"req_id\":77}\n")
+        .unwrap();
+    let created = loop {
+        let msg = old.recv().unwrap();
+        if msg["req_id"] == 77 {
+            break msg;
+        }
+    };
+    assert_eq!(created["type"], 12, "{created}");
+    let found = old.request(json!({"type": 18, "name": "club"})).unwrap();
+    assert_eq!(found["type"], 18, "{found}");
+    let ids: Vec<i64> = found["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![theirs], "{found}");
+
+    let found = bob.req(json!({"type": "RQ_SEARCH_CH", "name": "club"}));
+    assert_eq!(found["rooms"].as_array().unwrap().len(), 2, "{found}");
+}

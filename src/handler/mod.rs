@@ -16,6 +16,7 @@ mod validate;
 
 use std::net::IpAddr;
 
+use crate::compat::Dialect;
 use crate::error::{clip, Error, Result};
 use crate::job::{ConnId, Job, Outcome, Session, Task};
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
@@ -33,6 +34,8 @@ pub struct Ctx<'a> {
     pub conn: ConnId,
     /// Stored files whose messages this request deleted: removed once committed.
     pub remove_files: Vec<String>,
+    /// The requesting connection's dialect (names for the server's own tasks).
+    pub dialect: Dialect,
 }
 
 impl Ctx<'_> {
@@ -161,6 +164,7 @@ pub fn handle_task(task: Task, store: &mut Store, shared: &Shared) -> Outcome {
         peer: std::net::Ipv4Addr::UNSPECIFIED.into(),
         conn: task.conn(),
         remove_files: Vec::new(),
+        dialect: Dialect::Names,
     };
     let result = match task {
         Task::Request(job) => return run(job, ctx.store, shared),
@@ -198,6 +202,7 @@ fn run(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         peer: job.peer,
         conn: job.conn,
         remove_files: Vec::new(),
+        dialect: job.dialect,
     };
     let result = match job.request {
         Request::SignUp(r) => account::sign_up(&mut ctx, r),

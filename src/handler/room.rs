@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::{validate, Ctx};
+use crate::compat;
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
 use crate::model::{fold_name, now_ms, Role, Room, RoomType};
@@ -329,10 +330,12 @@ pub fn search(ctx: &mut Ctx, req: SearchCh) -> Result<Outcome> {
             "name must be at most {MAX_ROOM_NAME_CHARS} characters"
         )));
     }
+    let own_too = compat::search_lists_own_rooms(ctx.dialect);
     let rooms = ctx
         .store
         .search_global_rooms(&fold_name(prefix), user_id, MAX_SEARCH_ROOMS)?
         .iter()
+        .filter(|(_, role)| own_too || role.is_none())
         .map(|(room, role)| room_body(room, *role))
         .collect();
     Ok(Outcome::reply(Outgoing::new(Kind::SearchCh, RoomsBody { rooms })))

@@ -245,6 +245,7 @@ impl Reactor {
                 conn: conn_id(token),
                 peer: conn.peer().ip(),
                 session: conn.session().cloned(),
+                dialect: conn.dialect(),
                 kind: env.kind,
                 request: env.request,
             };
