@@ -82,11 +82,9 @@ impl Reloader {
             .partition(|k| LIVE.contains(&k.as_str()));
         logging::set_level(level);
         self.rates.apply(&new);
+        // Only the live settings move into the running ones.
         for key in &live {
-            if let Some(field) = LIVE.iter().find(|f| **f == key.as_str()) {
-                // Only the live settings move into the running ones.
-                copy_live(field, &new, &mut self.running);
-            }
+            copy_live(key, &new, &mut self.running);
         }
         match (live.is_empty(), later.is_empty()) {
             (true, true) => log::info!("SIGHUP: settings unchanged"),

@@ -12,7 +12,9 @@ use parley::client_stream::Connector;
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::util::{assert_type, closed_by_server, spawn_parleyd_configured, start_with, wait_until, Stop};
+use crate::util::{
+    assert_type, closed_by_server, spawn_parleyd_configured, start_with, wait_until, Stop, TestServer,
+};
 
 /// A CA, and a server certificate it signed for 127.0.0.1 and localhost,
 /// written as PEM files into `dir` (ca.pem, cert.pem, key.pem).
@@ -46,6 +48,21 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
     pki
 }
 
+/// A server speaking TLS with a certificate made for this test (`adjust`
+/// changes further settings); the directory holding the PEM files goes
+/// with it.
+fn tls_server(adjust: impl FnOnce(&mut parley::Config)) -> (TestServer, Pki, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path(), "a");
+    let (cert, key) = (pki.cert.clone(), pki.key.clone());
+    let server = start_with(move |c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        adjust(c);
+    });
+    (server, pki, certs)
+}
+
 fn tls_client(addr: &str, ca: &Path) -> std::io::Result<Client> {
     let connector = Connector::tls(addr, ca).map_err(std::io::Error::other)?;
     Client::connect_with(&connector, addr)
@@ -55,11 +72,7 @@ fn tls_client(addr: &str, ca: &Path) -> std::io::Result<Client> {
 /// a file crosses TLS byte for byte both ways.
 #[test]
 fn chat_and_files_over_tls_with_plaintext_beside_it() {
-    let certs = tempfile::tempdir().unwrap();
-    let pki = make_pki(certs.path(), "a");
-    let server = start_with(|c| {
-        c.tls_cert = Some(pki.cert.clone());
-        c.tls_key = Some(pki.key.clone());
+    let (server, pki, _certs) = tls_server(|c| {
         c.listen_plain = Some("127.0.0.1:0".parse().unwrap());
         c.msg_burst = 1_000_000;
         c.msg_rate_per_sec = 1e6;
@@ -171,11 +184,7 @@ fn plaintext_on_the_tls_port_is_closed_cleanly_and_logged_once() {
 /// is: by the log-in timeout, and by the cap per address.
 #[test]
 fn a_stalled_handshake_is_cut_like_any_anonymous_connection() {
-    let certs = tempfile::tempdir().unwrap();
-    let pki = make_pki(certs.path(), "a");
-    let server = start_with(|c| {
-        c.tls_cert = Some(pki.cert.clone());
-        c.tls_key = Some(pki.key.clone());
+    let (server, pki, _certs) = tls_server(|c| {
         c.login_timeout_ms = 600;
         c.max_anonymous_per_addr = 4;
     });
@@ -283,12 +292,7 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
 /// without the flags, connects with TLS again from the saved session.
 #[test]
 fn the_terminal_client_speaks_tls_and_remembers_it() {
-    let certs = tempfile::tempdir().unwrap();
-    let pki = make_pki(certs.path(), "a");
-    let server = start_with(|c| {
-        c.tls_cert = Some(pki.cert.clone());
-        c.tls_key = Some(pki.key.clone());
-    });
+    let (server, pki, _certs) = tls_server(|_| {});
     let addr = server.addr.to_string();
     let home = tempfile::tempdir().unwrap();
     let ca = pki.ca.to_string_lossy().into_owned();
@@ -319,12 +323,7 @@ fn the_terminal_client_speaks_tls_and_remembers_it() {
 fn a_handshake_flood_does_not_hold_up_others() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
-    let certs = tempfile::tempdir().unwrap();
-    let pki = make_pki(certs.path(), "a");
-    let server = start_with(|c| {
-        c.tls_cert = Some(pki.cert.clone());
-        c.tls_key = Some(pki.key.clone());
-    });
+    let (server, pki, _certs) = tls_server(|_| {});
     let addr = server.addr.to_string();
     let mut bystander = tls_client(&addr, &pki.ca).unwrap();
     assert_type(&bystander.sign_up("calm", "pw-calm").unwrap(), "RQ_TOKEN");
