@@ -14,7 +14,14 @@
 //!   and string fields are never null (the object types in `protocol`);
 //! - history pages are newest first (`store`'s history queries);
 //! - it accepts error codes 0 to 2 only ([`old_client_error`]);
-//! - a room search lists no room it is in ([`search_lists_own_rooms`]).
+//! - a room search lists no room it is in ([`search_lists_own_rooms`]);
+//! - a file message's text is `<message id>__<file name>` ([`file_message_text`]);
+//! - `power` is bytes of text: a message's own, a room's summed, and the
+//!   room's new figure pushed as RQ_UPD_ROOM_POWR ([`message_power`],
+//!   [`push_allowed`]).
+//!
+//! The log-in timeout that lets a person sit at the client's log-in dialog
+//! is a setting (`login_timeout_ms`, 15 minutes by default), not a rule here.
 
 /// The language a connection is answered in, fixed by its first request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,14 +45,39 @@ pub fn dialect_for_first_request(type_was_code: bool) -> Dialect {
     }
 }
 
+/// `RQ_UPD_ROOM_POWR`: a room's new power, for old clients only.
+pub const UPD_ROOM_POWR: i64 = 17;
+
 /// Whether an unsolicited push of the given code may go to a connection.
 ///
-/// Name-dialect connections get every push. An integer-dialect connection
-/// gets a push with a Parley code only after it sent such a code itself,
-/// because the uchat client exits on any type it does not know. Direct
-/// replies are not pushes and are always sent.
+/// Name-dialect connections get every push but RQ_UPD_ROOM_POWR (they read
+/// `power` from room and message objects and need no second line per
+/// message). An integer-dialect connection gets a push with a Parley code
+/// only after it sent such a code itself, because the uchat client exits on
+/// any type it does not know. Direct replies are not pushes and are always
+/// sent.
 pub fn push_allowed(dialect: Dialect, used_parley_codes: bool, push_code: i64) -> bool {
-    dialect == Dialect::Names || used_parley_codes || push_code < FIRST_PARLEY_CODE
+    match dialect {
+        Dialect::Names => push_code != UPD_ROOM_POWR,
+        Dialect::Codes => used_parley_codes || push_code < FIRST_PARLEY_CODE,
+    }
+}
+
+/// A message's `power`: the byte length of its text. A room's is the sum
+/// over its stored messages (kept by the database's triggers).
+pub fn message_power(text: &str) -> i64 {
+    text.len() as i64
+}
+
+/// A file message's `message` text as a connection of `dialect` reads it.
+/// The uchat client shows the text after the first `__` as the file's name,
+/// so old clients get `<message id>__<name>` (the id makes it unique, and a
+/// name holding `__` itself survives); name-dialect clients get the name.
+pub fn file_message_text(dialect: Dialect, message_id: i64, name: &str) -> std::borrow::Cow<'_, str> {
+    match dialect {
+        Dialect::Names => std::borrow::Cow::Borrowed(name),
+        Dialect::Codes => std::borrow::Cow::Owned(format!("{message_id}__{name}")),
+    }
 }
 
 /// The request codes of signing up, logging in and resuming: the requests
@@ -134,6 +166,24 @@ mod tests {
         assert_eq!(split_token(&format!("{}bob", "A".repeat(64))), None);
         assert_eq!(split_token(&format!("{}bob", "g".repeat(64))), None);
         assert_eq!(split_token(&format!("{}é{}", "a".repeat(63), "bob")), None);
+    }
+
+    #[test]
+    fn room_power_pushes_go_to_old_clients_only() {
+        assert!(push_allowed(Dialect::Codes, false, UPD_ROOM_POWR));
+        assert!(!push_allowed(Dialect::Names, false, UPD_ROOM_POWR));
+        assert!(!push_allowed(Dialect::Codes, false, 110));
+        assert!(push_allowed(Dialect::Codes, true, 110));
+        assert!(push_allowed(Dialect::Names, false, 110));
+    }
+
+    #[test]
+    fn file_names_follow_the_first_double_underscore_for_old_clients() {
+        let text = file_message_text(Dialect::Codes, 42, "a__b.txt");
+        assert_eq!(text, "42__a__b.txt");
+        assert_eq!(text.split_once("__").map(|(_, name)| name), Some("a__b.txt"));
+        assert_eq!(file_message_text(Dialect::Names, 42, "a.txt"), "a.txt");
+        assert_eq!(message_power("héllo"), 6);
     }
 
     #[test]

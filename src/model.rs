@@ -124,8 +124,10 @@ pub struct Room {
     /// The owner (the protocol's `customer_id`).
     pub owner_id: i64,
     pub created_at: i64,
-    /// Messages stored in the room (the protocol's `power`).
+    /// Messages stored in the room.
     pub msg_count: i64,
+    /// Bytes of text stored in the room: the protocol's `power` (design.md §3).
+    pub power: i64,
 }
 
 /// A stored message, with its author's login.

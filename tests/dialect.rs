@@ -163,3 +163,162 @@ fn old_clients_search_only_rooms_they_are_not_in() {
     let found = bob.req(json!({"type": "RQ_SEARCH_CH", "name": "club"}));
     assert_eq!(found["rooms"].as_array().unwrap().len(), 2, "{found}");
 }
+
+/// Logs in as the uchat client does: integer codes, name and desc along.
+fn old_client(server: &crate::util::TestServer, login: &str) -> (parley::client::Client, String) {
+    server.user(login);
+    let mut old = server.connect();
+    let logged = old
+        .request(json!({"type": 0, "login": login, "pass": password_digest(&format!("pw-{login}")), "name": "", "desc": ""}))
+        .unwrap();
+    assert_eq!(logged["type"], 2, "{logged}");
+    let token = logged["token"].as_str().unwrap().to_owned();
+    (old, token)
+}
+
+/// The next message of the given integer type, skipping others.
+fn next_of_type(c: &mut parley::client::Client, kind: i64) -> serde_json::Value {
+    loop {
+        let msg = c.recv().unwrap();
+        if msg["type"] == kind {
+            return msg;
+        }
+    }
+}
+
+/// The uchat client connects before its log-in dialog and exits when the
+/// connection closes: a person may sit at that dialog for minutes. With the
+/// default settings an idle connection that has not logged in is still
+/// served after well over the old 30 s.
+#[test]
+fn old_clients_may_sit_at_the_log_in_dialog() {
+    let defaults = parley::config::Config::default();
+    assert!(
+        defaults.login_timeout_ms >= 10 * 60 * 1000,
+        "the default log-in timeout is minutes"
+    );
+    let server = crate::util::start_with(|c| c.login_timeout_ms = defaults.login_timeout_ms);
+    server.user("patient");
+    let mut old = server.connect();
+    std::thread::sleep(std::time::Duration::from_secs(35));
+    let logged = old
+        .request(json!({"type": 0, "login": "patient", "pass": password_digest("pw-patient"), "name": "", "desc": ""}))
+        .unwrap();
+    assert_eq!(logged["type"], 2, "{logged}");
+}
+
+/// The uchat client shows a file message's name as the text after the
+/// first `__`: old clients get `<message id>__<name>` in the live push and
+/// in history; name-dialect clients keep the plain name.
+#[test]
+fn old_clients_read_file_names_after_the_first_double_underscore() {
+    use std::io::{Read, Write};
+    let server = crate::util::start_server();
+    let (mut old, token) = old_client(&server, "olduser");
+    old.send_raw(b"{\"type\":12,\"name\":\"files\",\"desc\":\"\",\"type\":1}\n")
+        .unwrap();
+    let room = next_of_type(&mut old, 12)["id"].as_i64().unwrap();
+    let mut bob = server.user("bob");
+    assert_eq!(
+        bob.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room}))["type"],
+        "RQ_JOIN_ROOM"
+    );
+    for name in ["report.pdf", "with__two__marks.txt"] {
+        // The client's upload: a second connection, the token, the bytes after RQ_READY_READ, hang up.
+        let data = vec![7u8; 3000];
+        let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+        writeln!(
+            raw,
+            "{}",
+            json!({"type": 24, "name": name, "size": data.len(), "room_id": room, "token": token})
+        )
+        .unwrap();
+        let mut ready = [0u8; 64];
+        let n = raw.read(&mut ready).unwrap();
+        assert_eq!(&ready[..n], b"{\"type\":27}\n");
+        raw.write_all(&data).unwrap();
+        drop(raw);
+        let pushed = next_of_type(&mut old, 3);
+        let id = pushed["message_id"].as_i64().unwrap();
+        assert_eq!(pushed["msg_type"], 1, "{pushed}");
+        let text = pushed["message"].as_str().unwrap();
+        assert_eq!(text, format!("{id}__{name}"));
+        assert_eq!(text.split_once("__").map(|(_, shown)| shown), Some(name));
+        let seen = bob.expect("RQ_MSG");
+        assert_eq!(seen["message"], name, "name-dialect clients keep the name");
+        assert_eq!(seen["file_name"], name);
+        let history = old.request(json!({"type": 7, "room_id": room})).unwrap();
+        assert_eq!(
+            history["messages"][0]["message"],
+            format!("{id}__{name}"),
+            "{history}"
+        );
+    }
+}
+
+/// `power` (design.md §3): a message's is its text's bytes, a room's the sum
+/// over its stored messages, and after every change old clients get the
+/// room's figure as RQ_UPD_ROOM_POWR (17); name-dialect clients do not.
+#[test]
+fn old_clients_see_power_as_bytes_and_room_power_pushes() {
+    let server = crate::util::start_server();
+    let (mut old, _) = old_client(&server, "olduser");
+    old.send_raw(b"{\"type\":12,\"name\":\"watts\",\"desc\":\"\",\"type\":1}\n")
+        .unwrap();
+    let room = next_of_type(&mut old, 12)["id"].as_i64().unwrap();
+    let mut bob = server.user("bob");
+    bob.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room}));
+
+    let sent = old
+        .request(json!({"type": 3, "room_id": room, "message": "héllo"}))
+        .unwrap();
+    assert_eq!(sent["type"], 3, "{sent}");
+    assert_eq!(sent["power"], 6, "bytes, not characters");
+    assert_eq!(
+        next_of_type(&mut old, 17),
+        json!({"type": 17, "room_id": room, "power": 6})
+    );
+    let first = sent["message_id"].as_i64().unwrap();
+
+    bob.req(json!({"type": "RQ_MSG", "room_id": room, "message": "abcd"}));
+    assert_eq!(next_of_type(&mut old, 17)["power"], 10, "the sum over the room");
+
+    let edited = old
+        .request(json!({"type": 4, "room_id": room, "msg_id": first, "msg": "hi"}))
+        .unwrap();
+    assert_eq!(edited["power"], 2, "{edited}");
+    assert_eq!(
+        next_of_type(&mut old, 17)["power"],
+        6,
+        "an edit counts the difference"
+    );
+
+    let rooms = old.request(json!({"type": 11, "date": 0})).unwrap();
+    assert_eq!(rooms["rooms"][0]["power"], 6, "{rooms}");
+    let history = old.request(json!({"type": 7, "room_id": room})).unwrap();
+    let powers: Vec<i64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["power"].as_i64().unwrap())
+        .collect();
+    assert_eq!(powers, vec![4, 2], "each message its own, newest first");
+
+    old.request(json!({"type": 5, "room_id": room, "msg_id": first}))
+        .unwrap();
+    assert_eq!(next_of_type(&mut old, 17)["power"], 4, "a delete lowers it");
+    old.request(json!({"type": 6, "room_id": room})).unwrap();
+    assert_eq!(next_of_type(&mut old, 17)["power"], 0, "a cleared room has none");
+
+    // The name-dialect member got the messages and no power pushes.
+    bob.client
+        .set_timeout(std::time::Duration::from_millis(300))
+        .unwrap();
+    while let Ok(msg) = bob.client.recv() {
+        assert_ne!(msg["type"], "RQ_UPD_ROOM_POWR", "{msg}");
+    }
+    bob.client.set_timeout(parley::client::DEFAULT_TIMEOUT).unwrap();
+    // Nor may anyone send one.
+    let refused = bob.req(json!({"type": "RQ_UPD_ROOM_POWR", "room_id": room, "power": 1}));
+    assert_eq!(refused["error_code"], "ER_BAD_REQUEST", "{refused}");
+}

@@ -75,7 +75,7 @@ fn a_message_reaches_every_member_connection_once() {
     assert_eq!(reply["login"], "alice");
     assert_eq!(reply["msg_type"], "DB_TEXT_MSG");
     assert_eq!(reply["edited"], false);
-    assert_eq!(reply["power"], 1);
+    assert_eq!(reply["power"], 9, "a message's power is its text's bytes");
     assert!(reply["date"].as_i64().unwrap() > 1_600_000_000_000);
     let mut pushed = reply.clone();
     pushed.as_object_mut().unwrap().remove("req_id");
@@ -86,7 +86,7 @@ fn a_message_reaches_every_member_connection_once() {
     assert_silent(&mut carol.client, QUIET);
     let sticker = bob.req(json!({"type": "RQ_MSG", "room_id": room, "message": "smile", "msg_type": 3}));
     assert_eq!(sticker["msg_type"], "DB_STICKER");
-    assert_eq!(sticker["power"], 2);
+    assert_eq!(sticker["power"], 5);
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn edit_is_for_the_author_and_marks_the_message() {
     assert_eq!(reply["type"], "RQ_EDIT_MSG");
     assert_eq!(
         bob.expect("RQ_EDIT_MSG"),
-        json!({"type": "RQ_EDIT_MSG", "room_id": room, "msg_id": id, "msg": "the typo", "power": 1})
+        json!({"type": "RQ_EDIT_MSG", "room_id": room, "msg_id": id, "msg": "the typo", "power": 8})
     );
     assert_error(
         &bob.req(json!({"type": "RQ_EDIT_MSG", "room_id": room, "msg_id": id, "msg": "mine now"})),
@@ -190,7 +190,10 @@ fn delete_by_author_or_moderator_in_the_named_room_only() {
     );
     let history = alice.req(json!({"type": "RQ_GET_NEW_MSGS", "room_id": room}));
     assert_eq!(ids_of(&history, "messages"), vec![by_alice]);
-    assert_eq!(history["messages"][0]["power"], 1);
+    assert_eq!(
+        history["messages"][0]["power"],
+        history["messages"][0]["message"].as_str().unwrap().len()
+    );
     assert_error(
         &alice.req(json!({"type": "RQ_DEL_MSG", "room_id": room, "msg_id": by_bob})),
         "ER_NOT_FOUND",

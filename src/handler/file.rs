@@ -4,7 +4,7 @@
 //! only decide whether a transfer may start, and store the message once an
 //! upload is safely on disk.
 
-use super::message::{may_post, message_body, store_message};
+use super::message::{may_post, message_body, store_message, with_room_power};
 use super::room::{broadcast, membership};
 use super::Ctx;
 use crate::auth;
@@ -102,7 +102,7 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         stored_name: req.stored_name,
     };
     let stored = ctx.store.atomically(|s| {
-        let (id, date, power) = store_message(
+        let (id, date) = store_message(
             s,
             req.room_id,
             req.user_id,
@@ -114,9 +114,9 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
             .user_by_id(req.user_id)?
             .map(|u| u.login)
             .ok_or_else(|| Error::Internal(format!("uploader {} does not exist", req.user_id)))?;
-        Ok::<_, Error>((id, date, login, power))
+        Ok::<_, Error>((id, date, login))
     });
-    let (id, date, login, power) = match stored {
+    let (id, date, login) = match stored {
         Ok(stored) => stored,
         Err(e) => {
             files::remove_stored(&dir, &file.stored_name);
@@ -134,7 +134,8 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         edited: false,
         file: Some(file),
     };
-    broadcast(ctx, req.room_id, Kind::Msg, message_body(msg, power))
+    let sent = broadcast(ctx, req.room_id, Kind::Msg, message_body(msg))?;
+    with_room_power(ctx, req.room_id, sent)
 }
 
 pub fn download(ctx: &mut Ctx, req: DownloadFile) -> Result<Outcome> {

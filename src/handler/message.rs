@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use super::room::{broadcast, membership};
 use super::{validate, Ctx};
+use crate::compat;
 use crate::error::{Error, Result};
 use crate::job::{Outcome, Push};
 use crate::model::now_ms;
 use crate::model::{Message, MsgType, Room, RoomType, StoredFile};
 use crate::protocol::{
-    DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessagesBody, MsgRefBody,
-    Outgoing, RoomIdBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
+    DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessageText,
+    MessagesBody, MsgRefBody, Outgoing, RoomIdBody, RoomPowerBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
 };
 use crate::store::{HistoryQuery, SearchScope, Store};
 
@@ -55,28 +56,42 @@ pub const MAX_PAGE: i64 = 500;
 /// Most messages a search returns.
 pub const MAX_SEARCH_RESULTS: usize = 50;
 
-/// The message object, with the room's current `power`.
-pub fn message_body(msg: Message, power: i64) -> MessageBody {
+/// The message object; its `power` is its own (design.md §3).
+pub fn message_body(msg: Message) -> MessageBody {
     MessageBody {
+        power: compat::message_power(&msg.body),
+        message: MessageText {
+            file_of: msg.file.is_some().then_some(msg.id),
+            text: msg.body,
+        },
         message_id: msg.id,
         room_id: msg.room_id,
         user_id: msg.user_id,
         login: msg.login,
         date: msg.date,
-        message: msg.body,
         msg_type: msg.msg_type,
         edited: msg.edited,
-        power,
         file_name: msg.file.as_ref().map(|f| f.name.clone()),
         file_size: msg.file.as_ref().map(|f| f.size),
     }
 }
 
-/// The room's stored-message count, for `power`.
-fn power(store: &mut Store, room_id: i64) -> Result<i64> {
-    Ok(store
-        .room_and_role(room_id, 0)?
-        .map_or(0, |(room, _)| room.msg_count))
+/// Adds to an outcome the room's new `power`, RQ_UPD_ROOM_POWR, for its
+/// members (only old clients take it: `compat::push_allowed`). On the
+/// writer, after the write that changed it; the room comes from memory.
+pub fn with_room_power(ctx: &mut Ctx, room_id: i64, mut outcome: Outcome) -> Result<Outcome> {
+    let Some((room, _)) = ctx.store.room_and_role(room_id, 0)? else {
+        return Ok(outcome);
+    };
+    let body = RoomPowerBody {
+        room_id,
+        power: room.power,
+    };
+    let to = super::room::audience(ctx, room_id)?;
+    outcome
+        .pushes
+        .push(Push::notice(to, Outgoing::new(Kind::UpdRoomPowr, body)));
+    Ok(outcome)
 }
 
 /// Beyond membership: in a direct-message room, only while still friends.
@@ -98,8 +113,8 @@ pub fn may_post(store: &Store, room: &Room, user_id: i64) -> Result<()> {
 }
 
 /// Stores a message (a file's, with `file`) from a member who may post in
-/// the room; returns its id, its date and the room's new `power`. Call
-/// inside `atomically`: on the writer the room comes from memory.
+/// the room; returns its id and its date. Call inside `atomically`: on the
+/// writer the room comes from memory.
 pub fn store_message(
     s: &mut Store,
     room_id: i64,
@@ -107,14 +122,14 @@ pub fn store_message(
     text: &str,
     msg_type: MsgType,
     file: Option<&StoredFile>,
-) -> Result<(i64, i64, i64)> {
+) -> Result<(i64, i64)> {
     let (room, _) = membership(s, room_id, user_id)?;
     may_post(s, &room, user_id)?;
-    let (id, date) = match file {
+    let stored = match file {
         Some(file) => s.insert_file_message(room.id, user_id, file, now_ms())?,
         None => s.insert_message(room.id, user_id, text, msg_type, now_ms())?,
     };
-    Ok((id, date, room.msg_count + 1))
+    Ok(stored)
 }
 
 fn message_text<'a>(ctx: &Ctx, text: &'a str) -> Result<&'a str> {
@@ -156,7 +171,7 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         session.user_id,
         "you are sending messages too fast",
     )?;
-    let (message_id, date, power) = ctx
+    let (message_id, date) = ctx
         .store
         .atomically(|s| store_message(s, req.room_id, session.user_id, text, msg_type, None))?;
     let body = MessageBody {
@@ -165,20 +180,21 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         user_id: session.user_id,
         login: session.login,
         date,
-        message: text.to_owned(),
+        message: MessageText::plain(text),
         msg_type,
         edited: false,
-        power,
+        power: compat::message_power(text),
         file_name: None,
         file_size: None,
     };
-    super::room::broadcast(ctx, req.room_id, Kind::Msg, body)
+    let sent = broadcast(ctx, req.room_id, Kind::Msg, body)?;
+    with_room_power(ctx, req.room_id, sent)
 }
 
 pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
     let text = message_text(ctx, &req.msg)?;
-    let power = ctx.store.atomically(|s| {
+    ctx.store.atomically(|s| {
         membership(s, req.room_id, user_id)?;
         let msg = message_in_room(s, req.room_id, req.msg_id)?;
         if msg.user_id != user_id {
@@ -187,16 +203,16 @@ pub fn edit(ctx: &mut Ctx, req: EditMsg) -> Result<Outcome> {
         if !matches!(msg.msg_type, MsgType::Text | MsgType::Sticker) {
             return Err(Error::forbidden("only text and sticker messages can be edited"));
         }
-        s.edit_message(msg.id, text)?;
-        power(s, req.room_id)
+        Ok(s.edit_message(msg.id, text)?)
     })?;
     let body = EditBody {
         room_id: req.room_id,
         msg_id: req.msg_id,
         msg: text.to_owned(),
-        power,
+        power: compat::message_power(text),
     };
-    broadcast(ctx, req.room_id, Kind::EditMsg, body)
+    let edited = broadcast(ctx, req.room_id, Kind::EditMsg, body)?;
+    with_room_power(ctx, req.room_id, edited)
 }
 
 pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
@@ -222,7 +238,8 @@ pub fn delete(ctx: &mut Ctx, req: DelMsg) -> Result<Outcome> {
         room_id: req.room_id,
         msg_id: req.msg_id,
     };
-    broadcast(ctx, req.room_id, Kind::DelMsg, body)
+    let deleted = broadcast(ctx, req.room_id, Kind::DelMsg, body)?;
+    with_room_power(ctx, req.room_id, deleted)
 }
 
 pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
@@ -242,7 +259,8 @@ pub fn clear_history(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     })?;
     ctx.remove_files.extend(files);
     let body = RoomIdBody { room_id: req.room_id };
-    broadcast(ctx, req.room_id, Kind::DelHist, body)
+    let cleared = broadcast(ctx, req.room_id, Kind::DelHist, body)?;
+    with_room_power(ctx, req.room_id, cleared)
 }
 
 fn page_size(count: Option<i64>) -> Result<usize> {
@@ -260,12 +278,12 @@ fn history_reply(ctx: &mut Ctx, kind: Kind, room_id: i64, query: HistoryQuery) -
         user_id,
         "you are reading history too fast",
     )?;
-    let (room, _) = membership(ctx.store, room_id, user_id)?;
+    membership(ctx.store, room_id, user_id)?;
     let messages = ctx
         .store
         .history(room_id, &query)?
         .into_iter()
-        .map(|m| message_body(m, room.msg_count))
+        .map(message_body)
         .collect();
     Ok(Outcome::reply(Outgoing::new(
         kind,
@@ -319,11 +337,7 @@ pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
         None => SearchScope::RoomsOf(user_id),
     };
     let found = ctx.store.search_messages(&req.msg, scope, MAX_SEARCH_RESULTS)?;
-    let mut msgs = Vec::with_capacity(found.len());
-    for msg in found {
-        let power = power(ctx.store, msg.room_id)?;
-        msgs.push(message_body(msg, power));
-    }
+    let msgs = found.into_iter().map(message_body).collect();
     let body = SearchBody {
         room_id: req.room_id,
         msgs,

@@ -31,7 +31,7 @@ pub fn room_body(room: &Room, role: Option<Role>) -> RoomBody {
         date: room.created_at,
         room_type: room.room_type,
         role,
-        power: room.msg_count,
+        power: room.power,
         unread: None,
         last_msg_id: None,
         peer: None,

@@ -101,6 +101,11 @@ pub fn with_dialect<T>(dialect: Dialect, write: impl FnOnce() -> T) -> T {
     result
 }
 
+/// The dialect being written on this thread (names outside [`with_dialect`]).
+pub fn writing_dialect() -> Dialect {
+    WRITING.with(Cell::get)
+}
+
 /// Serializes a coded enumeration in the dialect being written.
 pub fn ser_wire<T: CodedEnum, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
     match WRITING.with(Cell::get) {

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::kinds::{ser_wire, ser_wire_opt, ErrorCode, Kind};
+use super::kinds::{ser_wire, ser_wire_opt, writing_dialect, ErrorCode, Kind};
+use crate::compat;
 use crate::model::{MsgType, Role, RoomType};
 
 /// Body of `RQ_ERROR_MSG`.
@@ -58,7 +59,7 @@ pub struct MemberInfoBody {
 }
 
 /// A room object. `role` is the caller's (absent where the caller is not a
-/// member); `power` is the number of stored messages (old clients read it).
+/// member); `power` is the bytes of text it stores (old clients read it).
 #[derive(Debug, Serialize)]
 pub struct RoomBody {
     pub id: i64,
@@ -195,7 +196,7 @@ pub struct MemberActionBody {
     pub user_id: i64,
 }
 
-/// A message object; `power` is the room's number of stored messages.
+/// A message object; `power` is its text's length in bytes (old clients read it).
 #[derive(Debug, Serialize)]
 pub struct MessageBody {
     pub message_id: i64,
@@ -203,7 +204,7 @@ pub struct MessageBody {
     pub user_id: i64,
     pub login: String,
     pub date: i64,
-    pub message: String,
+    pub message: MessageText,
     #[serde(serialize_with = "ser_wire")]
     pub msg_type: MsgType,
     pub edited: bool,
@@ -216,6 +217,33 @@ pub struct MessageBody {
     pub file_size: Option<i64>,
 }
 
+/// A message's `message` field: its text, or for a file message its file's
+/// name, written as each dialect reads it (`compat::file_message_text`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageText {
+    pub text: String,
+    /// For file messages: the message's id (old clients get it as a prefix).
+    pub file_of: Option<i64>,
+}
+
+impl MessageText {
+    pub fn plain(text: impl Into<String>) -> MessageText {
+        MessageText {
+            text: text.into(),
+            file_of: None,
+        }
+    }
+}
+
+impl Serialize for MessageText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.file_of {
+            None => s.serialize_str(&self.text),
+            Some(id) => s.serialize_str(&compat::file_message_text(writing_dialect(), id, &self.text)),
+        }
+    }
+}
+
 /// Body of `RQ_DOWNLOAD_FILE`: `size` raw bytes follow the client's RQ_READY_READ.
 #[derive(Debug, Serialize)]
 pub struct DownloadBody {
@@ -223,6 +251,13 @@ pub struct DownloadBody {
     pub name: String,
     pub room_id: i64,
     pub msg_id: i64,
+}
+
+/// Body of `RQ_UPD_ROOM_POWR`: the room's new power (old clients only).
+#[derive(Debug, Serialize)]
+pub struct RoomPowerBody {
+    pub room_id: i64,
+    pub power: i64,
 }
 
 /// Body of `RQ_EDIT_MSG`.

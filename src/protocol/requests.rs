@@ -245,10 +245,9 @@ macro_rules! request_table {
             pub fn from_fields(kind: Kind, fields: Map<String, Value>) -> Result<Request, String> {
                 match kind {
                     $( Kind::$kind => request_table!(@decode $kind fields $($body)?), )*
-                    Kind::ErrorMsg | Kind::NewMember | Kind::Presence => {
+                    Kind::ErrorMsg | Kind::UpdRoomPowr | Kind::NewMember | Kind::Presence => {
                         Err(format!("{} is sent by the server, not a request", kind.name()))
                     }
-                    other => Err(format!("{} is not served by this server yet", other.name())),
                 }
             }
         }

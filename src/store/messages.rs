@@ -97,7 +97,7 @@ impl Store {
             )?
             .execute(params![room_id, user_id, date, body, msg_type.code()])?;
         if let Some(cache) = &mut self.rooms {
-            cache.note_message(room_id, date);
+            cache.note_message(room_id, date, body.len());
         }
         Ok((self.conn.last_insert_rowid(), date))
     }
@@ -167,9 +167,15 @@ impl Store {
 
     /// Replaces a message's text and marks it edited.
     pub fn edit_message(&mut self, id: i64, body: &str) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1")?
-            .execute(params![id, body])?;
+        let room_id: Option<i64> = self
+            .conn
+            .prepare_cached("UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1 RETURNING room_id")?
+            .query_row(params![id, body], |row| row.get(0))
+            .optional()?;
+        // The room's power changed by the difference in length.
+        if let Some(room_id) = room_id {
+            self.forget_room(room_id);
+        }
         Ok(())
     }
 
@@ -466,6 +472,24 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn room_power_is_the_bytes_of_its_stored_texts() {
+        let (_dir, mut s, user, room) = setup();
+        s.keep_room_cache();
+        let power = |s: &mut Store| s.room_and_role(room, user).unwrap().unwrap().0.power;
+        let (a, _) = s.insert_message(room, user, "héllo", MsgType::Text, 1).unwrap();
+        assert_eq!(power(&mut s), 6, "bytes, not characters");
+        let (b, _) = s.insert_message(room, user, "abc", MsgType::Sticker, 2).unwrap();
+        assert_eq!(power(&mut s), 9);
+        s.edit_message(a, "hi").unwrap();
+        assert_eq!(power(&mut s), 5, "an edit counts the difference");
+        s.delete_message(b).unwrap();
+        assert_eq!(power(&mut s), 2);
+        s.clear_history(room).unwrap();
+        assert_eq!(power(&mut s), 0);
+        assert_eq!(s.room(room).unwrap().unwrap().power, 0);
     }
 
     #[test]

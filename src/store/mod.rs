@@ -53,6 +53,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_unread_counters",
         include_str!("../../db/0008_unread_counters.sql"),
     ),
+    ("0009_room_power", include_str!("../../db/0009_room_power.sql")),
 ];
 
 /// The schema version this build writes.

@@ -74,9 +74,10 @@ impl RoomCache {
     }
 
     /// A message was stored in the room.
-    pub fn note_message(&mut self, room_id: i64, date: i64) {
+    pub fn note_message(&mut self, room_id: i64, date: i64, bytes: usize) {
         if let Some(state) = self.rooms.get_mut(&room_id) {
             state.room.msg_count += 1;
+            state.room.power += bytes as i64;
             state.newest_date = state.newest_date.max(date);
             self.changes += 1;
         }
@@ -113,6 +114,7 @@ mod tests {
             owner_id: 1,
             created_at: 0,
             msg_count: 0,
+            power: 0,
         }
     }
 
@@ -133,11 +135,11 @@ mod tests {
         let mut cache = RoomCache::default();
         cache.insert(RoomState::new(room(1), 5, vec![(1, Role::Owner)]));
         let before = cache.changes();
-        cache.note_message(1, 3);
+        cache.note_message(1, 3, 6);
         let state = cache.get(1).unwrap();
         assert_eq!(
-            (state.room.msg_count, state.newest_date),
-            (1, 5),
+            (state.room.msg_count, state.room.power, state.newest_date),
+            (1, 6, 5),
             "dates never go back"
         );
         assert_ne!(cache.changes(), before);

@@ -8,7 +8,10 @@ use super::accounts::user_from_row;
 use super::Store;
 use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType};
 
-const ROOM_COLUMNS: &str = "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count";
+const ROOM_COLUMNS: &str =
+    "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count, r.power";
+/// How many columns `ROOM_COLUMNS` names: queries' own columns follow.
+const ROOM_FIELDS: usize = 8;
 
 fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Room> {
     let code: i64 = row.get(3)?;
@@ -20,6 +23,7 @@ fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Room> {
         owner_id: row.get(4)?,
         created_at: row.get(5)?,
         msg_count: row.get(6)?,
+        power: row.get(7)?,
     })
 }
 
@@ -62,6 +66,7 @@ impl Store {
             owner_id: owner,
             created_at: now,
             msg_count: 0,
+            power: 0,
         })
     }
 
@@ -99,9 +104,9 @@ impl Store {
         let rows = stmt.query_map(params![user_id, Role::Banned.code(), since], |row| {
             Ok(RoomListing {
                 room: room_from_row(row)?,
-                role: role_from(row.get(7)?),
-                unread: row.get(8)?,
-                last_msg_id: row.get(9)?,
+                role: role_from(row.get(ROOM_FIELDS)?),
+                unread: row.get(ROOM_FIELDS + 1)?,
+                last_msg_id: row.get(ROOM_FIELDS + 2)?,
             })
         })?;
         rows.collect()
@@ -226,7 +231,12 @@ impl Store {
                 Role::Banned.code(),
                 limit as i64
             ],
-            |row| Ok((room_from_row(row)?, row.get::<_, Option<i64>>(7)?.map(role_from))),
+            |row| {
+                Ok((
+                    room_from_row(row)?,
+                    row.get::<_, Option<i64>>(ROOM_FIELDS)?.map(role_from),
+                ))
+            },
         )?;
         rows.collect()
     }
