@@ -126,6 +126,12 @@ pub struct Config {
     pub friend_adds_per_hour: f64,
     /// ...with bursts up to this.
     pub friend_adds_burst: u32,
+    /// Serve ngobrol clients through this RabbitMQ broker
+    /// (`amqp://guest:guest@127.0.0.1:5672/%2f`); builds with the `ngobrol`
+    /// feature only. None: no bridge.
+    pub ngobrol_amqp: Option<String>,
+    /// The queue ngobrol clients publish their requests to.
+    pub ngobrol_queue: String,
 }
 
 impl Default for Config {
@@ -137,6 +143,8 @@ impl Default for Config {
             tls_key: None,
             listen_plain: None,
             metrics: None,
+            ngobrol_amqp: None,
+            ngobrol_queue: "ngobrol".into(),
             data_dir: PathBuf::from("parley-data"),
             workers: 2 * cores,
             log_level: "info".into(),
@@ -217,6 +225,23 @@ impl Config {
             }
             (None, None) => {}
             _ => bail!("TLS needs both tls_cert and tls_key"),
+        }
+        self.check_bridge()
+    }
+
+    /// The ngobrol bridge's settings (also checked when a server starts).
+    pub fn check_bridge(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if self.ngobrol_amqp.is_some() && !cfg!(feature = "ngobrol") {
+            bail!("ngobrol_amqp needs a parleyd built with the ngobrol feature (cargo build --features ngobrol)");
+        }
+        if let Some(url) = &self.ngobrol_amqp {
+            if !url.starts_with("amqp://") {
+                bail!("ngobrol_amqp {url:?} is not a URL like amqp://guest:guest@127.0.0.1:5672/%2f");
+            }
+        }
+        if self.ngobrol_queue.is_empty() || self.ngobrol_queue.len() > 200 {
+            bail!("ngobrol_queue must be 1 to 200 bytes");
         }
         Ok(())
     }

@@ -574,7 +574,7 @@ impl Conn {
 
     /// Registers the socket, readable, for the first time.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(self.transport.socket_mut(), token, Interest::READABLE)?;
+        registry.register(self.transport.source_mut(), token, Interest::READABLE)?;
         self.registered = Some(Interest::READABLE);
         Ok(())
     }
@@ -592,9 +592,9 @@ impl Conn {
             return Ok(());
         }
         match (self.registered, wanted) {
-            (None, Some(i)) => registry.register(self.transport.socket_mut(), token, i)?,
-            (Some(_), Some(i)) => registry.reregister(self.transport.socket_mut(), token, i)?,
-            (Some(_), None) => registry.deregister(self.transport.socket_mut())?,
+            (None, Some(i)) => registry.register(self.transport.source_mut(), token, i)?,
+            (Some(_), Some(i)) => registry.reregister(self.transport.source_mut(), token, i)?,
+            (Some(_), None) => registry.deregister(self.transport.source_mut())?,
             (None, None) => {}
         }
         self.registered = wanted;

@@ -41,9 +41,12 @@ pub mod files;
 pub mod framing;
 pub mod handler;
 pub mod job;
+pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "ngobrol")]
+pub mod ngobrol;
 pub mod presence;
 pub mod protocol;
 pub mod reactor;

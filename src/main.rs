@@ -21,6 +21,9 @@ OPTIONS:
   --tls-key FILE     PEM private key of --tls-cert (both read again on SIGHUP)
   --listen-plain ADDR  a plaintext listener beside the TLS one
   --metrics ADDR     serve Prometheus metrics on http://ADDR/metrics
+  --ngobrol-amqp URL serve ngobrol clients through a RabbitMQ broker, e.g.
+                     amqp://guest:guest@127.0.0.1:5672/%2f (builds with
+                     the ngobrol feature)
   --log-file FILE    log to FILE (reopened on SIGHUP) rather than standard error
   --data DIR         data directory: database and files (default ./parley-data)
   --workers N        read worker threads (default 2 x cores)
@@ -55,6 +58,7 @@ struct Flags {
     listen: Option<String>,
     listen_plain: Option<String>,
     metrics: Option<String>,
+    ngobrol_amqp: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     data: Option<PathBuf>,
@@ -135,6 +139,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             Long("listen") => flags.listen = Some(parser.value()?.string()?),
             Long("listen-plain") => flags.listen_plain = Some(parser.value()?.string()?),
             Long("metrics") => flags.metrics = Some(parser.value()?.string()?),
+            Long("ngobrol-amqp") => flags.ngobrol_amqp = Some(parser.value()?.string()?),
             Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => flags.tls_key = Some(parser.value()?.into()),
             Long("data") => flags.data = Some(parser.value()?.into()),
@@ -173,6 +178,9 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
             addr.parse()
                 .with_context(|| format!("--metrics {addr:?} is not an address like 127.0.0.1:9700"))?,
         );
+    }
+    if let Some(url) = flags.ngobrol_amqp {
+        config.ngobrol_amqp = Some(url);
     }
     if let Some(cert) = flags.tls_cert {
         config.tls_cert = Some(cert);

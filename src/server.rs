@@ -16,6 +16,7 @@ use mio::{Poll, Waker};
 use crate::config::Config;
 use crate::files;
 use crate::job::WriteQueue;
+use crate::local::{self, LocalArrivals, LocalConnector};
 use crate::metrics::{self, Gauges, Metrics};
 use crate::presence::Presence;
 use crate::reactor::{Limits, Links, Listener, Reactor, ShutdownHandle, WAKER};
@@ -48,6 +49,9 @@ pub struct Server {
     waker: Arc<Waker>,
     shutdown: Arc<AtomicBool>,
     stores: Vec<Store>,
+    /// Front ends inside the server connect through this.
+    local: LocalConnector,
+    local_arrivals: LocalArrivals,
 }
 
 /// Fails with a clear message unless `dir` exists (created if needed) and is
@@ -127,6 +131,7 @@ impl Server {
         if config.auth_workers == 0 || config.auth_queue == 0 || config.job_queue == 0 {
             bail!("auth_workers, auth_queue and job_queue must be at least 1");
         }
+        config.check_bridge()?;
         // The certificate and the ports come first: a port already taken
         // fails before the data directory is created or migrated.
         // mio's bind listens with a backlog of 1024 (std's is 128, which
@@ -175,7 +180,10 @@ impl Server {
         let poll = Poll::new().context("creating the poll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating the waker")?);
         let rates = Arc::new(UserRates::new(&config));
+        let (local, local_arrivals) = local::channel(waker.clone());
         Ok(Server {
+            local,
+            local_arrivals,
             config,
             poll,
             listener,
@@ -213,6 +221,11 @@ impl Server {
     /// The TLS identity, to reload on SIGHUP (`None` without TLS).
     pub fn tls(&self) -> Option<Arc<ServerTls>> {
         self.tls.clone()
+    }
+
+    /// Opens connections served like TCP clients, for front ends inside the server.
+    pub fn local_connector(&self) -> LocalConnector {
+        self.local.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -353,6 +366,7 @@ impl Server {
             done: done_rx,
             file_tasks: file_tx,
             file_events: file_event_rx,
+            local: self.local_arrivals,
         };
         let files_dir = files::files_dir(&config.data_dir);
         let mut listeners = vec![Listener {
@@ -371,7 +385,25 @@ impl Server {
             limits,
             files_dir,
         )?;
+        #[cfg(feature = "ngobrol")]
+        let bridge = match &config.ngobrol_amqp {
+            Some(url) => {
+                let settings = crate::ngobrol::Settings {
+                    url: url.clone(),
+                    queue: config.ngobrol_queue.clone(),
+                };
+                Some(
+                    crate::ngobrol::start(settings, self.local.clone())
+                        .context("starting the ngobrol bridge")?,
+                )
+            }
+            None => None,
+        };
         let result = reactor.run();
+        #[cfg(feature = "ngobrol")]
+        if let Some(bridge) = bridge {
+            bridge.stop();
+        }
         if file_thread.join().is_err() {
             log::error!("the file thread panicked");
         }

@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Write};
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -44,6 +44,8 @@ fn failure(kind: TlsFailure) -> io::Error {
 pub enum Transport {
     Plain(TcpStream),
     Tls(Box<Tls>),
+    /// A front end inside the server (`local`): one end of a socket pair.
+    Local(UnixStream),
 }
 
 pub struct Tls {
@@ -66,17 +68,21 @@ impl Transport {
         }))
     }
 
-    pub fn socket(&self) -> &TcpStream {
+    /// The TCP socket beneath (none for local connections).
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(t) => &t.socket,
+            Transport::Plain(s) => Some(s),
+            Transport::Tls(t) => Some(&t.socket),
+            Transport::Local(_) => None,
         }
     }
 
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
+    /// What the poll registers for readiness.
+    pub fn source_mut(&mut self) -> &mut dyn mio::event::Source {
         match self {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &mut t.socket,
+            Transport::Local(s) => s,
         }
     }
 
@@ -86,6 +92,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(t) => t.read(buf),
+            Transport::Local(s) => s.read(buf),
         }
     }
 
@@ -98,6 +105,10 @@ impl Transport {
                 other => other,
             },
             Transport::Tls(t) => t.session.writer().write(data),
+            Transport::Local(s) => match s.write(data) {
+                Ok(0) if !data.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+                other => other,
+            },
         }
     }
 
@@ -105,7 +116,7 @@ impl Transport {
     /// block (plain TCP has none); returns how many bytes went out.
     pub fn send_records(&mut self) -> io::Result<usize> {
         match self {
-            Transport::Plain(_) => Ok(0),
+            Transport::Plain(_) | Transport::Local(_) => Ok(0),
             Transport::Tls(t) => t.send_records(),
         }
     }
@@ -113,7 +124,7 @@ impl Transport {
     /// Whether bytes below the plaintext wait to be written.
     pub fn wants_write(&self) -> bool {
         match self {
-            Transport::Plain(_) => false,
+            Transport::Plain(_) | Transport::Local(_) => false,
             Transport::Tls(t) => t.session.wants_write(),
         }
     }

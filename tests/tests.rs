@@ -36,3 +36,6 @@ mod faults;
 mod admin;
 // Prometheus metrics.
 mod monitoring;
+// The ngobrol bridge against the real RabbitMQ broker (with the ngobrol feature).
+#[cfg(feature = "ngobrol")]
+mod ngobrol;

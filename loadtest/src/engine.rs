@@ -267,7 +267,7 @@ impl Thread {
                 if self
                     .poll
                     .registry()
-                    .register(stream.socket_mut(), Token(i), interest)
+                    .register(stream.source_mut(), Token(i), interest)
                     .is_err()
                 {
                     self.fail(i, "register");
@@ -304,7 +304,7 @@ impl Thread {
                 let connected = self.conns[i]
                     .stream
                     .as_ref()
-                    .map(Transport::socket)
+                    .and_then(Transport::tcp)
                     .is_some_and(|s| matches!(s.take_error(), Ok(None)) && s.peer_addr().is_ok());
                 if connected {
                     self.conns[i].phase = Phase::LoggingIn;

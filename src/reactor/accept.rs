@@ -12,6 +12,7 @@ use mio::Token;
 use super::Reactor;
 use crate::admission::Eviction;
 use crate::conn::Conn;
+use crate::local::LOCAL_PEER;
 use crate::tls::ServerTls;
 use crate::transport::Transport;
 
@@ -78,10 +79,23 @@ impl Reactor {
         }
     }
 
+    /// Takes on the local connections front ends inside the server opened
+    /// (`local`): from here on they are connections like any other.
+    pub(super) fn accept_local(&mut self) {
+        while let Ok(stream) = self.local.try_recv() {
+            if self.conns.len() >= self.limits.max_connections {
+                log::warn!(
+                    "refused a local connection: connection limit of {} reached",
+                    self.limits.max_connections
+                );
+                continue;
+            }
+            self.add_transport(Transport::Local(stream), LOCAL_PEER);
+        }
+    }
+
     /// Takes on an accepted connection, starting TLS on it if its listener speaks TLS.
     fn add_conn(&mut self, socket: TcpStream, peer: SocketAddr, tls: Option<&ServerTls>) {
-        let token = Token(self.next_token);
-        self.next_token += 1;
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
         }
@@ -93,6 +107,13 @@ impl Reactor {
                 return;
             }
         };
+        self.add_transport(transport, peer);
+    }
+
+    /// Registers a new connection and starts its log-in deadline.
+    fn add_transport(&mut self, transport: Transport, peer: SocketAddr) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
         let mut conn = Conn::new(transport, peer, self.limits.max_line_bytes, self.metrics.clone());
         if self.limits.trace_lines {
             conn.trace_lines(token.0);

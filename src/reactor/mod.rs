@@ -35,6 +35,7 @@ use crate::admission::AnonymousConns;
 use crate::conn::Conn;
 use crate::files::{FileEvent, FileTask};
 use crate::job::{Completion, ConnId, Job, Task, WriteQueue};
+use crate::local::LocalArrivals;
 use crate::metrics::Metrics;
 use crate::presence::{Presence, PresenceCoalescer};
 use crate::throttle::{AuthGate, AuthRates};
@@ -115,6 +116,8 @@ pub struct Links {
     pub done: Receiver<Completion>,
     pub file_tasks: Sender<FileTask>,
     pub file_events: Receiver<FileEvent>,
+    /// Connections of the front ends inside the server (`local`).
+    pub local: LocalArrivals,
 }
 
 pub struct Reactor {
@@ -178,6 +181,8 @@ pub struct Reactor {
     next_maintenance: Instant,
     /// Presence announcements, at most one a second per user.
     presence_out: PresenceCoalescer,
+    /// New connections of the front ends inside the server.
+    local: LocalArrivals,
 }
 
 /// How often the writer does its upkeep (expired tokens, the disk's
@@ -210,6 +215,7 @@ impl Reactor {
             metrics,
             file_tasks,
             file_events,
+            local,
         } = links;
         let mut listeners: Vec<(Token, Listener)> =
             [LISTENER, PLAIN_LISTENER].into_iter().zip(listeners).collect();
@@ -253,6 +259,7 @@ impl Reactor {
             reported_tls_error: false,
             next_maintenance: Instant::now() + Duration::from_secs(5),
             presence_out: PresenceCoalescer::default(),
+            local,
         })
     }
 
@@ -280,6 +287,9 @@ impl Reactor {
             }
             // After the events: connections that closed have freed their descriptors.
             self.retry_accept();
+            if self.draining_until.is_none() {
+                self.accept_local();
+            }
             // Completions are drained on every pass: wakes can merge.
             self.drain_completions();
             self.drain_file_events();
@@ -391,7 +401,7 @@ impl Reactor {
             self.abandon_transfer(transfer);
         }
         if registered.is_some() {
-            let _ = self.poll.registry().deregister(transport.socket_mut());
+            let _ = self.poll.registry().deregister(transport.source_mut());
         }
         let level = if loud { log::Level::Info } else { log::Level::Debug };
         log::log!(level, "conn {} closed from {peer}: {reason}", token.0);
