@@ -439,3 +439,59 @@ fn refusals_say_why_and_tokens_are_checked() {
     e.delete_queues(&[]);
     drop(server);
 }
+
+/// Runs `rabbitmqctl` with the arguments; panics if it fails.
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+/// The broker goes away and comes back: what was said meanwhile reaches the
+/// ngobrol user's durable queue afterwards, and requests are served again.
+#[test]
+fn the_bridge_reconnects_when_the_broker_restarts() {
+    let _alone = BROKER_LOCK.write();
+    let (server, queue) = bridged_server();
+    let budi = unique("budi");
+    let mut b = NgClient::new(&queue);
+    let bt = b.register_and_log_in(&budi, "rahasia");
+    b.send(json!({"method": "create_group", "username": budi, "group_name": "tahan", "token": bt}));
+    assert_eq!(b.next()["status"], "ok");
+    b.send(json!({"method": "get_group", "username": budi, "token": bt}));
+    let gid = b.next()["groups"][0]["group_id"].as_i64().unwrap();
+    let mut ani = server.user(&unique("ani"));
+    let mut tcp_budi = server.connect();
+    assert_eq!(tcp_budi.log_in(&budi, "rahasia").unwrap()["type"], "RQ_TOKEN");
+    tcp_budi
+        .request(json!({"type": "RQ_ADD_MEMBER", "room_id": gid, "login": ani.login}))
+        .unwrap();
+    b.next(); // the join notice
+    drop(b);
+
+    rabbitmqctl(&["stop_app"]);
+    let said = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ani.req(json!({"type": "RQ_MSG", "room_id": gid, "message": "selagi broker mati"}))
+    }));
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    assert_eq!(said.expect("Parley chats on without the broker")["type"], "RQ_MSG");
+
+    let mut b = NgClient::new(&queue);
+    b.user_queue = Some(format!("ngobrol_{budi}"));
+    let got = b
+        .next_on(&format!("ngobrol_{budi}"), Duration::from_secs(20))
+        .expect("the message said while the broker was down arrives");
+    assert_eq!(
+        got,
+        json!({"method": "send_group", "username_from": ani.login, "group_id_to": gid, "group_name_to": "tahan", "message": "selagi broker mati"})
+    );
+    // Requests are served again (the bridge reconnects within seconds).
+    b.send(json!({"method": "get_friend", "username": budi, "token": bt}));
+    assert_eq!(b.next_on(&format!("ngobrol_{budi}"), Duration::from_secs(20)).unwrap()["status"], "ok");
+    b.delete_queues(&[&queue]);
+    drop(server);
+}
