@@ -479,3 +479,53 @@ fn trace_lines_logs_a_connection_without_its_secrets() {
         "a secret reached the log"
     );
 }
+
+/// A local connection (how front ends inside the server, such as the
+/// ngobrol bridge, reach the reactor) is served exactly like a TCP client:
+/// the same requests, pushes both ways, and the same limits.
+#[test]
+fn local_connections_are_served_like_tcp_clients() {
+    let server = crate::util::start_server();
+    let stream = server.local.connect().unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut ask = |msg: serde_json::Value| -> serde_json::Value {
+        writeln!(writer, "{msg}").unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(
+                lines.read_line(&mut line).unwrap() > 0,
+                "the server closed the local connection"
+            );
+            let got: serde_json::Value = serde_json::from_str(&line).unwrap();
+            // An over-long line's error cannot carry its req_id.
+            if got["req_id"] == msg["req_id"] || got["error_code"] == "ER_TOO_LARGE" {
+                return got;
+            }
+        }
+    };
+    let signed = ask(
+        json!({"type": "RQ_SIGN_UP", "login": "localuser", "pass": parley::client::password_digest("pw"), "req_id": 1}),
+    );
+    assert_eq!(signed["type"], "RQ_TOKEN", "{signed}");
+    let mut tcp = server.user("tcpuser");
+    let room = tcp.new_room("bridge", "DB_GLOBAL_CHAT");
+    assert_eq!(
+        ask(json!({"type": "RQ_JOIN_ROOM", "room_id": room, "req_id": 2}))["type"],
+        "RQ_JOIN_ROOM"
+    );
+    let sent = ask(json!({"type": "RQ_MSG", "room_id": room, "message": "from inside", "req_id": 3}));
+    assert_eq!(sent["type"], "RQ_MSG", "{sent}");
+    let got = tcp.expect("RQ_MSG");
+    assert_eq!(
+        (got["login"].as_str(), got["message"].as_str()),
+        (Some("localuser"), Some("from inside"))
+    );
+    // The line limit holds here too.
+    let huge = "x".repeat(100 * 1024);
+    let refused = ask(json!({"type": "RQ_MSG", "room_id": room, "message": huge, "req_id": 4}));
+    assert_eq!(refused["error_code"], "ER_TOO_LARGE", "{refused}");
+    let after = ask(json!({"type": "RQ_PING", "req_id": 5}));
+    assert_eq!(after["type"], "RQ_PING", "the connection stays after a refusal");
+}

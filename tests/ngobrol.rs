@@ -478,7 +478,10 @@ fn the_bridge_reconnects_when_the_broker_restarts() {
     }));
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
-    assert_eq!(said.expect("Parley chats on without the broker")["type"], "RQ_MSG");
+    assert_eq!(
+        said.expect("Parley chats on without the broker")["type"],
+        "RQ_MSG"
+    );
 
     let mut b = NgClient::new(&queue);
     b.user_queue = Some(format!("ngobrol_{budi}"));
@@ -491,7 +494,11 @@ fn the_bridge_reconnects_when_the_broker_restarts() {
     );
     // Requests are served again (the bridge reconnects within seconds).
     b.send(json!({"method": "get_friend", "username": budi, "token": bt}));
-    assert_eq!(b.next_on(&format!("ngobrol_{budi}"), Duration::from_secs(20)).unwrap()["status"], "ok");
+    assert_eq!(
+        b.next_on(&format!("ngobrol_{budi}"), Duration::from_secs(20))
+            .unwrap()["status"],
+        "ok"
+    );
     b.delete_queues(&[&queue]);
     drop(server);
 }

@@ -19,6 +19,8 @@ pub struct TestServer {
     /// The metrics listener, when configured.
     pub metrics_addr: Option<SocketAddr>,
     pub dir: TempDir,
+    /// Opens local connections (front ends inside the server).
+    pub local: parley::local::LocalConnector,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -88,12 +90,14 @@ pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
     let plain_addr = server.plain_addr();
     let metrics_addr = server.metrics_addr();
     let handle = server.shutdown_handle();
+    let local = server.local_connector();
     let thread = std::thread::spawn(move || server.run());
     TestServer {
         addr,
         plain_addr,
         metrics_addr,
         dir,
+        local,
         handle,
         thread: Some(thread),
     }
