@@ -502,3 +502,38 @@ fn the_bridge_reconnects_when_the_broker_restarts() {
     b.delete_queues(&[&queue]);
     drop(server);
 }
+
+/// ngobrol kept one token per user: a new login revokes the previous one,
+/// and pushes reach the user's queue once, not once per login.
+#[test]
+fn a_new_login_replaces_the_previous_one() {
+    let _turn = BROKER_LOCK.read();
+    let (server, queue) = bridged_server();
+    let budi = unique("budi");
+    let mut b = NgClient::new(&queue);
+    let first = b.register_and_log_in(&budi, "rahasia");
+    let second = b.log_in(&budi, "rahasia");
+    assert_ne!(first, second);
+    b.send(json!({"method": "get_friend", "username": budi, "token": first}));
+    let reply = b.next();
+    assert_eq!(reply["status"], "error", "the previous token is revoked: {reply}");
+    b.send(json!({"method": "create_group", "username": budi, "group_name": "sekali", "token": second}));
+    assert_eq!(b.next()["status"], "ok");
+    b.send(json!({"method": "get_group", "username": budi, "token": second}));
+    let gid = b.next()["groups"][0]["group_id"].as_i64().unwrap();
+    let mut ani = server.user(&unique("ani"));
+    let mut tcp_budi = server.connect();
+    assert_eq!(tcp_budi.log_in(&budi, "rahasia").unwrap()["type"], "RQ_TOKEN");
+    tcp_budi
+        .request(json!({"type": "RQ_ADD_MEMBER", "room_id": gid, "login": ani.login}))
+        .unwrap();
+    assert_eq!(
+        b.next()["message"],
+        format!("{} telah masuk ke dalam grup.", ani.login)
+    );
+    ani.req(json!({"type": "RQ_MSG", "room_id": gid, "message": "sekali saja"}));
+    assert_eq!(b.next()["message"], "sekali saja");
+    b.quiet();
+    b.delete_queues(&[&queue]);
+    drop(server);
+}

@@ -132,6 +132,7 @@ impl Bridge {
                         .parley
                         .request(json!({"type": "RQ_LOG_OUT", "token": old.token}))
                         .await;
+                    old.parley.close();
                 }
                 // The client consumes its queue as soon as it reads the reply.
                 self.outbox.declare(wire::user_queue(username)).await;
@@ -296,7 +297,10 @@ impl Bridge {
             return Err("the token is not valid (it may have expired); log in again".into());
         }
         let login = resumed["login"].as_str().unwrap_or(username).to_owned();
-        self.install(&login, token, parley, pushes).await?;
+        if let Some(old) = self.install(&login, token, parley, pushes).await? {
+            // Its pushes would reach the same queue twice.
+            old.parley.close();
+        }
         lock(&self.sessions)
             .get(&login.to_lowercase())
             .cloned()

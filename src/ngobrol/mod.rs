@@ -49,6 +49,18 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// AMQP's delivery mode for messages the broker keeps on disk.
 const PERSISTENT: u8 = 2;
 
+/// Replies and pushes waiting for the broker. Beyond it, users' tasks wait,
+/// and a session that cannot pass its pushes on stops reading until the
+/// server cuts it as a slow reader: memory stays bounded in a long outage.
+const OUTBOX: usize = 10_000;
+
+/// A user's task ends after this long without requests (a request with a
+/// made-up username must not leave a task behind for good).
+const USER_IDLE: Duration = Duration::from_secs(30);
+
+/// Above this many users' tasks, the ended ones are forgotten.
+const PRUNE_WORKERS_ABOVE: usize = 1024;
+
 /// What the bridge sends the broker, in order.
 enum Out {
     /// Declare a user's queue (before the log-in reply that tells them to consume it).
@@ -117,7 +129,7 @@ pub fn start(settings: Settings, connector: LocalConnector) -> std::io::Result<R
 
 /// Connects, serves until the connection fails, and connects again, until stopped.
 async fn run(settings: Settings, connector: LocalConnector, stop: Arc<AtomicBool>, stopped: Receiver<()>) {
-    let (out_tx, out_rx) = smol::channel::unbounded();
+    let (out_tx, out_rx) = smol::channel::bounded(OUTBOX);
     let bridge = Arc::new(Bridge::new(connector, Outbox(out_tx)));
     let mut workers: HashMap<String, Sender<(wire::Request, Delivery)>> = HashMap::new();
     // A message whose publishing failed: sent first after reconnecting.
@@ -238,25 +250,53 @@ async fn take(
             return;
         }
     };
+    if workers.len() > PRUNE_WORKERS_ABOVE {
+        workers.retain(|_, tx| !tx.is_closed());
+    }
     let key = request.username().to_lowercase();
-    let worker = workers.entry(key).or_insert_with(|| {
-        let (tx, rx) = smol::channel::unbounded();
-        smol::spawn(serve_user(bridge.clone(), rx)).detach();
-        tx
-    });
-    if let Err(smol::channel::SendError((_, delivery))) = worker.send((request, delivery)).await {
-        // Cannot happen while the task lives; the broker will deliver it again.
-        let _ = delivery.nack(Default::default()).await;
+    let mut item = (request, delivery);
+    loop {
+        let worker = workers.entry(key.clone()).or_insert_with(|| {
+            let (tx, rx) = smol::channel::unbounded();
+            smol::spawn(serve_user(bridge.clone(), rx)).detach();
+            tx
+        });
+        match worker.send(item).await {
+            Ok(()) => return,
+            // The user's task ended (idle) just now: start another.
+            Err(smol::channel::SendError(back)) => {
+                workers.remove(&key);
+                item = back;
+            }
+        }
     }
 }
 
-/// One user's requests, one at a time, in arrival order.
+/// One user's requests, one at a time, in arrival order; ends when idle.
 async fn serve_user(bridge: Arc<Bridge>, requests: Receiver<(wire::Request, Delivery)>) {
-    while let Ok((request, delivery)) = requests.recv().await {
-        bridge.serve(request).await;
-        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-            log::debug!("ngobrol: acknowledging failed (the broker will deliver it again): {e}");
+    loop {
+        let next = async { requests.recv().await.ok() };
+        let idle = async {
+            smol::Timer::after(USER_IDLE).await;
+            None
+        };
+        match smol::future::or(next, idle).await {
+            Some((request, delivery)) => serve_one(&bridge, request, delivery).await,
+            None => break,
         }
+    }
+    // Closed first, so a request sent from now on comes back to the sender;
+    // what arrived before is still served.
+    requests.close();
+    while let Ok((request, delivery)) = requests.try_recv() {
+        serve_one(&bridge, request, delivery).await;
+    }
+}
+
+async fn serve_one(bridge: &Arc<Bridge>, request: wire::Request, delivery: Delivery) {
+    bridge.serve(request).await;
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        log::debug!("ngobrol: acknowledging failed (the broker will deliver it again): {e}");
     }
 }
 

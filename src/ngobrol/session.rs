@@ -20,6 +20,10 @@ use crate::local::LocalConnector;
 /// request is shorter; this only guards against a server that has gone).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Pushes read but not yet passed on. Beyond it the session stops reading,
+/// and the server cuts it off as a slow reader if that lasts.
+const PUSH_BACKLOG: usize = 4096;
+
 /// Replies awaited, by `req_id`.
 type Waiting = Arc<Mutex<HashMap<u64, Sender<Value>>>>;
 
@@ -36,7 +40,7 @@ impl Session {
     pub fn open(connector: &LocalConnector) -> io::Result<(Session, Receiver<Value>)> {
         let stream = Arc::new(Async::new(connector.connect()?)?);
         let waiting: Waiting = Arc::default();
-        let (pushes, pushed) = smol::channel::unbounded();
+        let (pushes, pushed) = smol::channel::bounded(PUSH_BACKLOG);
         smol::spawn(read_lines(stream.clone(), waiting.clone(), pushes)).detach();
         let session = Session {
             stream,
