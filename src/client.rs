@@ -266,6 +266,8 @@ pub enum LinkEvent {
     Push(Value),
     /// The connection was lost; reconnecting.
     Lost,
+    /// The next attempt to reconnect comes in this many seconds.
+    Retrying(u64),
     /// Reconnected (and resumed, when there was a token).
     Restored,
 }
@@ -302,7 +304,7 @@ impl Link {
                     read_until_closed(reader, &tx, &mut on_event);
                     on_event(LinkEvent::Lost);
                     *reader_shared.writer.lock() = None;
-                    let (new_reader, writer) = reconnect(&reader_shared);
+                    let (new_reader, writer) = reconnect(&reader_shared, &mut on_event);
                     reader = new_reader;
                     let token = reader_shared.token.lock().clone();
                     let mut lines = Vec::new();
@@ -362,9 +364,38 @@ impl Link {
         }
     }
 
+    /// A handle that sends lines whose answers nobody waits for (they come
+    /// back as pushes): read markers, say, from another thread.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The address this link connects to.
     pub fn addr(&self) -> &str {
         &self.shared.addr
+    }
+}
+
+/// Sends requests without waiting for their answers; cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    shared: Arc<LinkShared>,
+}
+
+impl Notifier {
+    /// Sends `msg` (its answer, if any, arrives as a push with `req_id`
+    /// "notify"); fails while disconnected.
+    pub fn send(&self, mut msg: Value) -> io::Result<()> {
+        msg["req_id"] = json!("notify");
+        let mut line = serde_json::to_vec(&msg).map_err(|e| invalid(e.to_string()))?;
+        line.push(b'\n');
+        let mut writer = self.shared.writer.lock();
+        let stream = writer
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected; reconnecting"))?;
+        stream.write_all(&line)
     }
 }
 
@@ -388,10 +419,12 @@ fn read_until_closed(stream: ReadHalf, replies: &Sender<Value>, on_event: &mut i
 }
 
 /// Connects again, waiting longer after each failure.
-fn reconnect(shared: &LinkShared) -> (ReadHalf, WriteHalf) {
+fn reconnect(shared: &LinkShared, on_event: &mut impl FnMut(LinkEvent)) -> (ReadHalf, WriteHalf) {
     let mut attempt = 0;
     loop {
-        std::thread::sleep(backoff(attempt));
+        let wait = backoff(attempt);
+        on_event(LinkEvent::Retrying(wait.as_secs()));
+        std::thread::sleep(wait);
         if let Ok(halves) = shared.connector.connect(&shared.addr) {
             return halves;
         }

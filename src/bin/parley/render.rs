@@ -9,11 +9,15 @@ use parley::protocol::Kind;
 use serde_json::Value;
 
 /// A room as the client knows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RoomEntry {
     pub name: String,
     /// For direct-message rooms: the other user's login.
     pub peer: Option<String>,
+    /// Messages by others after the read marker.
+    pub unread: i64,
+    /// Of those, how many name the user (`@login`).
+    pub mentions: i64,
 }
 
 /// Rooms, users and read positions learnt from the server.
@@ -25,6 +29,8 @@ pub struct Directory {
     /// The newest message id seen in each room (to catch up after a reconnect).
     pub last_seen: HashMap<i64, i64>,
     pub me: Option<String>,
+    /// Read markers to send: the newest message shown in each room.
+    pub to_mark: HashMap<i64, i64>,
 }
 
 impl Directory {
@@ -40,14 +46,47 @@ impl Directory {
     /// Remembers a room object (RQ_NEW_ROOM, RQ_JOIN_ROOM, room lists).
     pub fn learn_room(&mut self, room: &Value) {
         let Some(id) = room["id"].as_i64() else { return };
+        let known = self.rooms.get(&id).cloned().unwrap_or_default();
         let entry = RoomEntry {
             name: room["name"].as_str().unwrap_or_default().to_owned(),
-            peer: room["peer"]["login"].as_str().map(str::to_owned),
+            peer: room["peer"]["login"].as_str().map(str::to_owned).or(known.peer),
+            unread: room["unread"].as_i64().unwrap_or(known.unread),
+            mentions: known.mentions,
         };
         if let (Some(uid), Some(login)) = (room["peer"]["user_id"].as_i64(), &entry.peer) {
             self.users.insert(uid, login.clone());
         }
         self.rooms.insert(id, entry);
+    }
+
+    /// Shown: the room's messages up to `msg_id` are read (sent in batches).
+    pub fn shown(&mut self, room_id: i64, msg_id: i64) {
+        let marker = self.to_mark.entry(room_id).or_insert(0);
+        *marker = (*marker).max(msg_id);
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.unread = 0;
+            room.mentions = 0;
+        }
+    }
+
+    /// Whether a text names this user as `@login`.
+    pub fn mentions_me(&self, text: &str) -> bool {
+        let Some(me) = &self.me else { return false };
+        text.match_indices('@').any(|(at, _)| {
+            let rest = &text[at + 1..];
+            rest.len() >= me.len()
+                && rest.is_char_boundary(me.len())
+                && rest[..me.len()].eq_ignore_ascii_case(me)
+                && !rest[me.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        })
+    }
+
+    /// Leaves a room: forgets it, and it is current no more.
+    pub fn forget_room(&mut self, room_id: i64) {
+        self.rooms.remove(&room_id);
+        if self.current == Some(room_id) {
+            self.current = None;
+        }
     }
 
     fn user(&self, user_id: &Value) -> String {
@@ -118,10 +157,15 @@ pub fn message_line(dir: &mut Directory, m: &Value) -> String {
             "[{time}] {label} {login}: [sticker {}]{edited}  (#{id})",
             m["message"].as_str().unwrap_or("")
         ),
-        _ => format!(
-            "[{time}] {label} {login}: {}{edited}  (#{id})",
-            m["message"].as_str().unwrap_or("")
-        ),
+        _ => {
+            let text = m["message"].as_str().unwrap_or("");
+            let mention = if login != dir.me.as_deref().unwrap_or_default() && dir.mentions_me(text) {
+                "  <- you"
+            } else {
+                ""
+            };
+            format!("[{time}] {label} {login}: {text}{edited}  (#{id}){mention}")
+        }
     }
 }
 
@@ -130,7 +174,22 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
     let room = |dir: &Directory| dir.label(p["room_id"].as_i64().unwrap_or(0));
     let kind = p["type"].as_str().and_then(Kind::from_name)?;
     Some(match kind {
-        Kind::Msg => message_line(dir, p),
+        Kind::Msg => {
+            let room_id = p["room_id"].as_i64().unwrap_or(0);
+            let id = p["message_id"].as_i64().unwrap_or(0);
+            let mine = p["login"].as_str().is_some_and(|l| dir.me.as_deref() == Some(l));
+            let text = p["message"].as_str().unwrap_or_default();
+            if dir.current == Some(room_id) {
+                dir.shown(room_id, id);
+            } else if !mine {
+                let mentioned = dir.mentions_me(text);
+                if let Some(room) = dir.rooms.get_mut(&room_id) {
+                    room.unread += 1;
+                    room.mentions += i64::from(mentioned);
+                }
+            }
+            message_line(dir, p)
+        }
         Kind::EditMsg => format!(
             "{} message #{} edited: {}",
             room(dir),
@@ -143,18 +202,33 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
             if let (Some(uid), Some(login)) = (p["user_id"].as_i64(), p["login"].as_str()) {
                 dir.users.insert(uid, login.to_owned());
             }
+            // One's own join is told by its own answer.
+            if dir.me.as_deref() == p["login"].as_str() {
+                return None;
+            }
             format!("{} {} joined", room(dir), p["login"].as_str().unwrap_or("?"))
         }
         Kind::LeaveRoom => {
-            let line = format!("{} {} left", room(dir), p["login"].as_str().unwrap_or("?"));
             if dir.me.as_deref() == p["login"].as_str() {
+                let line = format!("you left {}", room(dir));
                 if let Some(id) = p["room_id"].as_i64() {
-                    dir.rooms.remove(&id);
+                    dir.forget_room(id);
                 }
+                return Some(line);
             }
-            line
+            format!("{} {} left", room(dir), p["login"].as_str().unwrap_or("?"))
         }
-        Kind::BanMember => format!("{} {} was banned", room(dir), dir.user(&p["user_id"])),
+        Kind::BanMember => {
+            let who = dir.user(&p["user_id"]);
+            if dir.me.as_deref() == Some(who.as_str()) {
+                let line = format!("you were banned from {}", room(dir));
+                if let Some(id) = p["room_id"].as_i64() {
+                    dir.forget_room(id);
+                }
+                return Some(line);
+            }
+            format!("{} {who} was banned", room(dir))
+        }
         Kind::UnbanMember => format!("{} {} was unbanned", room(dir), dir.user(&p["user_id"])),
         Kind::SetRole => format!(
             "{} {} is now {}",
@@ -162,14 +236,25 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
             dir.user(&p["user_id"]),
             role_name(p["role"].as_str().unwrap_or(""))
         ),
-        Kind::JoinRoom | Kind::NewRoom => {
-            dir.learn_room(p);
-            format!("you are in {} now", dir.label(p["id"].as_i64().unwrap_or(0)))
+        Kind::JoinRoom | Kind::NewRoom | Kind::OpenDm => {
+            // Someone else put this user in a room (or another of their devices did).
+            let room = if kind == Kind::OpenDm { &p["room"] } else { p };
+            dir.learn_room(room);
+            let id = room["id"].as_i64().unwrap_or(0);
+            let label = dir.label(id);
+            match room["peer"]["login"].as_str() {
+                Some(peer) if kind == Kind::OpenDm => {
+                    format!("your direct conversation with {peer}: /go {label}")
+                }
+                Some(peer) => format!("{peer} opened a direct conversation with you: /go {label}"),
+                None if kind == Kind::NewRoom => format!("{label} was created: /go {label}"),
+                None => format!("you were added to {label}: /go {label}"),
+            }
         }
         Kind::DelRoom => {
             let line = format!("{} was deleted", room(dir));
             if let Some(id) = p["room_id"].as_i64() {
-                dir.rooms.remove(&id);
+                dir.forget_room(id);
             }
             line
         }
@@ -190,7 +275,11 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
             dir.user(&p["user_id"]),
             if p["online"] == true { "online" } else { "offline" }
         ),
-        Kind::LogOut => "this session was logged out".into(),
+        Kind::LogOut => {
+            dir.me = None;
+            dir.current = None;
+            "this session was logged out: /login LOGIN".into()
+        }
         Kind::ErrorMsg => format!("error: {}", p["msg"].as_str().unwrap_or("")),
         Kind::GetNewMsgs => {
             // Messages missed while reconnecting, oldest first.
