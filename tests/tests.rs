@@ -22,6 +22,8 @@ mod friends;
 mod files;
 // The parley terminal client, driven through stdin.
 mod cli;
+// The full-screen parley in a real terminal (tmux).
+mod tui;
 // Attacks by hostile clients, each with a bystander whose answers must stay prompt.
 mod abuse;
 // Online backups taken under load, restored and served.

@@ -223,12 +223,26 @@ impl App {
         }
     }
 
-    /// Forgets who was logged in (before another log-in, or after logging out),
-    /// so nothing is sent as them by mistake.
+    /// Forgets who was logged in (after logging out), so nothing is sent as
+    /// them by mistake.
     fn forget_login(&mut self) {
         self.link.set_token(None);
         self.token = None;
         *self.dir.lock() = Directory::default();
+    }
+
+    /// Before another log-in or sign-up: whoever is logged in here is logged
+    /// out first (the connection is then free for the new one), so a failed
+    /// attempt leaves nobody logged in, never the previous user.
+    fn log_out_first(&mut self) {
+        if let Some(token) = self.token.clone() {
+            let _ = self.req(json!({"type": Kind::LogOut.name(), "token": token}));
+            session::remove(&self.server);
+            if let Some(me) = self.dir.lock().me.clone() {
+                self.say(format!("logged out {me} first"));
+            }
+        }
+        self.forget_login();
     }
 
     fn user_id(&mut self, login: &str) -> Result<i64, String> {
@@ -558,7 +572,7 @@ impl App {
                     ));
                 }
                 let pass = password_digest(&password);
-                self.forget_login();
+                self.log_out_first();
                 let reply = self.req(
                     json!({"type": Kind::SignUp.name(), "login": login, "pass": pass, "name": name, "desc": ""}),
                 )?;
@@ -568,9 +582,8 @@ impl App {
             "/login" => {
                 let login = need(0, "/login LOGIN")?;
                 let pass = password_digest(&self.password(false)?);
-                // Whoever was logged in before is forgotten first: a failed
-                // log-in leaves nobody logged in here, not the previous user.
-                self.forget_login();
+                // A failed log-in leaves nobody logged in here, not the previous user.
+                self.log_out_first();
                 let reply = self.req(json!({"type": Kind::LogIn.name(), "login": login, "pass": pass}))?;
                 self.logged_in(&reply);
                 self.say(format!("logged in as {login}"));
