@@ -173,6 +173,51 @@ fn the_full_screen_client_shows_rooms_unread_and_switches() {
     tmux.wait_for("#random> /help");
     tmux.keys(&["Escape"]);
 
+    // PageUp scrolls back, loading older pages from the server at the top.
+    tmux.keys(&["M-1"]);
+    tmux.wait_for("#general>");
+    let mut ann = server.user("ann");
+    ann.req(json!({"type": "RQ_JOIN_ROOM", "room_id": general}));
+    for i in 0..30 {
+        let (who, n) = if i % 2 == 0 { (&mut yan, i) } else { (&mut ann, i) };
+        let sent = who.req(json!({"type": "RQ_MSG", "room_id": general, "message": format!("line {n:02}")}));
+        assert_eq!(sent["type"], "RQ_MSG", "{sent}");
+    }
+    tmux.wait_for("line 29");
+    tmux.keys(&["Escape"]);
+    tmux.type_line("/go general");
+    tmux.wait_for("line 29");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !tmux.screen().contains("zoe: first words") {
+        assert!(
+            Instant::now() < deadline,
+            "PageUp never reached the start:\n{}",
+            tmux.screen()
+        );
+        tmux.keys(&["PageUp"]);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    tmux.keys(&[
+        "PageDown", "PageDown", "PageDown", "PageDown", "PageDown", "PageDown",
+    ]);
+    tmux.wait_for("line 29");
+
+    // A smaller terminal: everything is drawn to its size.
+    Command::new("tmux")
+        .args(["resize-window", "-t", &name, "-x", "60", "-y", "12"])
+        .status()
+        .unwrap();
+    let screen = tmux.wait_for("· zoe · connected");
+    assert!(screen.lines().count() <= 12, "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 60), "{screen}");
+    assert!(screen.contains("#general>"), "{screen}");
+
+    // The server goes away: the status line says when the next try comes.
+    drop((yan, ann));
+    let (result, _dir) = server.stop();
+    result.unwrap();
+    tmux.wait_for("reconnecting in");
+
     tmux.keys(&["C-c"]);
     crate::util::wait_until(Duration::from_secs(5), || exit_file.exists());
     assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
