@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// The database's file name in the data directory.
 pub const DB_FILE: &str = "parley.db";
 
+/// Where the web client is served unless told otherwise.
+pub const DEFAULT_WEB: &str = "127.0.0.1:7780";
+
 /// How hard SQLite works to keep an acknowledged write across a crash.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +38,12 @@ pub struct Config {
     pub listen_plain: Option<SocketAddr>,
     /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
     pub metrics: Option<SocketAddr>,
+    /// Where to serve the web client and its WebSocket (HTTPS and WSS with
+    /// TLS), or "off".
+    pub web: String,
+    /// Origins whose pages may open the WebSocket besides the page's own
+    /// (for a reverse proxy on another name): `https://chat.example.org`.
+    pub web_origins: Vec<String>,
     /// Directory for the database and stored files; created if missing.
     pub data_dir: PathBuf,
     /// Read worker threads (default: 2 × cores); every write goes to the one writer.
@@ -143,6 +152,8 @@ impl Default for Config {
             tls_key: None,
             listen_plain: None,
             metrics: None,
+            web: DEFAULT_WEB.into(),
+            web_origins: Vec::new(),
             ngobrol_amqp: None,
             ngobrol_queue: "ngobrol".into(),
             data_dir: PathBuf::from("parley-data"),
@@ -226,7 +237,21 @@ impl Config {
             (None, None) => {}
             _ => bail!("TLS needs both tls_cert and tls_key"),
         }
+        self.web_addr()?;
         self.check_bridge()
+    }
+
+    /// The web listener's address; `None` when it is off.
+    pub fn web_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.web.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.web.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "web {:?} is not an address like 127.0.0.1:7780, nor \"off\"",
+                self.web
+            )
+        })
     }
 
     /// The ngobrol bridge's settings (also checked when a server starts).

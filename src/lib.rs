@@ -58,6 +58,7 @@ pub mod throttle;
 pub mod tls;
 pub mod transfer;
 pub mod transport;
+pub mod web;
 pub mod worker;
 pub mod writer;
 

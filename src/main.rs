@@ -21,6 +21,8 @@ OPTIONS:
   --tls-key FILE     PEM private key of --tls-cert (both read again on SIGHUP)
   --listen-plain ADDR  a plaintext listener beside the TLS one
   --metrics ADDR     serve Prometheus metrics on http://ADDR/metrics
+  --web ADDR|off     serve the web client on http://ADDR/ (default 127.0.0.1:7780;
+                     HTTPS with --tls-cert)
   --ngobrol-amqp URL serve ngobrol clients through a RabbitMQ broker, e.g.
                      amqp://guest:guest@127.0.0.1:5672/%2f (builds with
                      the ngobrol feature)
@@ -59,6 +61,7 @@ struct Flags {
     listen_plain: Option<String>,
     metrics: Option<String>,
     ngobrol_amqp: Option<String>,
+    web: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     data: Option<PathBuf>,
@@ -140,6 +143,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             Long("listen-plain") => flags.listen_plain = Some(parser.value()?.string()?),
             Long("metrics") => flags.metrics = Some(parser.value()?.string()?),
             Long("ngobrol-amqp") => flags.ngobrol_amqp = Some(parser.value()?.string()?),
+            Long("web") => flags.web = Some(parser.value()?.string()?),
             Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => flags.tls_key = Some(parser.value()?.into()),
             Long("data") => flags.data = Some(parser.value()?.into()),
@@ -178,6 +182,9 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
             addr.parse()
                 .with_context(|| format!("--metrics {addr:?} is not an address like 127.0.0.1:9700"))?,
         );
+    }
+    if let Some(web) = flags.web {
+        config.web = web;
     }
     if let Some(url) = flags.ngobrol_amqp {
         config.ngobrol_amqp = Some(url);

@@ -24,6 +24,7 @@ use crate::shared::Shared;
 use crate::store::{self, Store};
 use crate::throttle::UserRates;
 use crate::tls::ServerTls;
+use crate::web::WebSite;
 use crate::worker::Worker;
 use crate::writer::Writer;
 
@@ -41,6 +42,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The plaintext listener beside a TLS one, if configured.
     plain_listener: Option<mio::net::TcpListener>,
+    /// The web listener, unless off.
+    web_listener: Option<mio::net::TcpListener>,
     tls: Option<Arc<ServerTls>>,
     /// The per-user rates, shared with the handlers (SIGHUP may change them).
     rates: Arc<UserRates>,
@@ -152,6 +155,28 @@ impl Server {
             ),
             None => None,
         };
+        let web_listener = match config.web_addr()? {
+            None => None,
+            Some(addr) => match mio::net::TcpListener::bind(addr) {
+                Ok(listener) => Some(listener),
+                // The default address taken (another parleyd on this host):
+                // chat needs no web page, so it starts without one.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && config.web == crate::config::DEFAULT_WEB =>
+                {
+                    log::info!(
+                        "the web client is off: {addr} is taken (give another with --web ADDR, or --web off)"
+                    );
+                    None
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot serve the web client on {addr} (give another with --web ADDR, or --web off)"
+                    )))
+                }
+            },
+        };
         let plain_listener = match config.listen_plain {
             Some(addr) => {
                 Some(mio::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?)
@@ -188,6 +213,7 @@ impl Server {
             poll,
             listener,
             local_addr,
+            web_listener,
             plain_listener,
             tls,
             metrics_listener,
@@ -206,6 +232,11 @@ impl Server {
     /// The plaintext listener's address, when there is one beside TLS.
     pub fn plain_addr(&self) -> Option<SocketAddr> {
         self.plain_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The web listener's address, when the web client is served.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The metrics listener's address, when metrics are served.
@@ -321,6 +352,10 @@ impl Server {
             ),
             None => String::new(),
         };
+        if let Some(addr) = self.web_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            log::info!("the web client is at {scheme}://{addr}/");
+        }
         log::info!(
             "parleyd {} listening on {}{}{plain} with {} workers, data in {}",
             env!("CARGO_PKG_VERSION"),
@@ -369,13 +404,27 @@ impl Server {
             local: self.local_arrivals,
         };
         let files_dir = files::files_dir(&config.data_dir);
+        let web = self.web_listener.map(|socket| Listener {
+            socket,
+            tls: self.tls.clone(),
+            web: Some(Arc::new(WebSite {
+                origins: config.web_origins.clone(),
+                max_frame: 4 * config.max_line_bytes,
+            })),
+        });
         let mut listeners = vec![Listener {
             socket: self.listener,
             tls: self.tls,
+            web: None,
         }];
         if let Some(socket) = self.plain_listener {
-            listeners.push(Listener { socket, tls: None });
+            listeners.push(Listener {
+                socket,
+                tls: None,
+                web: None,
+            });
         }
+        listeners.extend(web);
         let reactor = Reactor::new(
             self.poll,
             listeners,

@@ -46,6 +46,8 @@ pub enum Transport {
     Tls(Box<Tls>),
     /// A front end inside the server (`local`): one end of a socket pair.
     Local(UnixStream),
+    /// HTTP and a WebSocket (`web`), over plain TCP or TLS.
+    Web(Box<crate::web::WebStream>),
 }
 
 pub struct Tls {
@@ -74,6 +76,7 @@ impl Transport {
             Transport::Plain(s) => Some(s),
             Transport::Tls(t) => Some(&t.socket),
             Transport::Local(_) => None,
+            Transport::Web(_) => None,
         }
     }
 
@@ -83,6 +86,7 @@ impl Transport {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &mut t.socket,
             Transport::Local(s) => s,
+            Transport::Web(w) => w.inner_mut().source_mut(),
         }
     }
 
@@ -93,6 +97,7 @@ impl Transport {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(t) => t.read(buf),
             Transport::Local(s) => s.read(buf),
+            Transport::Web(w) => w.read(buf),
         }
     }
 
@@ -105,6 +110,7 @@ impl Transport {
                 other => other,
             },
             Transport::Tls(t) => t.session.writer().write(data),
+            Transport::Web(w) => w.write(data),
             Transport::Local(s) => match s.write(data) {
                 Ok(0) if !data.is_empty() => Err(io::ErrorKind::WriteZero.into()),
                 other => other,
@@ -118,6 +124,7 @@ impl Transport {
         match self {
             Transport::Plain(_) | Transport::Local(_) => Ok(0),
             Transport::Tls(t) => t.send_records(),
+            Transport::Web(w) => w.send_records(),
         }
     }
 
@@ -126,6 +133,7 @@ impl Transport {
         match self {
             Transport::Plain(_) | Transport::Local(_) => false,
             Transport::Tls(t) => t.session.wants_write(),
+            Transport::Web(w) => w.wants_write(),
         }
     }
 }

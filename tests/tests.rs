@@ -22,6 +22,8 @@ mod friends;
 mod files;
 // The parley terminal client, driven through stdin.
 mod cli;
+// The web listener: page, WebSocket, origins, frames, files over HTTP.
+mod web;
 // The full-screen parley in a real terminal (tmux).
 mod tui;
 // Attacks by hostile clients, each with a bystander whose answers must stay prompt.

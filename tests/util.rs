@@ -18,6 +18,8 @@ pub struct TestServer {
     pub plain_addr: Option<SocketAddr>,
     /// The metrics listener, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The web listener, when on.
+    pub web_addr: Option<SocketAddr>,
     pub dir: TempDir,
     /// Opens local connections (front ends inside the server).
     pub local: parley::local::LocalConnector,
@@ -44,6 +46,8 @@ pub fn test_config(data_dir: &Path) -> Config {
         rooms_burst: 1_000_000,
         friend_adds_burst: 1_000_000,
         reads_burst: 1_000_000,
+        // Parallel test servers would fight over the web port; web tests turn it on.
+        web: "off".into(),
         ..Config::default()
     }
 }
@@ -89,6 +93,7 @@ pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
     let addr = server.local_addr();
     let plain_addr = server.plain_addr();
     let metrics_addr = server.metrics_addr();
+    let web_addr = server.web_addr();
     let handle = server.shutdown_handle();
     let local = server.local_connector();
     let thread = std::thread::spawn(move || server.run());
@@ -96,6 +101,7 @@ pub fn start_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
         addr,
         plain_addr,
         metrics_addr,
+        web_addr,
         dir,
         local,
         handle,

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -15,6 +16,7 @@ use crate::conn::Conn;
 use crate::local::LOCAL_PEER;
 use crate::tls::ServerTls;
 use crate::transport::Transport;
+use crate::web::{WebSite, WebStream};
 
 /// The shortest time between two reports of running out of descriptors.
 const FD_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -43,6 +45,7 @@ impl Reactor {
                 return;
             };
             let tls = listener.tls.clone();
+            let web = listener.web.clone();
             let (socket, peer) = match listener.socket.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -64,7 +67,7 @@ impl Reactor {
                 );
                 continue;
             }
-            self.add_conn(socket, peer, tls.as_deref());
+            self.add_conn(socket, peer, tls.as_deref(), web);
         }
     }
 
@@ -95,7 +98,13 @@ impl Reactor {
     }
 
     /// Takes on an accepted connection, starting TLS on it if its listener speaks TLS.
-    fn add_conn(&mut self, socket: TcpStream, peer: SocketAddr, tls: Option<&ServerTls>) {
+    fn add_conn(
+        &mut self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        tls: Option<&ServerTls>,
+        web: Option<Arc<WebSite>>,
+    ) {
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
         }
@@ -106,6 +115,10 @@ impl Reactor {
                 log::error!("starting TLS for {peer} failed: {e}");
                 return;
             }
+        };
+        let transport = match web {
+            Some(site) => Transport::Web(Box::new(WebStream::new(transport, site))),
+            None => transport,
         };
         self.add_transport(transport, peer);
     }
@@ -158,8 +171,8 @@ impl Reactor {
             .listeners
             .iter()
             .find(|(t, _)| *t == listener)
-            .and_then(|(_, l)| Some((l.socket.accept().ok()?, l.tls.clone())));
-        if let Some(((socket, peer), tls)) = accepted {
+            .and_then(|(_, l)| Some((l.socket.accept().ok()?, l.tls.clone(), l.web.clone())));
+        if let Some(((socket, peer), tls, web)) = accepted {
             let conns = &self.conns;
             let oldest = self
                 .anonymous
@@ -167,7 +180,7 @@ impl Reactor {
             match oldest {
                 Some(old) => {
                     self.close_quietly(Token(old), "out of file descriptors: making room", false);
-                    self.add_conn(socket, peer, tls.as_deref());
+                    self.add_conn(socket, peer, tls.as_deref(), web);
                 }
                 None => drop(socket),
             }

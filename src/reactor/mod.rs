@@ -41,13 +41,16 @@ use crate::presence::{Presence, PresenceCoalescer};
 use crate::throttle::{AuthGate, AuthRates};
 use crate::tls::ServerTls;
 use crate::transfer::Upload;
+use crate::web::WebSite;
 
 pub const LISTENER: Token = Token(0);
 /// The optional plaintext listener beside a TLS one.
 pub const PLAIN_LISTENER: Token = Token(2);
+/// The web listener (HTTP and WebSocket).
+pub const WEB_LISTENER: Token = Token(3);
 pub const WAKER: Token = Token(1);
 /// Connection tokens start here and are never reused.
-const FIRST_CONN_TOKEN: usize = 3;
+const FIRST_CONN_TOKEN: usize = 4;
 
 /// How long a shutdown waits for in-flight requests and unsent replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,6 +102,8 @@ impl ShutdownHandle {
 pub struct Listener {
     pub socket: TcpListener,
     pub tls: Option<Arc<ServerTls>>,
+    /// For the web listener: its connections speak HTTP and WebSocket.
+    pub web: Option<Arc<WebSite>>,
 }
 
 /// The channels between the reactor and the other threads.
@@ -217,8 +222,10 @@ impl Reactor {
             file_events,
             local,
         } = links;
-        let mut listeners: Vec<(Token, Listener)> =
-            [LISTENER, PLAIN_LISTENER].into_iter().zip(listeners).collect();
+        let mut listeners: Vec<(Token, Listener)> = [LISTENER, PLAIN_LISTENER, WEB_LISTENER]
+            .into_iter()
+            .zip(listeners)
+            .collect();
         for (token, listener) in &mut listeners {
             poll.registry()
                 .register(&mut listener.socket, *token, Interest::READABLE)?;
@@ -276,7 +283,7 @@ impl Reactor {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER | PLAIN_LISTENER => self.accept(event.token()),
+                    LISTENER | PLAIN_LISTENER | WEB_LISTENER => self.accept(event.token()),
                     WAKER => {}
                     token => {
                         if self.conns.contains_key(&token) {
