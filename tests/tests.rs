@@ -24,6 +24,8 @@ mod files;
 mod cli;
 // The web listener: page, WebSocket, origins, frames, files over HTTP.
 mod web;
+// The web client in headless Chromium.
+mod browser;
 // The full-screen parley in a real terminal (tmux).
 mod tui;
 // Attacks by hostile clients, each with a bystander whose answers must stay prompt.
