@@ -405,3 +405,46 @@ fn a_self_signed_certificate_given_as_ca_is_trusted() {
         .expect("an untrusted certificate was accepted");
     assert!(refused.to_string().contains("TLS handshake failed"), "{refused}");
 }
+
+/// With TLS the web listener serves HTTPS and WSS with the same certificate.
+#[test]
+fn the_web_listener_speaks_https_and_wss_with_the_same_certificate() {
+    let (server, pki, _certs) = tls_server(|c| c.web = "127.0.0.1:0".into());
+    let web = server.web_addr.expect("the web listener is on").to_string();
+    let connector = Connector::tls(&web, &pki.ca).unwrap();
+
+    let (mut reader, mut writer) = connector.connect(&web).unwrap();
+    writer
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut page = Vec::new();
+    let _ = reader.read_to_end(&mut page);
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<title>Parley</title>"));
+
+    let (mut reader, mut writer) = connector.connect(&web).unwrap();
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {web}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://{web}\r\n\r\n"
+    );
+    writer.write_all(upgrade.as_bytes()).unwrap();
+    // A masked text frame, as browsers send them.
+    let payload = br#"{"type":"RQ_PING","req_id":"wss"}"#;
+    let mask = [7u8, 1, 2, 9];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    writer.write_all(&frame).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    wait_until(Duration::from_secs(10), || {
+        if let Ok(n) = reader.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).contains(r#""req_id":"wss""#)
+    });
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 101"), "{got}");
+    assert!(got.contains(r#"{"type":"RQ_PING","req_id":"wss"}"#), "{got}");
+}
