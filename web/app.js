@@ -41,7 +41,7 @@ function connect() {
     if (state.token) {
       const resumed = await request({ type: "RQ_TOKEN", token: state.token }).catch(() => null);
       if (resumed && resumed.type === "RQ_TOKEN") {
-        await enterChat(resumed, true);
+        await enterChat(resumed);
       } else if (resumed) {
         forgetSession();
         showWelcome("Your session has ended; please log in again.");
@@ -142,13 +142,13 @@ async function authenticate(kind) {
     const msg = kind === "RQ_SIGN_UP" ? { type: kind, login, pass, name: login, desc: "" } : { type: kind, login, pass };
     const reply = await ask(msg);
     $("password").value = "";
-    await enterChat(reply, false);
+    await enterChat(reply);
   } catch (e) {
     $("auth-status").textContent = e.message;
   }
 }
 
-async function enterChat(tokenReply, resumed) {
+async function enterChat(tokenReply) {
   state.token = tokenReply.token;
   localStorage.setItem(TOKEN_KEY, state.token);
   state.me = { login: tokenReply.login, id: tokenReply.user_id };
@@ -160,7 +160,7 @@ async function enterChat(tokenReply, resumed) {
   const wanted = Number(localStorage.getItem(ROOM_KEY));
   const room = state.current ?? (state.rooms.has(wanted) ? wanted : [...state.rooms.keys()][0]);
   if (room !== undefined && room !== null) {
-    await openRoom(room, resumed);
+    await openRoom(room);
   } else {
     renderRooms();
     $("room-title").textContent = "No rooms yet: create one or find one";
@@ -220,14 +220,14 @@ function renderRooms() {
     button.addEventListener("click", () => {
       $("side").classList.remove("open");
       $("toggle-rooms").setAttribute("aria-expanded", "false");
-      openRoom(room.id, false);
+      openRoom(room.id);
     });
     item.append(button);
     list.append(item);
   }
 }
 
-async function openRoom(id, resumed) {
+async function openRoom(id) {
   const room = state.rooms.get(id);
   if (!room) return;
   let reply;
@@ -258,7 +258,7 @@ async function openRoom(id, resumed) {
   state.oldest = msgs.length ? msgs[0].message_id : null;
   state.newest = msgs.length ? msgs[msgs.length - 1].message_id : null;
   state.complete = msgs.length < PAGE;
-  if (msgs.length === 0) notice(resumed ? "No messages yet." : "No messages yet: say hello.");
+  if (msgs.length === 0) notice("No messages yet: say hello.", "empty");
   box.scrollTop = box.scrollHeight;
   room.unread = 0;
   renderRooms();
@@ -371,9 +371,9 @@ function formatSize(bytes) {
   return (bytes / 1024 / 1024).toFixed(1) + " MiB";
 }
 
-function notice(text) {
+function notice(text, kind) {
   const line = document.createElement("div");
-  line.className = "notice";
+  line.className = kind ? "notice " + kind : "notice";
   line.textContent = text;
   $("messages").append(line);
   $("messages").scrollTop = $("messages").scrollHeight;
@@ -386,6 +386,7 @@ function atBottom() {
 
 function appendMessage(m) {
   const stick = atBottom();
+  $("messages").querySelector(".notice.empty")?.remove();
   $("messages").append(messageElement(m));
   state.newest = Math.max(state.newest ?? 0, m.message_id);
   if (state.oldest === null) state.oldest = m.message_id;
@@ -514,7 +515,7 @@ async function openDirect(login) {
     const reply = await ask({ type: "RQ_OPEN_DM", login });
     state.rooms.set(reply.room.id, { ...reply.room, unread: 0 });
     $("side").classList.remove("open");
-    await openRoom(reply.room.id, false);
+    await openRoom(reply.room.id);
   } catch (e) {
     notice(e.message);
   }
@@ -585,7 +586,7 @@ async function joinRoom(room) {
     }
     $("find-form").hidden = true;
     $("side").classList.remove("open");
-    await openRoom(room.id, false);
+    await openRoom(room.id);
   } catch (e) {
     notice(e.message);
   }
@@ -601,7 +602,7 @@ async function createRoom() {
     $("room-name").value = "";
     $("new-room-form").hidden = true;
     $("side").classList.remove("open");
-    await openRoom(room.id, false);
+    await openRoom(room.id);
   } catch (e) {
     notice(e.message);
   }
