@@ -364,7 +364,7 @@ mod tests {
                 etag: None
             }
         );
-        assert_eq!(len, 36);
+        assert_eq!(len, 33, "the head ends at the blank line");
         let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://x\r\n\r\n";
         let (req, _) = parse(upgrade, &any).unwrap().unwrap();
