@@ -143,6 +143,8 @@ pub struct Message {
     pub edited: bool,
     /// For file messages: the file.
     pub file: Option<StoredFile>,
+    /// The message this one answers (0: none).
+    pub reply_to: i64,
 }
 
 /// A file attached to a message.
@@ -164,6 +166,8 @@ pub struct RoomListing {
     pub unread: i64,
     /// The newest message's id, 0 if none.
     pub last_msg_id: i64,
+    /// Messages after the read marker that mention the member.
+    pub mentions: i64,
 }
 
 /// A user's place in a room.

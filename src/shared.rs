@@ -9,11 +9,13 @@ use crate::disk::DiskSpace;
 use crate::job::WriteQueue;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::throttle::{LoginLimits, LoginThrottle, UserRates};
+use crate::throttle::{LoginLimits, LoginThrottle, TypingGate, UserRates};
 
 /// Everything a handler may read besides its own store.
 pub struct Shared {
     pub config: Config,
+    /// Typing notices passed on, at most one per user and room every 3 s.
+    pub typing: TypingGate,
     pub hasher: PasswordHasher,
     pub login_throttle: LoginThrottle,
     pub presence: Arc<Presence>,
@@ -55,6 +57,7 @@ impl Shared {
             );
         }
         Ok(Shared {
+            typing: TypingGate::default(),
             disk,
             hasher,
             login_throttle,

@@ -478,8 +478,56 @@ impl LoginThrottle {
     }
 }
 
+/// Typing notices: at most one passed on per user and room every
+/// [`TYPING_EVERY`] (the rest are answered, not forwarded). Bounded: past
+/// [`MAX_TYPING_ENTRIES`] the stale entries go.
+#[derive(Default)]
+pub struct TypingGate {
+    last: parking_lot::Mutex<HashMap<(i64, i64), Instant>>,
+}
+
+/// How often one user's typing in one room is passed on.
+pub const TYPING_EVERY: Duration = Duration::from_secs(3);
+
+const MAX_TYPING_ENTRIES: usize = 100_000;
+
+impl TypingGate {
+    /// Whether this notice is passed on (and counts as the latest).
+    pub fn pass(&self, user_id: i64, room_id: i64) -> bool {
+        self.pass_at(user_id, room_id, Instant::now())
+    }
+
+    fn pass_at(&self, user_id: i64, room_id: i64, now: Instant) -> bool {
+        let mut last = self.last.lock();
+        if let Some(at) = last.get(&(user_id, room_id)) {
+            if now.saturating_duration_since(*at) < TYPING_EVERY {
+                return false;
+            }
+        }
+        if last.len() >= MAX_TYPING_ENTRIES {
+            last.retain(|_, at| now.saturating_duration_since(*at) < TYPING_EVERY);
+            if last.len() >= MAX_TYPING_ENTRIES {
+                last.clear();
+            }
+        }
+        last.insert((user_id, room_id), now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typing_passes_once_every_three_seconds_per_user_and_room() {
+        let gate = super::TypingGate::default();
+        let t0 = std::time::Instant::now();
+        assert!(gate.pass_at(1, 1, t0));
+        assert!(!gate.pass_at(1, 1, t0 + std::time::Duration::from_secs(2)));
+        assert!(gate.pass_at(1, 2, t0), "another room");
+        assert!(gate.pass_at(2, 1, t0), "another user");
+        assert!(gate.pass_at(1, 1, t0 + super::TYPING_EVERY));
+    }
+
     use super::*;
 
     fn limits(per_login_addr: u32, per_login: u32, per_addr: u32, window_ms: u64) -> LoginLimits {

@@ -18,6 +18,8 @@ mod rooms;
 mod messages;
 // Friends, direct messages, presence, offline catch-up.
 mod friends;
+// Replies, reactions, mentions, typing, pins (design.md §7).
+mod conversation;
 // File upload and download.
 mod files;
 // The parley terminal client, driven through stdin.

@@ -125,9 +125,11 @@ impl Protocol {
 /// Words the history scenario's stored messages contain and its searches look for.
 pub const SEARCH_WORDS: [&str; 6] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
 
-/// `@<stamp>:` then padding up to `payload` bytes.
+/// `~<stamp>:` then padding up to `payload` bytes.
 pub fn stamped_text(stamp_us: u64, payload: usize) -> String {
-    let mut text = format!("@{stamp_us}:");
+    // `~`, not `@`: a text starting "@digits" would name a user (a mention),
+    // and the server would look the login up for every message.
+    let mut text = format!("~{stamp_us}:");
     while text.len() < payload {
         text.push('x');
     }
@@ -203,7 +205,7 @@ pub fn classify(protocol: Protocol, line: &[u8]) -> Incoming {
     if is_error {
         return Incoming::Error(error_name(line));
     }
-    match stamp_after(line, b"\"message\":\"@") {
+    match stamp_after(line, b"\"message\":\"~") {
         Some(stamp_us) => Incoming::Delivery { stamp_us },
         None => Incoming::Other,
     }
@@ -221,7 +223,7 @@ fn classify_irc(line: &[u8]) -> Incoming {
     match words.next() {
         Some(b"001") => Incoming::Welcome,
         Some(b"JOIN") => Incoming::Joined,
-        Some(b"PRIVMSG") => match stamp_after(line, b" :@") {
+        Some(b"PRIVMSG") => match stamp_after(line, b" :~") {
             Some(stamp_us) => Incoming::Delivery { stamp_us },
             None => Incoming::Other,
         },
@@ -238,12 +240,12 @@ mod tests {
 
     #[test]
     fn parley_lines_are_classified() {
-        let delivery = br#"{"date":1,"edited":false,"login":"u","message":"@12345:xxxx","message_id":9,"type":"RQ_MSG"}"#;
+        let delivery = br#"{"date":1,"edited":false,"login":"u","message":"~12345:xxxx","message_id":9,"type":"RQ_MSG"}"#;
         assert_eq!(
             classify(Protocol::Parley, delivery),
             Incoming::Delivery { stamp_us: 12345 }
         );
-        let reply = br#"{"message":"@77:x","req_id":4,"type":"RQ_MSG"}"#;
+        let reply = br#"{"message":"~77:x","req_id":4,"type":"RQ_MSG"}"#;
         assert_eq!(classify(Protocol::Parley, reply), Incoming::Reply { error: None });
         let err = br#"{"error_code":"ER_RATE_LIMITED","msg":"slow","req_id":4,"type":"RQ_ERROR_MSG"}"#;
         assert_eq!(
@@ -274,7 +276,7 @@ mod tests {
             Incoming::Joined
         );
         assert_eq!(
-            classify(Protocol::Irc, b":l2!~l2@h PRIVMSG #r0 :@999:xx"),
+            classify(Protocol::Irc, b":l2!~l2@h PRIVMSG #r0 :~999:xx"),
             Incoming::Delivery { stamp_us: 999 }
         );
         assert_eq!(
@@ -293,9 +295,9 @@ mod tests {
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["type"], 3);
         assert_eq!(v["message"].as_str().unwrap().len(), 64);
-        assert!(v["message"].as_str().unwrap().starts_with("@42:"));
+        assert!(v["message"].as_str().unwrap().starts_with("~42:"));
         let irc = Protocol::Irc.message(3, "#r3", 42, 8, None);
-        assert_eq!(irc, b"PRIVMSG #r3 :@42:xxxx\r\n");
+        assert_eq!(irc, b"PRIVMSG #r3 :~42:xxxx\r\n");
         assert_eq!(Protocol::Irc.recipients(10), 9);
         assert_eq!(Protocol::Parley.recipients(10), 10);
     }

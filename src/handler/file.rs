@@ -133,8 +133,14 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         msg_type: MsgType::File,
         edited: false,
         file: Some(file),
+        reply_to: 0,
     };
-    let sent = broadcast(ctx, req.room_id, Kind::Msg, message_body(msg))?;
+    let sent = broadcast(
+        ctx,
+        req.room_id,
+        Kind::Msg,
+        message_body(msg, Default::default(), false),
+    )?;
     with_room_power(ctx, req.room_id, sent)
 }
 

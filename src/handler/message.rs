@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::conversation::mentioned_logins;
 use super::room::{broadcast, membership};
 use super::{validate, Ctx};
 use crate::compat;
@@ -11,9 +12,10 @@ use crate::model::now_ms;
 use crate::model::{Message, MsgType, Room, RoomType, StoredFile};
 use crate::protocol::{
     DelMsg, EditBody, EditMsg, ErrorCode, HistoryPage, Kind, MarkRead, MessageBody, MessageText,
-    MessagesBody, MsgRefBody, Outgoing, RoomIdBody, RoomPowerBody, RoomRef, SearchBody, SearchMsgs, SendMsg,
+    MessagesBody, MsgRefBody, Outgoing, ReactionCount, ReplyPreview, RoomIdBody, RoomPowerBody, RoomRef,
+    SearchBody, SearchMsgs, SendMsg,
 };
-use crate::store::{HistoryQuery, SearchScope, Store};
+use crate::store::{Extras, HistoryQuery, SearchScope, Store};
 
 /// Most messages one round of retention deletes (a short transaction: chat
 /// waits for it no longer than for an ordinary batch).
@@ -56,9 +58,25 @@ pub const MAX_PAGE: i64 = 500;
 /// Most messages a search returns.
 pub const MAX_SEARCH_RESULTS: usize = 50;
 
-/// The message object; its `power` is its own (design.md §3).
-pub fn message_body(msg: Message) -> MessageBody {
+/// The message object with its extras; its `power` is its own (design.md
+/// §3). `mine_listed`: the caller's reactions are listed (replies to reads).
+pub fn message_body(msg: Message, extras: Extras, mine_listed: bool) -> MessageBody {
     MessageBody {
+        reply_to: msg.reply_to,
+        reply_preview: extras
+            .reply_preview
+            .map(|(user_id, login, message)| ReplyPreview {
+                user_id,
+                login,
+                message,
+            }),
+        reactions: extras
+            .reactions
+            .into_iter()
+            .map(|(emoji, count)| ReactionCount { emoji, count })
+            .collect(),
+        my_reactions: mine_listed.then_some(extras.mine),
+        mentions: extras.mentions,
         power: compat::message_power(&msg.body),
         message: MessageText {
             file_of: msg.file.is_some().then_some(msg.id),
@@ -74,6 +92,19 @@ pub fn message_body(msg: Message) -> MessageBody {
         file_name: msg.file.as_ref().map(|f| f.name.clone()),
         file_size: msg.file.as_ref().map(|f| f.size),
     }
+}
+
+/// Message objects for a page of messages, with their extras as `viewer`
+/// sees them (a few indexed statements for the whole page).
+pub fn bodies(store: &Store, msgs: Vec<Message>, viewer: i64) -> Result<Vec<MessageBody>> {
+    let mut extras = store.extras(&msgs, viewer)?;
+    Ok(msgs
+        .into_iter()
+        .map(|m| {
+            let e = extras.remove(&m.id).unwrap_or_default();
+            message_body(m, e, true)
+        })
+        .collect())
 }
 
 /// Adds to an outcome the room's new `power`, RQ_UPD_ROOM_POWR, for its
@@ -146,7 +177,7 @@ fn message_text<'a>(ctx: &Ctx, text: &'a str) -> Result<&'a str> {
 }
 
 /// The message, which must belong to `room_id`.
-fn message_in_room(store: &Store, room_id: i64, msg_id: i64) -> Result<Message> {
+pub fn message_in_room(store: &Store, room_id: i64, msg_id: i64) -> Result<Message> {
     store
         .message(msg_id)?
         .filter(|m| m.room_id == room_id)
@@ -171,9 +202,34 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         session.user_id,
         "you are sending messages too fast",
     )?;
-    let (message_id, date) = ctx
-        .store
-        .atomically(|s| store_message(s, req.room_id, session.user_id, text, msg_type, None))?;
+    let reply_to = req.reply_to.filter(|id| *id != 0);
+    // Only text names people; a sticker's text is the sticker.
+    let named = if msg_type == MsgType::Text {
+        mentioned_logins(text)
+    } else {
+        Vec::new()
+    };
+    let (message_id, date, reply_preview, mentions) = ctx.store.atomically(|s| {
+        let (id, date) = store_message(s, req.room_id, session.user_id, text, msg_type, None)?;
+        let preview = match reply_to {
+            Some(original) => {
+                let preview = s.reply_preview(req.room_id, original)?.ok_or_else(|| {
+                    Error::not_found(format!("no message {original} in room {}", req.room_id))
+                })?;
+                s.set_reply_to(id, original)?;
+                Some(preview)
+            }
+            None => None,
+        };
+        let mentions = if named.is_empty() {
+            Vec::new()
+        } else {
+            let users = s.members_named(req.room_id, &named)?;
+            s.insert_mentions(id, req.room_id, &users)?;
+            users
+        };
+        Ok::<_, Error>((id, date, preview, mentions))
+    })?;
     let body = MessageBody {
         message_id,
         room_id: req.room_id,
@@ -186,6 +242,15 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         power: compat::message_power(text),
         file_name: None,
         file_size: None,
+        reply_to: reply_to.unwrap_or(0),
+        reply_preview: reply_preview.map(|(user_id, login, message)| ReplyPreview {
+            user_id,
+            login,
+            message,
+        }),
+        reactions: Vec::new(),
+        my_reactions: None,
+        mentions,
     };
     let sent = broadcast(ctx, req.room_id, Kind::Msg, body)?;
     with_room_power(ctx, req.room_id, sent)
@@ -279,12 +344,8 @@ fn history_reply(ctx: &mut Ctx, kind: Kind, room_id: i64, query: HistoryQuery) -
         "you are reading history too fast",
     )?;
     membership(ctx.store, room_id, user_id)?;
-    let messages = ctx
-        .store
-        .history(room_id, &query)?
-        .into_iter()
-        .map(message_body)
-        .collect();
+    let page = ctx.store.history(room_id, &query)?;
+    let messages = bodies(ctx.store, page, user_id)?;
     Ok(Outcome::reply(Outgoing::new(
         kind,
         MessagesBody { room_id, messages },
@@ -337,7 +398,7 @@ pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
         None => SearchScope::RoomsOf(user_id),
     };
     let found = ctx.store.search_messages(&req.msg, scope, MAX_SEARCH_RESULTS)?;
-    let msgs = found.into_iter().map(message_body).collect();
+    let msgs = bodies(ctx.store, found, user_id)?;
     let body = SearchBody {
         room_id: req.room_id,
         msgs,

@@ -8,6 +8,7 @@
 //! logged, and the client sees only `ER_INTERNAL`).
 
 mod account;
+mod conversation;
 mod file;
 mod friend;
 mod message;
@@ -104,10 +105,10 @@ pub fn route(kind: Kind) -> Route {
         Ping => Route::Inline,
         SignUp | LogIn => Route::Auth,
         MemberInfo | GetRooms | SearchCh | GetMembers | GetNewMsgs | OldMsgs | SearchMsgs | GetFriends
-        | UploadFile | DownloadFile | ReadyRead => Route::Read,
+        | UploadFile | DownloadFile | ReadyRead | GetMentions | GetPins | Typing => Route::Read,
         Token | LogOut | UpdUserDesc | UpdUserName | NewRoom | JoinRoom | AddMember | LeaveRoom | DelRoom
         | UpdRoomName | UpdRoomDesc | SetRole | BanMember | UnbanMember | Msg | EditMsg | DelMsg
-        | DelHist | MarkRead | AddFriend | DelFriend | OpenDm => Route::Write,
+        | DelHist | MarkRead | AddFriend | DelFriend | OpenDm | React | Pin => Route::Write,
         // Only the server sends these; decoding refuses them.
         ErrorMsg | UpdRoomPowr | NewMember | Presence => Route::Read,
     }
@@ -241,6 +242,11 @@ fn run(job: Job, store: &mut Store, shared: &Shared) -> Outcome {
         Request::UploadFile(r) => file::upload(&mut ctx, r),
         Request::DownloadFile(r) => file::download(&mut ctx, r),
         Request::ReadyRead => file::stray_ready_read(),
+        Request::React(r) => conversation::react(&mut ctx, r),
+        Request::GetMentions(r) => conversation::get_mentions(&mut ctx, r),
+        Request::Typing(r) => conversation::typing(&mut ctx, r),
+        Request::Pin(r) => conversation::pin(&mut ctx, r),
+        Request::GetPins(r) => conversation::get_pins(&mut ctx, r),
     };
     finish(result, ctx, kind)
 }

@@ -34,6 +34,7 @@ pub fn room_body(room: &Room, role: Option<Role>) -> RoomBody {
         power: room.power,
         unread: None,
         last_msg_id: None,
+        mentions: None,
         peer: None,
     }
 }
@@ -137,6 +138,7 @@ pub fn get_rooms(ctx: &mut Ctx, req: GetRooms) -> Result<Outcome> {
             Ok(RoomBody {
                 unread: Some(listing.unread),
                 last_msg_id: Some(listing.last_msg_id),
+                mentions: Some(listing.mentions),
                 peer,
                 ..room_body(&listing.room, Some(listing.role))
             })

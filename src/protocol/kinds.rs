@@ -54,6 +54,11 @@ coded_enum!(
         MarkRead = 109 "RQ_MARK_READ",
         Presence = 110 "RQ_PRESENCE",
         Ping = 111 "RQ_PING",
+        React = 112 "RQ_REACT",
+        GetMentions = 113 "RQ_GET_MENTIONS",
+        Typing = 114 "RQ_TYPING",
+        Pin = 115 "RQ_PIN",
+        GetPins = 116 "RQ_GET_PINS",
     }
 );
 

@@ -138,6 +138,7 @@ mod tests {
             power: 0,
             unread: None,
             last_msg_id: None,
+            mentions: None,
             peer: None,
         };
         let msg = Outgoing::new(Kind::GetRooms, RoomsBody { rooms: vec![room] });

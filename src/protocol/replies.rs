@@ -78,6 +78,9 @@ pub struct RoomBody {
     /// In room lists: the newest message's id (0 when there is none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_msg_id: Option<i64>,
+    /// In room lists: unread messages that mention the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<i64>,
     /// For direct-message rooms: the other user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<PeerBody>,
@@ -215,6 +218,75 @@ pub struct MessageBody {
     /// File messages: the file's size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_size: Option<i64>,
+    /// The message this one answers (0: none).
+    pub reply_to: i64,
+    /// The answered message, while it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_preview: Option<ReplyPreview>,
+    pub reactions: Vec<ReactionCount>,
+    /// In replies to reads (history, search, mentions, pins): the caller's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_reactions: Option<Vec<String>>,
+    /// Who the message names (user ids).
+    pub mentions: Vec<i64>,
+}
+
+/// The answered message of a reply: its author and first 100 characters.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplyPreview {
+    pub user_id: i64,
+    pub login: String,
+    pub message: String,
+}
+
+/// One emoji on a message and how many put it there.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+}
+
+/// Body of `RQ_REACT`.
+#[derive(Debug, Serialize)]
+pub struct ReactBody {
+    pub room_id: i64,
+    pub msg_id: i64,
+    pub user_id: i64,
+    pub login: String,
+    pub emoji: String,
+    pub on: bool,
+}
+
+/// Body of `RQ_PIN`: `user_id` pinned (or unpinned) it.
+#[derive(Debug, Serialize)]
+pub struct PinBody {
+    pub room_id: i64,
+    pub msg_id: i64,
+    pub pinned: bool,
+    pub user_id: i64,
+}
+
+/// Body of `RQ_TYPING`: to the sender `{room_id}`, to others who types.
+#[derive(Debug, Serialize)]
+pub struct TypingBody {
+    pub room_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+}
+
+/// Body of `RQ_GET_MENTIONS`.
+#[derive(Debug, Serialize)]
+pub struct MentionsBody {
+    pub msgs: Vec<MessageBody>,
+}
+
+/// Body of `RQ_GET_PINS`.
+#[derive(Debug, Serialize)]
+pub struct PinsBody {
+    pub room_id: i64,
+    pub msgs: Vec<MessageBody>,
 }
 
 /// A message's `message` field: its text, or for a file message its file's

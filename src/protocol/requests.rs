@@ -155,6 +155,9 @@ pub struct SendMsg {
     pub message: String,
     #[serde(default, deserialize_with = "de_wire_opt")]
     pub msg_type: Option<MsgType>,
+    /// The message of the same room this one answers.
+    #[serde(default)]
+    pub reply_to: Option<i64>,
 }
 
 /// RQ_EDIT_MSG.
@@ -199,6 +202,38 @@ pub struct SearchMsgs {
 pub struct MarkRead {
     pub room_id: i64,
     pub msg_id: i64,
+}
+
+/// RQ_REACT: add (`on`, the default) or remove one's emoji on a message.
+#[derive(Debug, Deserialize)]
+pub struct React {
+    pub room_id: i64,
+    pub msg_id: i64,
+    pub emoji: String,
+    #[serde(default = "yes")]
+    pub on: bool,
+}
+
+/// RQ_PIN: pin (the default) or unpin a message.
+#[derive(Debug, Deserialize)]
+pub struct Pin {
+    pub room_id: i64,
+    pub msg_id: i64,
+    #[serde(default = "yes")]
+    pub pinned: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// RQ_GET_MENTIONS: a page of the caller's mentions, newest first.
+#[derive(Debug, Deserialize)]
+pub struct GetMentions {
+    #[serde(default)]
+    pub before_id: Option<i64>,
+    #[serde(default)]
+    pub count: Option<i64>,
 }
 
 /// RQ_ADD_FRIEND, RQ_DEL_FRIEND and RQ_OPEN_DM: another user by login.
@@ -294,6 +329,11 @@ request_table! {
     DownloadFile(DownloadFile),
     /// The client is ready for a download's bytes.
     ReadyRead,
+    React(React),
+    GetMentions(GetMentions),
+    Typing(RoomRef),
+    Pin(Pin),
+    GetPins(RoomRef),
 }
 
 /// Deserializes a request's fields into its type, naming the offending

@@ -6,10 +6,10 @@ use rusqlite::{params, OptionalExtension};
 use super::Store;
 use crate::model::{Message, MsgType, Role, StoredFile};
 
-const MESSAGE_COLUMNS: &str =
-    "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name";
+pub(super) const MESSAGE_COLUMNS: &str =
+    "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name, m.reply_to";
 
-fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         id: row.get(0)?,
         room_id: row.get(1)?,
@@ -31,6 +31,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
             }),
             _ => None,
         },
+        reply_to: row.get(11)?,
     })
 }
 

@@ -12,12 +12,14 @@
 
 mod accounts;
 mod admin;
+mod conversation;
 mod friends;
 mod messages;
 mod room_cache;
 mod rooms;
 
 pub use admin::{RoomSummary, Totals};
+pub use conversation::Extras;
 pub use messages::{HistoryQuery, SearchScope};
 pub use room_cache::{Audience, RoomState};
 pub use rooms::Departure;
@@ -54,6 +56,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../db/0008_unread_counters.sql"),
     ),
     ("0009_room_power", include_str!("../../db/0009_room_power.sql")),
+    (
+        "0010_conversation",
+        include_str!("../../db/0010_conversation.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

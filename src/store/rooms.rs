@@ -97,7 +97,9 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ROOM_COLUMNS}, m.role,
                  max(0, r.last_seq - m.read_seq - m.own_unseen - m.gone_unseen),
-                 (SELECT coalesce(max(x.id), 0) FROM messages x WHERE x.room_id = r.id)
+                 (SELECT coalesce(max(x.id), 0) FROM messages x WHERE x.room_id = r.id),
+                 (SELECT count(*) FROM mentions n
+                  WHERE n.user_id = m.user_id AND n.room_id = r.id AND n.msg_id > m.last_read)
              FROM members m JOIN rooms r ON r.id = m.room_id
              WHERE m.user_id = ?1 AND m.role != ?2 AND m.joined_at > ?3 ORDER BY r.id"
         ))?;
@@ -107,6 +109,7 @@ impl Store {
                 role: role_from(row.get(ROOM_FIELDS)?),
                 unread: row.get(ROOM_FIELDS + 1)?,
                 last_msg_id: row.get(ROOM_FIELDS + 2)?,
+                mentions: row.get(ROOM_FIELDS + 3)?,
             })
         })?;
         rows.collect()
