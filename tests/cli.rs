@@ -454,3 +454,38 @@ fn messages_seen_live_are_marked_read() {
     ann.finish();
     ben.finish();
 }
+
+/// Replies are quoted, reactions shown and toggled, mentions listed and
+/// counted, pins made and listed, from the line client.
+#[test]
+fn replies_reactions_mentions_and_pins_in_line_mode() {
+    let server = start_server();
+    let home = tempfile::tempdir().unwrap();
+    let (mut ann, mut ben) = two_in_a_room(&server, home.path());
+    ann.send("shall we meet at noon?");
+    let line = ben.expect("#studio ann: shall we meet at noon?");
+    let id = line.rsplit("(#").next().unwrap().trim_end_matches(')').to_owned();
+    ben.send(&format!("/reply {id} yes @ann, noon it is"));
+    ben.expect("┌ ann: shall we meet at noon?");
+    ann.expect("┌ ann: shall we meet at noon?");
+    let mention = ann.expect("ben: yes @ann, noon it is");
+    assert!(mention.ends_with("<- you"), "{mention}");
+    ben.send(&format!("/react {id} 👍"));
+    ann.expect(&format!("#studio ben reacted 👍 to #{id}"));
+    ben.send("/history 5");
+    let shown = ben.expect("shall we meet at noon?");
+    assert!(shown.contains("👍 1"), "{shown}");
+    ben.send(&format!("/react {id} 👍"));
+    ann.expect(&format!("#studio ben took back 👍 from #{id}"));
+    ben.send(&format!("/pin {id}"));
+    ben.expect("error:");
+    ann.send(&format!("/pin {id}"));
+    ben.expect(&format!("#studio ann pinned #{id}"));
+    ben.send("/pins");
+    ben.expect("pinned in #studio:");
+    ben.expect("#studio ann: shall we meet at noon?");
+    ann.send("/mentions");
+    ann.expect("ben: yes @ann, noon it is");
+    ann.finish();
+    ben.finish();
+}

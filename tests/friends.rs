@@ -208,11 +208,13 @@ fn presence_follows_first_and_last_connection() {
     drop(bob);
     let offline = json!({"type": "RQ_PRESENCE", "user_id": bob_id, "online": false});
     let online = json!({"type": "RQ_PRESENCE", "user_id": bob_id, "online": true});
-    assert_eq!(
-        alice.expect("RQ_PRESENCE"),
-        offline,
-        "abrupt close of the only connection"
-    );
+    // Presence is coalesced for up to a second: bob's own "online" (from his
+    // sign-up) may be announced after the friendship, before his "offline".
+    let mut first = alice.expect("RQ_PRESENCE");
+    if first == online {
+        first = alice.expect("RQ_PRESENCE");
+    }
+    assert_eq!(first, offline, "abrupt close of the only connection");
     // Two connections: one announcement when the first logs in.
     let mut b1 = server.connect();
     assert_type(&b1.resume(&token).unwrap(), "RQ_TOKEN");

@@ -165,6 +165,19 @@ fn the_full_screen_client_shows_rooms_unread_and_switches() {
             .all(|r| r["unread"] == 0)
     });
 
+    // Someone typing shows in the status line.
+    yan.req(json!({"type": "RQ_TYPING", "room_id": general}));
+    tmux.wait_for("yan is typing…");
+    // And this user's typing reaches the others (at most every 3 s).
+    std::thread::sleep(Duration::from_millis(3100));
+    tmux.keys(&["-l", "hel"]);
+    let typing = yan.expect("RQ_TYPING");
+    assert_eq!(
+        (typing["login"].as_str(), typing["room_id"].as_i64()),
+        (Some("zoe"), Some(general))
+    );
+    tmux.keys(&["Escape"]);
+
     // Ctrl+N goes on to the next room; Tab completes commands.
     tmux.keys(&["C-n"]);
     tmux.wait_for("#random>");

@@ -29,6 +29,10 @@ commands:
   /members               members of the current room
   /history [N]           the last N messages of the current room (default 20)
   /search WORDS          search the current room (or all rooms if none)
+  /reply MSG_ID TEXT     answer a message (it is quoted above yours)
+  /react MSG_ID EMOJI    react to a message (again to take it back)
+  /mentions              messages that name you, across your rooms
+  /pin MSG_ID, /unpin MSG_ID, /pins  pinned messages of the current room
   /edit MSG_ID TEXT      edit your message
   /delete MSG_ID         delete a message
   /clear                 clear the current room's history (asks first; /clear --yes in scripts)
@@ -268,10 +272,12 @@ impl App {
                 let unread = room["unread"].as_i64().unwrap_or(0);
                 let mark = if dir.current == Some(id) { "*" } else { " " };
                 let role = role_name(room["role"].as_str().unwrap_or(""));
-                let news = if unread > 0 {
-                    format!("  {unread} unread")
-                } else {
-                    String::new()
+                let mentions = room["mentions"].as_i64().unwrap_or(0);
+                let news = match (unread, mentions) {
+                    (0, _) => String::new(),
+                    (n, 0) => format!("  {n} unread"),
+                    (n, 1) => format!("  {n} unread, 1 mentions you"),
+                    (n, m) => format!("  {n} unread, {m} mention you"),
                 };
                 lines.push(format!("{mark} {} (room {id}, {role}){news}", dir.label(id)));
             }
@@ -513,6 +519,23 @@ impl App {
         Ok(())
     }
 
+    /// Tells the room's other members that the user is typing (the server
+    /// passes it on at most every 3 s; this sends no more often either).
+    pub fn typing(&mut self, last_sent: &mut Option<std::time::Instant>) {
+        let Some(room) = self.dir.lock().current else {
+            return;
+        };
+        if self.token.is_none() || last_sent.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3))
+        {
+            return;
+        }
+        *last_sent = Some(std::time::Instant::now());
+        let _ = self
+            .link
+            .notifier()
+            .send(json!({"type": Kind::Typing.name(), "room_id": room}));
+    }
+
     /// Waits for the transfers under way.
     pub fn finish_transfers(&mut self) {
         for transfer in self.transfers.drain(..) {
@@ -705,6 +728,85 @@ impl App {
                 };
                 for l in lines {
                     self.say(l);
+                }
+            }
+            "/reply" => {
+                let room = self.current()?;
+                let id: i64 = need(0, "/reply MSG_ID TEXT")?
+                    .parse()
+                    .map_err(|_| "usage: /reply MSG_ID TEXT")?;
+                let text = rest.split_once(' ').map(|(_, t)| t.trim()).unwrap_or("");
+                if text.is_empty() {
+                    return Err("usage: /reply MSG_ID TEXT".into());
+                }
+                let reply = self.req(
+                    json!({"type": Kind::Msg.name(), "room_id": room, "message": text, "reply_to": id}),
+                )?;
+                let id = reply["message_id"].as_i64().unwrap_or(0);
+                let line = {
+                    let mut dir = self.dir.lock();
+                    dir.shown(room, id);
+                    message_line(&mut dir, &reply)
+                };
+                self.out.message(room, id, line);
+            }
+            "/react" => {
+                let room = self.current()?;
+                let usage = "usage: /react MSG_ID EMOJI";
+                let id: i64 = need(0, usage)?.parse().map_err(|_| usage)?;
+                let emoji = need(1, usage)?;
+                let on = !self
+                    .dir
+                    .lock()
+                    .my_reactions
+                    .get(&id)
+                    .is_some_and(|mine| mine.contains(&emoji));
+                let reply = self.req(
+                    json!({"type": Kind::React.name(), "room_id": room, "msg_id": id, "emoji": emoji, "on": on}),
+                )?;
+                self.confirm(&reply);
+            }
+            "/pin" | "/unpin" => {
+                let room = self.current()?;
+                let usage = format!("usage: {cmd} MSG_ID");
+                let id: i64 = need(0, &usage)?.parse().map_err(|_| usage)?;
+                let reply = self.req(
+                    json!({"type": Kind::Pin.name(), "room_id": room, "msg_id": id, "pinned": cmd == "/pin"}),
+                )?;
+                self.confirm(&reply);
+            }
+            "/pins" => {
+                let room = self.current()?;
+                let reply = self.req(json!({"type": Kind::GetPins.name(), "room_id": room}))?;
+                let msgs = reply["msgs"].as_array().cloned().unwrap_or_default();
+                let label = self.dir.lock().label(room);
+                if msgs.is_empty() {
+                    self.say(format!("nothing is pinned in {label}"));
+                } else {
+                    self.say(format!("pinned in {label}:"));
+                }
+                let lines: Vec<String> = {
+                    let mut dir = self.dir.lock();
+                    msgs.iter().map(|m| message_line(&mut dir, m)).collect()
+                };
+                for line in lines {
+                    self.say(line);
+                }
+            }
+            "/mentions" => {
+                self.need_login()?;
+                let reply = self.req(json!({"type": Kind::GetMentions.name(), "count": 20}))?;
+                let msgs = reply["msgs"].as_array().cloned().unwrap_or_default();
+                if msgs.is_empty() {
+                    self.say("nobody has mentioned you yet");
+                }
+                // Oldest first, like everything else.
+                let lines: Vec<String> = {
+                    let mut dir = self.dir.lock();
+                    msgs.iter().rev().map(|m| message_line(&mut dir, m)).collect()
+                };
+                for line in lines {
+                    self.say(line);
                 }
             }
             "/edit" => {

@@ -31,6 +31,10 @@ pub struct Directory {
     pub me: Option<String>,
     /// Read markers to send: the newest message shown in each room.
     pub to_mark: HashMap<i64, i64>,
+    /// The user's own reactions, by message (so /react can toggle).
+    pub my_reactions: HashMap<i64, Vec<String>>,
+    /// Who is typing where, and until when.
+    pub typing: HashMap<i64, (String, std::time::Instant)>,
 }
 
 impl Directory {
@@ -51,7 +55,7 @@ impl Directory {
             name: room["name"].as_str().unwrap_or_default().to_owned(),
             peer: room["peer"]["login"].as_str().map(str::to_owned).or(known.peer),
             unread: room["unread"].as_i64().unwrap_or(known.unread),
-            mentions: known.mentions,
+            mentions: room["mentions"].as_i64().unwrap_or(known.mentions),
         };
         if let (Some(uid), Some(login)) = (room["peer"]["user_id"].as_i64(), &entry.peer) {
             self.users.insert(uid, login.clone());
@@ -120,6 +124,16 @@ impl Directory {
     }
 }
 
+/// The first line of a text, shortened to 60 characters.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > 60 {
+        format!("{}…", line.chars().take(60).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
 fn clock(ms: &Value) -> String {
     ms.as_i64()
         .and_then(|ms| Local.timestamp_millis_opt(ms).single())
@@ -143,6 +157,27 @@ pub fn message_line(dir: &mut Directory, m: &Value) -> String {
     }
     let seen = dir.last_seen.entry(room_id).or_insert(0);
     *seen = (*seen).max(id);
+    if let Some(mine) = m["my_reactions"].as_array() {
+        let mine: Vec<String> = mine
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect();
+        dir.my_reactions.insert(id, mine);
+    }
+    // A reply shows what it answers on a line of its own above it.
+    let quoted = match (&m["reply_preview"]["login"], &m["reply_preview"]["message"]) {
+        (Value::String(who), Value::String(what)) => format!("  ┌ {who}: {}\n", first_line(what)),
+        _ if m["reply_to"].as_i64().unwrap_or(0) > 0 => format!("  ┌ (message #{} is gone)\n", m["reply_to"]),
+        _ => String::new(),
+    };
+    let reactions: String = m["reactions"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| format!("  {} {}", r["emoji"].as_str().unwrap_or("?"), r["count"]))
+                .collect()
+        })
+        .unwrap_or_default();
     let login = m["login"].as_str().unwrap_or("?");
     let label = dir.label(room_id);
     let time = clock(&m["date"]);
@@ -154,7 +189,7 @@ pub fn message_line(dir: &mut Directory, m: &Value) -> String {
             size(m["file_size"].as_i64().unwrap_or(0))
         ),
         Some(MsgType::Sticker) => format!(
-            "[{time}] {label} {login}: [sticker {}]{edited}  (#{id})",
+            "{quoted}[{time}] {label} {login}: [sticker {}]{edited}  (#{id}){reactions}",
             m["message"].as_str().unwrap_or("")
         ),
         _ => {
@@ -164,7 +199,7 @@ pub fn message_line(dir: &mut Directory, m: &Value) -> String {
             } else {
                 ""
             };
-            format!("[{time}] {label} {login}: {text}{edited}  (#{id}){mention}")
+            format!("{quoted}[{time}] {label} {login}: {text}{edited}  (#{id}){reactions}{mention}")
         }
     }
 }
@@ -268,6 +303,39 @@ pub fn push_line(dir: &mut Directory, p: &Value) -> Option<String> {
             format!("{old} is now called {}", room(dir))
         }
         Kind::UpdRoomDesc => format!("{} topic: {}", room(dir), p["desc"].as_str().unwrap_or("")),
+        Kind::React => {
+            let (msg, emoji) = (
+                p["msg_id"].as_i64().unwrap_or(0),
+                p["emoji"].as_str().unwrap_or("?"),
+            );
+            let who = p["login"].as_str().unwrap_or("?");
+            let on = p["on"] != false;
+            if dir.me.as_deref() == Some(who) {
+                let mine = dir.my_reactions.entry(msg).or_default();
+                mine.retain(|e| e != emoji);
+                if on {
+                    mine.push(emoji.to_owned());
+                }
+            }
+            if on {
+                format!("{} {who} reacted {emoji} to #{msg}", room(dir))
+            } else {
+                format!("{} {who} took back {emoji} from #{msg}", room(dir))
+            }
+        }
+        Kind::Pin => {
+            let who = dir.user(&p["user_id"]);
+            let what = if p["pinned"] == true { "pinned" } else { "unpinned" };
+            format!("{} {who} {what} #{}", room(dir), p["msg_id"])
+        }
+        Kind::Typing => {
+            if let (Some(room_id), Some(login)) = (p["room_id"].as_i64(), p["login"].as_str()) {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                dir.typing.insert(room_id, (login.to_owned(), until));
+            }
+            // Shown in the status line of the full-screen view, not as a line.
+            return None;
+        }
         Kind::AddFriend => format!("{} is now your friend", p["login"].as_str().unwrap_or("?")),
         Kind::DelFriend => format!("{} is no longer your friend", p["login"].as_str().unwrap_or("?")),
         Kind::Presence => format!(

@@ -123,6 +123,8 @@ struct Screen {
     /// The message area's size at the last draw (for paging).
     page: usize,
     quit: bool,
+    /// When the user's typing was last announced.
+    typing_sent: Option<std::time::Instant>,
 }
 
 fn view_of(views: &mut HashMap<i64, View>, room: i64) -> &mut View {
@@ -172,6 +174,7 @@ pub fn run(
         colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         page: 10,
         quit: false,
+        typing_sent: None,
     };
     app.say(format!(
         "connected to {}; /help lists the commands",
@@ -327,7 +330,7 @@ impl Screen {
             } else {
                 Style::default()
             };
-            for part in wrap(&line.text, width) {
+            for part in line.text.split('\n').flat_map(|l| wrap(l, width)) {
                 rows.push(Line::styled(part, style));
             }
         }
@@ -349,7 +352,15 @@ impl Screen {
     fn draw_status(&self, f: &mut Frame, area: Rect, app: &App) {
         let who = app.logged_in_as().unwrap_or_else(|| "not logged in".into());
         let state = self.link.clone().unwrap_or_else(|| "connected".into());
-        let text = format!(" {} · {} · {}", app.server, who, state);
+        let typing = {
+            let dir = app.dir.lock();
+            dir.current
+                .and_then(|room| dir.typing.get(&room))
+                .filter(|(_, until)| *until > std::time::Instant::now())
+                .map(|(who, _)| format!(" · {who} is typing…"))
+                .unwrap_or_default()
+        };
+        let text = format!(" {} · {} · {}{typing}", app.server, who, state);
         let style = self.style(Style::default().add_modifier(Modifier::REVERSED));
         f.render_widget(
             Paragraph::new(pad_to(&text, usize::from(area.width), ' ')).style(style),
@@ -427,7 +438,12 @@ impl Screen {
                 self.input.drain(start..self.cursor);
                 self.cursor = start;
             }
-            KeyCode::Char(c) if !ctrl => self.insert(c),
+            KeyCode::Char(c) if !ctrl => {
+                self.insert(c);
+                if matches!(self.mode, Input::Text) && self.input.first() != Some(&'/') {
+                    app.typing(&mut self.typing_sent);
+                }
+            }
             KeyCode::Backspace if self.cursor > 0 => {
                 self.cursor -= 1;
                 self.input.remove(self.cursor);
