@@ -25,7 +25,17 @@ const state = {
   retry: 0,
   markTimer: null,
   friends: new Map(),
+  // Conversation features: what the user answers, the reactions seen, who
+  // types, the current room's members (for @ completion).
+  replyTo: null,
+  reactions: new Map(),
+  mine: new Map(),
+  typingTimer: null,
+  typingSent: 0,
+  members: [],
 };
+
+const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 
 // --- The connection -------------------------------------------------------
 
@@ -216,6 +226,16 @@ function renderRooms() {
       badge.append(words);
       button.append(badge);
     }
+    if (room.mentions > 0) {
+      const badge = document.createElement("span");
+      badge.className = "mention-count";
+      badge.textContent = "@" + room.mentions;
+      const words = document.createElement("span");
+      words.className = "sr-only";
+      words.textContent = room.mentions === 1 ? " mentions you" : " mention you";
+      badge.append(words);
+      button.append(badge);
+    }
     if (room.id === state.current) button.setAttribute("aria-current", "true");
     button.addEventListener("click", () => {
       $("side").classList.remove("open");
@@ -261,8 +281,16 @@ async function openRoom(id) {
   if (msgs.length === 0) notice("No messages yet: say hello.", "empty");
   box.scrollTop = box.scrollHeight;
   room.unread = 0;
+  room.mentions = 0;
   renderRooms();
   markRead();
+  cancelReply();
+  $("typing").textContent = "";
+  ask({ type: "RQ_GET_MEMBERS", room_id: id })
+    .then((r) => {
+      if (state.current === id) state.members = r.members.map((m) => m.login);
+    })
+    .catch(() => {});
 }
 
 async function loadOlder() {
@@ -318,6 +346,14 @@ function messageElement(m) {
   who.textContent = m.login;
   const text = document.createElement("span");
   text.className = "text";
+  if (m.reply_to) {
+    const quote = document.createElement("span");
+    quote.className = "quote";
+    quote.textContent = m.reply_preview
+      ? `↪ ${m.reply_preview.login}: ${m.reply_preview.message}`
+      : "↪ (the original was deleted)";
+    el.append(quote);
+  }
   el.append(time, who, text);
   if (m.msg_type === "DB_FILE_MSG" || m.msg_type === "DB_FILE_TEXT_MSG") {
     text.textContent = `sent a file: ${m.file_name ?? m.message} (${formatSize(m.file_size ?? 0)}) `;
@@ -339,12 +375,25 @@ function messageElement(m) {
     }
   }
   if (m.edited) el.append(editedMark());
+  state.reactions.set(m.message_id, new Map((m.reactions ?? []).map((r) => [r.emoji, r.count])));
+  if (m.my_reactions) state.mine.set(m.message_id, new Set(m.my_reactions));
+  const reactions = document.createElement("span");
+  reactions.className = "reactions";
+  el.append(reactions);
+  renderReactions(m.message_id, reactions);
   const tools = document.createElement("span");
   tools.className = "tools";
+  const reply = toolButton("Reply", () => startReply(m));
+  reply.setAttribute("aria-label", "Reply to " + m.login);
+  const react = toolButton("React", () => togglePicker(el, m.message_id));
+  react.setAttribute("aria-expanded", "false");
+  react.className = "link react";
+  tools.append(reply, react);
   if (mine && m.msg_type !== "DB_FILE_MSG") tools.append(toolButton("Edit", () => editMessage(m.message_id, text)));
   const room = state.rooms.get(m.room_id);
   const moderates = room && ["DB_CUSTOMER", "DB_ADMIN", "DB_MODERATOR"].includes(room.role);
   if (mine || moderates) tools.append(toolButton("Delete", () => deleteMessage(m.message_id)));
+  if (moderates) tools.append(toolButton("Pin", () => pinMessage(m.message_id, true)));
   if (tools.childElementCount) el.append(tools);
   return el;
 }
@@ -354,6 +403,157 @@ function editedMark() {
   edited.className = "edited";
   edited.textContent = " (edited)";
   return edited;
+}
+
+function renderReactions(msgId, span) {
+  const target = span ?? findMessage(msgId)?.querySelector(".reactions");
+  if (!target) return;
+  target.replaceChildren();
+  const counts = state.reactions.get(msgId) ?? new Map();
+  const mine = state.mine.get(msgId) ?? new Set();
+  for (const [emoji, count] of counts) {
+    if (count <= 0) continue;
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "reaction";
+    b.textContent = `${emoji} ${count}`;
+    b.setAttribute("aria-pressed", String(mine.has(emoji)));
+    b.setAttribute("aria-label", `${emoji} ${count}${mine.has(emoji) ? ", yours" : ""}`);
+    b.addEventListener("click", () => react(msgId, emoji));
+    target.append(b);
+  }
+}
+
+async function react(msgId, emoji) {
+  const mine = state.mine.get(msgId) ?? new Set();
+  try {
+    // The answer is the broadcast itself: applied like the others' copies.
+    onPush(await ask({ type: "RQ_REACT", room_id: state.current, msg_id: msgId, emoji, on: !mine.has(emoji) }));
+  } catch (e) {
+    notice(e.message);
+  }
+}
+
+function togglePicker(el, msgId) {
+  const open = el.querySelector(".picker");
+  const button = el.querySelector(".react");
+  if (open) {
+    open.remove();
+    button.setAttribute("aria-expanded", "false");
+    return;
+  }
+  const picker = document.createElement("span");
+  picker.className = "picker";
+  picker.setAttribute("role", "group");
+  picker.setAttribute("aria-label", "Reactions");
+  for (const emoji of EMOJI) {
+    const b = toolButton(emoji, () => {
+      picker.remove();
+      button.setAttribute("aria-expanded", "false");
+      react(msgId, emoji);
+    });
+    b.setAttribute("aria-label", "React with " + emoji);
+    picker.append(b);
+  }
+  el.append(picker);
+  button.setAttribute("aria-expanded", "true");
+  picker.querySelector("button").focus();
+}
+
+function startReply(m) {
+  state.replyTo = m.message_id;
+  $("replying-text").textContent = `Replying to ${m.login}: ${m.message}`;
+  $("replying").hidden = false;
+  $("message").focus();
+}
+
+function cancelReply() {
+  state.replyTo = null;
+  $("replying").hidden = true;
+}
+
+async function pinMessage(msgId, pinned) {
+  try {
+    onPush(await ask({ type: "RQ_PIN", room_id: state.current, msg_id: msgId, pinned }));
+  } catch (e) {
+    notice(e.message);
+  }
+}
+
+/** Lists messages in the results panel under a title. */
+function showList(title, msgs, empty) {
+  $("results-title").textContent = title;
+  const list = $("results");
+  list.replaceChildren();
+  if (!msgs.length) {
+    const none = document.createElement("li");
+    none.textContent = empty;
+    list.append(none);
+  }
+  for (const m of msgs) {
+    const item = document.createElement("li");
+    const el = messageElement(m);
+    const where = state.rooms.get(m.room_id);
+    if (where && m.room_id !== state.current) {
+      const label = document.createElement("span");
+      label.className = "edited";
+      label.textContent = " in " + roomLabel(where);
+      el.append(label);
+    }
+    if (title === "Pinned") {
+      const room = state.rooms.get(m.room_id);
+      if (room && ["DB_CUSTOMER", "DB_ADMIN", "DB_MODERATOR"].includes(room.role)) {
+        el.querySelector(".tools")?.append(toolButton("Unpin", () => pinMessage(m.message_id, false).then(showPins)));
+      }
+    }
+    item.append(el);
+    list.append(item);
+  }
+  $("results-panel").hidden = false;
+}
+
+async function showPins() {
+  if (state.current === null) return;
+  try {
+    const reply = await ask({ type: "RQ_GET_PINS", room_id: state.current });
+    showList("Pinned", reply.msgs, "Nothing is pinned here.");
+  } catch (e) {
+    notice(e.message);
+  }
+}
+
+async function showMentions() {
+  try {
+    const reply = await ask({ type: "RQ_GET_MENTIONS", count: 50 });
+    showList("Mentions", reply.msgs, "Nobody has mentioned you yet.");
+  } catch (e) {
+    notice(e.message);
+  }
+}
+
+/** Tells the others the user is typing, at most every 3 s. */
+function announceTyping() {
+  const text = $("message").value;
+  if (!text || text.startsWith("/") || state.current === null || !state.open) return;
+  if (Date.now() - state.typingSent < 3000) return;
+  state.typingSent = Date.now();
+  request({ type: "RQ_TYPING", room_id: state.current }).catch(() => {});
+}
+
+/** Tab after "@ab": the room's members whose login starts with "ab". */
+function completeMention(e) {
+  const box = $("message");
+  const upto = box.value.slice(0, box.selectionStart);
+  const match = /@([\w-]*)$/.exec(upto);
+  if (!match) return;
+  const found = state.members.filter((l) => l.toLowerCase().startsWith(match[1].toLowerCase()) && l !== state.me?.login);
+  if (!found.length) return;
+  e.preventDefault();
+  const login = found[0];
+  const before = upto.slice(0, upto.length - match[1].length);
+  box.value = before + login + " " + box.value.slice(box.selectionStart);
+  const at = before.length + login.length + 1;
+  box.setSelectionRange(at, at);
 }
 
 function toolButton(label, action) {
@@ -399,8 +599,11 @@ async function send() {
   const text = box.value.trim();
   if (!text || state.current === null) return;
   try {
-    const sent = await ask({ type: "RQ_MSG", room_id: state.current, message: text });
+    const msg = { type: "RQ_MSG", room_id: state.current, message: text };
+    if (state.replyTo) msg.reply_to = state.replyTo;
+    const sent = await ask(msg);
     box.value = "";
+    cancelReply();
     if (sent.room_id === state.current && !findMessage(sent.message_id)) appendMessage(sent);
   } catch (e) {
     notice(e.message);
@@ -615,19 +818,7 @@ async function searchMessages() {
   if (state.current !== null) msg.room_id = state.current;
   try {
     const reply = await ask(msg);
-    const list = $("results");
-    list.replaceChildren();
-    if (!reply.msgs.length) {
-      const none = document.createElement("li");
-      none.textContent = "Nothing found.";
-      list.append(none);
-    }
-    for (const m of reply.msgs) {
-      const item = document.createElement("li");
-      item.append(messageElement(m));
-      list.append(item);
-    }
-    $("results-panel").hidden = false;
+    showList("Search results", reply.msgs, "Nothing found.");
   } catch (e) {
     notice(e.message);
   }
@@ -643,10 +834,40 @@ function onPush(msg) {
         if (!findMessage(msg.message_id)) appendMessage(msg);
       } else if (room && (!state.me || msg.user_id !== state.me.id)) {
         room.unread = (room.unread ?? 0) + 1;
+        if (state.me && (msg.mentions ?? []).includes(state.me.id)) room.mentions = (room.mentions ?? 0) + 1;
         renderRooms();
       }
+      if (msg.room_id === state.current && msg.user_id !== state.me?.id) $("typing").textContent = "";
       break;
     }
+    case "RQ_REACT": {
+      const counts = state.reactions.get(msg.msg_id) ?? new Map();
+      counts.set(msg.emoji, Math.max(0, (counts.get(msg.emoji) ?? 0) + (msg.on ? 1 : -1)));
+      state.reactions.set(msg.msg_id, counts);
+      if (msg.user_id === state.me?.id) {
+        const mine = state.mine.get(msg.msg_id) ?? new Set();
+        if (msg.on) mine.add(msg.emoji);
+        else mine.delete(msg.emoji);
+        state.mine.set(msg.msg_id, mine);
+      }
+      if (msg.room_id === state.current) renderReactions(msg.msg_id);
+      break;
+    }
+    case "RQ_PIN":
+      if (msg.room_id === state.current) {
+        const who = msg.user_id === state.me?.id ? "You" : "Someone";
+        notice(`${who} ${msg.pinned ? "pinned" : "unpinned"} a message: see Pinned`);
+      }
+      break;
+    case "RQ_TYPING":
+      if (msg.room_id === state.current && msg.login) {
+        $("typing").textContent = `${msg.login} is typing…`;
+        clearTimeout(state.typingTimer);
+        state.typingTimer = setTimeout(() => {
+          $("typing").textContent = "";
+        }, 5000);
+      }
+      break;
     case "RQ_EDIT_MSG": {
       const el = msg.room_id === state.current && findMessage(msg.msg_id);
       if (el) {
@@ -745,7 +966,13 @@ function wire() {
     e.preventDefault();
     send();
   });
+  $("message").addEventListener("input", announceTyping);
+  $("cancel-reply").addEventListener("click", cancelReply);
+  $("show-pins").addEventListener("click", showPins);
+  $("show-mentions").addEventListener("click", showMentions);
   $("message").addEventListener("keydown", (e) => {
+    if (e.key === "Tab" && !e.shiftKey) completeMention(e);
+    if (e.key === "Escape" && state.replyTo) cancelReply();
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       send();

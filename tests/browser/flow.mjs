@@ -205,6 +205,43 @@ try {
   await a.keyboard.press("Enter");
   await bob.push((m) => m.type === "RQ_MSG" && m.message === "typed, not clicked", "the typed message");
 
+  step("mentions, replies, reactions, typing and pins");
+  const asked = await bob.request({ type: "RQ_MSG", room_id: lobby, message: "lunch @alice?" });
+  const askedEl = messages(a).locator(`.msg[data-id="${asked.message_id}"]`);
+  await askedEl.getByText("(mentions you)").waitFor({ state: "attached" });
+  assert.ok(await askedEl.evaluate((el) => el.classList.contains("mention")), "the mention is marked");
+  await askedEl.getByRole("button", { name: "Reply to bob" }).click();
+  await a.getByText("Replying to bob: lunch @alice?").waitFor();
+  await a.getByRole("textbox", { name: "Message" }).fill("yes, at noon");
+  await a.keyboard.press("Enter");
+  const answer = await bob.push((m) => m.type === "RQ_MSG" && m.message === "yes, at noon", "the reply");
+  assert.equal(answer.reply_to, asked.message_id);
+  await messages(a).getByText("↪ bob: lunch @alice?").waitFor();
+  await bob.request({ type: "RQ_REACT", room_id: lobby, msg_id: answer.message_id, emoji: "👍", on: true });
+  await messages(a).getByRole("button", { name: "👍 1" }).waitFor();
+  await askedEl.getByRole("button", { name: "React" }).click();
+  await askedEl.getByRole("button", { name: "React with 🎉" }).click();
+  const reacted = await bob.push((m) => m.type === "RQ_REACT" && m.login === "alice", "alice's reaction");
+  assert.equal(reacted.emoji, "🎉");
+  await askedEl.getByRole("button", { name: "🎉 1, yours" }).waitFor();
+  await bob.request({ type: "RQ_TYPING", room_id: lobby });
+  await a.getByText("bob is typing…").waitFor();
+  await new Promise((r) => setTimeout(r, 3100));
+  await a.getByRole("textbox", { name: "Message" }).pressSequentially("so");
+  const typing = await bob.push((m) => m.type === "RQ_TYPING" && m.login === "alice", "alice typing");
+  assert.equal(typing.room_id, lobby);
+  await a.getByRole("textbox", { name: "Message" }).fill("");
+  await askedEl.getByRole("button", { name: "Pin" }).click();
+  const pinned = await bob.push((m) => m.type === "RQ_PIN", "the pin");
+  assert.equal(pinned.msg_id, asked.message_id);
+  await a.getByRole("button", { name: "Pinned" }).click();
+  await a.getByRole("heading", { name: "Pinned" }).waitFor();
+  await a.locator("#results").getByText("lunch @alice?").waitFor();
+  await a.getByRole("button", { name: "Mentions" }).click();
+  await a.getByRole("heading", { name: "Mentions" }).waitFor();
+  await a.locator("#results").getByText("lunch @alice?").waitFor();
+  await a.getByRole("button", { name: "Close results" }).click();
+
   step("screenshot");
   await a.screenshot({ path: screenshot });
 
