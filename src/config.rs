@@ -281,16 +281,6 @@ impl Config {
     }
 
     /// The sign-up and log-in rates the reactor admits.
-    pub fn auth_rates(&self) -> crate::throttle::AuthRates {
-        use crate::throttle::Rate;
-        crate::throttle::AuthRates {
-            sign_ups_per_addr: Rate::new(self.sign_ups_per_addr_per_min / 60.0, self.sign_up_burst_per_addr),
-            log_ins_per_addr: Rate::new(self.log_ins_per_addr_per_min / 60.0, self.log_in_burst_per_addr),
-            sign_ups_all: Rate::per_minute(self.sign_ups_per_min),
-            log_ins_all: Rate::per_minute(self.log_ins_per_min),
-        }
-    }
-
     /// Path of the SQLite database inside the data directory.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)

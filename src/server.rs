@@ -341,7 +341,7 @@ impl Server {
             login_timeout: Duration::from_millis(config.login_timeout_ms),
             max_anonymous: config.anonymous_cap(),
             max_anonymous_per_addr: config.max_anonymous_per_addr,
-            auth_rates: config.auth_rates(),
+            auth_rates: crate::throttle::AuthRates::from_config(&config),
             transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
             trace_lines: config.trace_lines,
         };

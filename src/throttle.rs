@@ -282,6 +282,24 @@ pub struct AuthRates {
     pub log_ins_all: Rate,
 }
 
+impl AuthRates {
+    /// The rates the settings give.
+    pub fn from_config(config: &crate::config::Config) -> AuthRates {
+        AuthRates {
+            sign_ups_per_addr: Rate::new(
+                config.sign_ups_per_addr_per_min / 60.0,
+                config.sign_up_burst_per_addr,
+            ),
+            log_ins_per_addr: Rate::new(
+                config.log_ins_per_addr_per_min / 60.0,
+                config.log_in_burst_per_addr,
+            ),
+            sign_ups_all: Rate::per_minute(config.sign_ups_per_min),
+            log_ins_all: Rate::per_minute(config.log_ins_per_min),
+        }
+    }
+}
+
 impl AuthGate {
     pub fn new(rates: AuthRates) -> AuthGate {
         let now = Instant::now();

@@ -46,8 +46,22 @@ pub enum Transport {
     Tls(Box<Tls>),
     /// A front end inside the server (`local`): one end of a socket pair.
     Local(UnixStream),
-    /// HTTP and a WebSocket (`web`), over plain TCP or TLS.
-    Web(Box<crate::web::WebStream>),
+    /// A protocol spoken above plain TCP or TLS that still hands the
+    /// connection plaintext lines (the web's HTTP and WebSocket).
+    Layered(Box<dyn Layer>),
+}
+
+/// A protocol on top of a transport. It reads and writes the connection's
+/// plaintext lines as a transport does, and keeps its own bytes for the
+/// socket below (sent by `send_records`, like TLS records).
+pub trait Layer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Takes lines to send; 0 while too much waits for the socket.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize>;
+    fn send_records(&mut self) -> io::Result<usize>;
+    fn wants_write(&self) -> bool;
+    /// The transport beneath.
+    fn inner_mut(&mut self) -> &mut Transport;
 }
 
 pub struct Tls {
@@ -76,7 +90,7 @@ impl Transport {
             Transport::Plain(s) => Some(s),
             Transport::Tls(t) => Some(&t.socket),
             Transport::Local(_) => None,
-            Transport::Web(_) => None,
+            Transport::Layered(_) => None,
         }
     }
 
@@ -86,7 +100,7 @@ impl Transport {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &mut t.socket,
             Transport::Local(s) => s,
-            Transport::Web(w) => w.inner_mut().source_mut(),
+            Transport::Layered(l) => l.inner_mut().source_mut(),
         }
     }
 
@@ -97,7 +111,7 @@ impl Transport {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(t) => t.read(buf),
             Transport::Local(s) => s.read(buf),
-            Transport::Web(w) => w.read(buf),
+            Transport::Layered(l) => l.read(buf),
         }
     }
 
@@ -110,7 +124,7 @@ impl Transport {
                 other => other,
             },
             Transport::Tls(t) => t.session.writer().write(data),
-            Transport::Web(w) => w.write(data),
+            Transport::Layered(l) => l.write(data),
             Transport::Local(s) => match s.write(data) {
                 Ok(0) if !data.is_empty() => Err(io::ErrorKind::WriteZero.into()),
                 other => other,
@@ -124,7 +138,7 @@ impl Transport {
         match self {
             Transport::Plain(_) | Transport::Local(_) => Ok(0),
             Transport::Tls(t) => t.send_records(),
-            Transport::Web(w) => w.send_records(),
+            Transport::Layered(l) => l.send_records(),
         }
     }
 
@@ -133,7 +147,7 @@ impl Transport {
         match self {
             Transport::Plain(_) | Transport::Local(_) => false,
             Transport::Tls(t) => t.session.wants_write(),
-            Transport::Web(w) => w.wants_write(),
+            Transport::Layered(l) => l.wants_write(),
         }
     }
 }

@@ -288,7 +288,7 @@ async function openRoom(id) {
   $("typing").textContent = "";
   ask({ type: "RQ_GET_MEMBERS", room_id: id })
     .then((r) => {
-      if (state.current === id) state.members = r.members.map((m) => m.login);
+      if (state.current === id) state.members = r.members;
     })
     .catch(() => {});
 }
@@ -546,7 +546,9 @@ function completeMention(e) {
   const upto = box.value.slice(0, box.selectionStart);
   const match = /@([\w-]*)$/.exec(upto);
   if (!match) return;
-  const found = state.members.filter((l) => l.toLowerCase().startsWith(match[1].toLowerCase()) && l !== state.me?.login);
+  const found = state.members
+    .map((m) => m.login)
+    .filter((l) => l.toLowerCase().startsWith(match[1].toLowerCase()) && l !== state.me?.login);
   if (!found.length) return;
   e.preventDefault();
   const login = found[0];
@@ -855,7 +857,8 @@ function onPush(msg) {
     }
     case "RQ_PIN":
       if (msg.room_id === state.current) {
-        const who = msg.user_id === state.me?.id ? "You" : "Someone";
+        const who =
+          msg.user_id === state.me?.id ? "You" : (state.members.find((m) => m.user_id === msg.user_id)?.login ?? "Someone");
         notice(`${who} ${msg.pinned ? "pinned" : "unpinned"} a message: see Pinned`);
       }
       break;
@@ -888,7 +891,10 @@ function onPush(msg) {
       }
       break;
     case "RQ_NEW_MEMBER":
-      if (msg.room_id === state.current && msg.login !== state.me?.login) notice(`${msg.login} joined`);
+      if (msg.room_id === state.current && msg.login !== state.me?.login) {
+        notice(`${msg.login} joined`);
+        state.members.push({ user_id: msg.user_id, login: msg.login });
+      }
       break;
     case "RQ_LEAVE_ROOM":
       if (msg.login === state.me?.login) dropRoom(msg.room_id, "You left the room.");

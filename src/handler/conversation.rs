@@ -20,35 +20,9 @@ pub const MAX_EMOJI_KINDS: i64 = 20;
 pub const MAX_EMOJI_BYTES: usize = 32;
 /// Most pinned messages in a room.
 pub const MAX_PINS: i64 = 50;
-/// Most people one message mentions.
-pub const MAX_MENTIONS: usize = 50;
 /// Mentions per page when the client does not say, and at most.
 const DEFAULT_MENTIONS: i64 = 50;
 const MAX_MENTIONS_PAGE: i64 = 200;
-
-/// The logins a text names as `@login` (lowercase, each once, at most
-/// [`MAX_MENTIONS`]): an `@` not inside a word, then a login's characters.
-pub fn mentioned_logins(text: &str) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    let bytes = text.as_bytes();
-    for (at, _) in text.match_indices('@') {
-        if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
-            continue; // an address, not a mention
-        }
-        let login: String = text[at + 1..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .collect::<String>()
-            .to_lowercase();
-        if (3..=22).contains(&login.len()) && !found.contains(&login) {
-            found.push(login);
-            if found.len() == MAX_MENTIONS {
-                break;
-            }
-        }
-    }
-    found
-}
 
 fn check_emoji(emoji: &str) -> Result<()> {
     if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES || emoji.chars().any(char::is_whitespace) {
@@ -194,21 +168,6 @@ pub fn typing(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mentions_are_logins_after_an_at_not_inside_a_word() {
-        assert_eq!(
-            mentioned_logins("hi @Alice and @bob_2, @alice again"),
-            vec!["alice", "bob_2"]
-        );
-        assert_eq!(
-            mentioned_logins("mail me at me@example.org"),
-            Vec::<String>::new()
-        );
-        assert_eq!(mentioned_logins("@ab is too short, @x-y-z fits"), vec!["x-y-z"]);
-        let many: String = (0..60).map(|i| format!("@user{i:03} ")).collect();
-        assert_eq!(mentioned_logins(&many).len(), MAX_MENTIONS);
-    }
 
     #[test]
     fn emoji_are_short_and_without_spaces() {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::conversation::mentioned_logins;
+use super::mentions::mentioned_logins;
 use super::room::{broadcast, membership};
 use super::{validate, Ctx};
 use crate::compat;

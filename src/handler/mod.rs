@@ -11,6 +11,7 @@ mod account;
 mod conversation;
 mod file;
 mod friend;
+mod mentions;
 mod message;
 mod room;
 mod validate;

@@ -117,7 +117,7 @@ impl Reactor {
             }
         };
         let transport = match web {
-            Some(site) => Transport::Web(Box::new(WebStream::new(transport, site))),
+            Some(site) => Transport::Layered(Box::new(WebStream::new(transport, site))),
             None => transport,
         };
         self.add_transport(transport, peer);

@@ -7,6 +7,7 @@ use mio::Token;
 
 use super::transfers::NewUpload;
 use super::Reactor;
+use crate::compat;
 use crate::job::{Completion, Outcome, Push, TransferStart};
 use crate::protocol::ReqId;
 
@@ -93,6 +94,10 @@ impl Reactor {
     /// encoded once per dialect; only the requester's copy differs (req_id).
     fn fan_out(&mut self, requester: Token, push: Push, req_id: Option<&ReqId>, touched: &mut Vec<Token>) {
         let code = push.msg.kind.code();
+        // Room power is for old clients only: with none online, nobody takes it.
+        if code == compat::UPD_ROOM_POWR && self.old_clients.is_empty() {
+            return;
+        }
         let mut encoded: [Option<Vec<u8>>; 2] = [None, None];
         let mut requester_reached = false;
         let max_out = self.limits.max_outbound_bytes;

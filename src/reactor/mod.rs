@@ -20,7 +20,7 @@ mod service;
 mod sessions;
 mod transfers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,6 +188,9 @@ pub struct Reactor {
     presence_out: PresenceCoalescer,
     /// New connections of the front ends inside the server.
     local: LocalArrivals,
+    /// Logged-in connections of old (integer-dialect) clients: pushes only
+    /// they take are not even encoded while there are none.
+    old_clients: HashSet<Token>,
 }
 
 /// How often the writer does its upkeep (expired tokens, the disk's
@@ -267,6 +270,7 @@ impl Reactor {
             next_maintenance: Instant::now() + Duration::from_secs(5),
             presence_out: PresenceCoalescer::default(),
             local,
+            old_clients: HashSet::new(),
         })
     }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::Reactor;
+use crate::compat::Dialect;
 use crate::job::{Revoke, Session, Task};
 
 impl Reactor {
@@ -31,6 +32,13 @@ impl Reactor {
 
     fn remember_user_conn(&mut self, user_id: i64, token: Token) {
         self.by_user.entry(user_id).or_default().push(token);
+        if self
+            .conns
+            .get(&token)
+            .is_some_and(|c| c.dialect() == Dialect::Codes)
+        {
+            self.old_clients.insert(token);
+        }
         if self.presence.connect(user_id) {
             self.announce_presence(user_id, true);
         }
@@ -38,6 +46,7 @@ impl Reactor {
 
     /// The connection no longer acts for the user (logged out or closed).
     pub(super) fn forget_user_conn(&mut self, user_id: i64, token: Token) {
+        self.old_clients.remove(&token);
         if let Some(tokens) = self.by_user.get_mut(&user_id) {
             tokens.retain(|t| *t != token);
             if tokens.is_empty() {

@@ -26,7 +26,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::Message;
 
-use crate::transport::Transport;
+use crate::transport::{Layer, Transport};
 
 /// What the web listener serves, shared by its connections.
 #[derive(Debug, Clone)]
@@ -134,13 +134,9 @@ impl WebStream {
         }
     }
 
-    pub fn inner_mut(&mut self) -> &mut Transport {
-        &mut self.inner
-    }
-
     /// Reads plaintext lines made from frames. `Ok(0)` is the end: the peer
     /// went, or an HTTP answer (not an upgrade) has been sent.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_lines(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(n) = self.read_upload(buf)? {
             return Ok(n);
         }
@@ -162,12 +158,12 @@ impl WebStream {
             }
             // Pongs and close replies tungstenite wrote go out with the rest.
             self.collect_frames();
-            let _ = self.send_records();
+            let _ = self.send_queued();
         }
         if !self.lines.is_empty() {
             return self.lines.read(buf);
         }
-        if self.eof || (matches!(self.phase, Phase::Done) && !self.wants_write()) {
+        if self.eof || (matches!(self.phase, Phase::Done) && !self.queued()) {
             return Ok(0);
         }
         Err(io::ErrorKind::WouldBlock.into())
@@ -354,7 +350,7 @@ impl WebStream {
 
     /// Takes plaintext lines to send; each becomes one text frame. Returns 0
     /// while too much waits for the socket (send, then try again).
-    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    fn write_lines(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.out.len() > MAX_QUEUED_OUT {
             return Ok(0);
         }
@@ -426,7 +422,7 @@ impl WebStream {
     }
 
     /// Writes what is queued to the socket; returns how much went out.
-    pub fn send_records(&mut self) -> io::Result<usize> {
+    fn send_queued(&mut self) -> io::Result<usize> {
         let mut sent = 0;
         while !self.out.is_empty() {
             match self.inner.write(&self.out) {
@@ -450,8 +446,30 @@ impl WebStream {
         Ok(sent)
     }
 
-    pub fn wants_write(&self) -> bool {
+    fn queued(&self) -> bool {
         !self.out.is_empty() || self.inner.wants_write()
+    }
+}
+
+impl Layer for WebStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_lines(buf)
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_lines(data)
+    }
+
+    fn send_records(&mut self) -> io::Result<usize> {
+        self.send_queued()
+    }
+
+    fn wants_write(&self) -> bool {
+        self.queued()
+    }
+
+    fn inner_mut(&mut self) -> &mut Transport {
+        &mut self.inner
     }
 }
 
