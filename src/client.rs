@@ -339,15 +339,7 @@ impl Link {
         let id = self.next_req_id;
         self.next_req_id += 1;
         msg["req_id"] = json!(id);
-        let mut line = serde_json::to_vec(&msg).map_err(|e| invalid(e.to_string()))?;
-        line.push(b'\n');
-        {
-            let mut writer = self.shared.writer.lock();
-            let stream = writer
-                .as_mut()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected; reconnecting"))?;
-            stream.write_all(&line)?;
-        }
+        self.shared.send_line(&msg)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -389,9 +381,16 @@ impl Notifier {
     /// "notify"); fails while disconnected.
     pub fn send(&self, mut msg: Value) -> io::Result<()> {
         msg["req_id"] = json!("notify");
-        let mut line = serde_json::to_vec(&msg).map_err(|e| invalid(e.to_string()))?;
+        self.shared.send_line(&msg)
+    }
+}
+
+impl LinkShared {
+    /// Writes one message as a line; fails while disconnected.
+    fn send_line(&self, msg: &Value) -> io::Result<()> {
+        let mut line = serde_json::to_vec(msg).map_err(|e| invalid(e.to_string()))?;
         line.push(b'\n');
-        let mut writer = self.shared.writer.lock();
+        let mut writer = self.writer.lock();
         let stream = writer
             .as_mut()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected; reconnecting"))?;

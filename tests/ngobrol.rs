@@ -200,6 +200,22 @@ impl NgClient {
         reply["token"].as_str().unwrap().to_owned()
     }
 
+    /// create_group, then get_group: the new group's id.
+    #[track_caller]
+    fn create_group(&self, username: &str, token: &str, name: &str) -> i64 {
+        self.send(
+            json!({"method": "create_group", "username": username, "group_name": name, "token": token}),
+        );
+        assert_eq!(self.next()["status"], "ok");
+        self.send(json!({"method": "get_group", "username": username, "token": token}));
+        let groups = self.next();
+        groups["groups"]
+            .as_array()
+            .and_then(|gs| gs.iter().find(|g| g["group_name"] == name))
+            .and_then(|g| g["group_id"].as_i64())
+            .expect("the new group is listed")
+    }
+
     fn delete_queues(&self, extra: &[&str]) {
         smol::block_on(async {
             for queue in self
@@ -321,10 +337,7 @@ fn ngobrol_and_tcp_users_talk_in_the_same_group_and_dm() {
     let mut ani = server.user(&unique("ani"));
     b.send(json!({"method": "add_friend", "username_from": budi, "username_to": ani.login, "token": bt}));
     assert_eq!(b.next()["status"], "ok");
-    b.send(json!({"method": "create_group", "username": budi, "group_name": "campur", "token": bt}));
-    assert_eq!(b.next()["status"], "ok");
-    b.send(json!({"method": "get_group", "username": budi, "token": bt}));
-    let gid = b.next()["groups"][0]["group_id"].as_i64().unwrap();
+    let gid = b.create_group(&budi, &bt, "campur");
     b.send(json!({"method": "add_member_to_group", "username_adder": budi, "username_to_add": ani.login, "group_id": gid, "token": bt}));
     b.next();
     b.next();
@@ -415,10 +428,7 @@ fn refusals_say_why_and_tokens_are_checked() {
     );
     assert_eq!(b.next()["status"], "error");
     // Only the group's admin adds members.
-    b.send(json!({"method": "create_group", "username": budi, "group_name": "tertutup", "token": bt}));
-    b.next();
-    b.send(json!({"method": "get_group", "username": budi, "token": bt}));
-    let gid = b.next()["groups"][0]["group_id"].as_i64().unwrap();
+    let gid = b.create_group(&budi, &bt, "tertutup");
     e.send(json!({"method": "add_member_to_group", "username_adder": eve, "username_to_add": eve, "group_id": gid, "token": et}));
     assert_eq!(e.next()["status"], "error");
     // A wrong password, and a taken username.
@@ -459,10 +469,7 @@ fn the_bridge_reconnects_when_the_broker_restarts() {
     let budi = unique("budi");
     let mut b = NgClient::new(&queue);
     let bt = b.register_and_log_in(&budi, "rahasia");
-    b.send(json!({"method": "create_group", "username": budi, "group_name": "tahan", "token": bt}));
-    assert_eq!(b.next()["status"], "ok");
-    b.send(json!({"method": "get_group", "username": budi, "token": bt}));
-    let gid = b.next()["groups"][0]["group_id"].as_i64().unwrap();
+    let gid = b.create_group(&budi, &bt, "tahan");
     let mut ani = server.user(&unique("ani"));
     let mut tcp_budi = server.connect();
     assert_eq!(tcp_budi.log_in(&budi, "rahasia").unwrap()["type"], "RQ_TOKEN");
@@ -517,10 +524,7 @@ fn a_new_login_replaces_the_previous_one() {
     b.send(json!({"method": "get_friend", "username": budi, "token": first}));
     let reply = b.next();
     assert_eq!(reply["status"], "error", "the previous token is revoked: {reply}");
-    b.send(json!({"method": "create_group", "username": budi, "group_name": "sekali", "token": second}));
-    assert_eq!(b.next()["status"], "ok");
-    b.send(json!({"method": "get_group", "username": budi, "token": second}));
-    let gid = b.next()["groups"][0]["group_id"].as_i64().unwrap();
+    let gid = b.create_group(&budi, &second, "sekali");
     let mut ani = server.user(&unique("ani"));
     let mut tcp_budi = server.connect();
     assert_eq!(tcp_budi.log_in(&budi, "rahasia").unwrap()["type"], "RQ_TOKEN");
