@@ -1,126 +1,17 @@
 // Parley's web client: one WebSocket to the server that served this page,
 // speaking the protocol of protocol.md (name dialect, one object per frame).
 // Text from users is only ever set as textContent, never parsed as HTML.
+//
+// Modules: state (what the page knows), net (the connection), messages
+// (showing and acting on messages), this one (accounts, rooms, people,
+// pushes, and the wiring).
 
-import { sha256Hex } from "./sha256.js";
-
-const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "parley.token";
-const ROOM_KEY = "parley.room";
-const PAGE = 50;
-
-const state = {
-  ws: null,
-  open: false,
-  nextId: 1,
-  waiting: new Map(),
-  token: localStorage.getItem(TOKEN_KEY),
-  me: null,
-  rooms: new Map(),
-  current: null,
-  oldest: null,
-  newest: null,
-  complete: false,
-  loadingOlder: false,
-  retry: 0,
-  markTimer: null,
-  friends: new Map(),
-  // Conversation features: what the user answers, the reactions seen, who
-  // types, the current room's members (for @ completion).
-  replyTo: null,
-  reactions: new Map(),
-  mine: new Map(),
-  typingTimer: null,
-  typingSent: 0,
-  members: [],
-};
-
-const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
-
-// --- The connection -------------------------------------------------------
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const ws = new WebSocket(scheme + location.host + "/ws");
-  state.ws = ws;
-  setConnection("connecting…");
-  ws.onopen = async () => {
-    state.open = true;
-    state.retry = 0;
-    setConnection("");
-    if (state.token) {
-      const resumed = await request({ type: "RQ_TOKEN", token: state.token }).catch(() => null);
-      if (resumed && resumed.type === "RQ_TOKEN") {
-        await enterChat(resumed);
-      } else if (resumed) {
-        forgetSession();
-        showWelcome("Your session has ended; please log in again.");
-      }
-    } else {
-      showWelcome("");
-    }
-  };
-  ws.onmessage = (event) => {
-    let msg;
-    try {
-      msg = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    const waiter = msg.req_id !== undefined && state.waiting.get(msg.req_id);
-    if (waiter) {
-      state.waiting.delete(msg.req_id);
-      waiter(msg);
-    } else {
-      onPush(msg);
-    }
-  };
-  ws.onclose = () => {
-    state.open = false;
-    for (const waiter of state.waiting.values()) waiter({ type: "RQ_ERROR_MSG", msg: "connection lost" });
-    state.waiting.clear();
-    const wait = Math.min(30, 2 ** state.retry);
-    state.retry += 1;
-    setConnection(`connection lost; reconnecting in ${wait} s`);
-    setTimeout(connect, wait * 1000);
-  };
-}
-
-function setConnection(text) {
-  $("connection").textContent = text;
-}
-
-/** Sends a request; resolves with its answer (an RQ_ERROR_MSG included). */
-function request(msg) {
-  return new Promise((resolve, reject) => {
-    if (!state.open) {
-      reject(new Error("not connected"));
-      return;
-    }
-    const id = state.nextId++;
-    state.waiting.set(id, resolve);
-    state.ws.send(JSON.stringify({ ...msg, req_id: id }));
-    setTimeout(() => {
-      if (state.waiting.delete(id)) resolve({ type: "RQ_ERROR_MSG", msg: "no answer from the server" });
-    }, 30000);
-  });
-}
-
-/** A request whose refusal is an exception with the server's reason. */
-async function ask(msg) {
-  const reply = await request(msg);
-  if (reply.type === "RQ_ERROR_MSG") throw new Error(reply.msg || "refused");
-  return reply;
-}
-
-async function passwordDigest(password) {
-  const bytes = new TextEncoder().encode(password);
-  if (globalThis.crypto && crypto.subtle) {
-    const digest = await crypto.subtle.digest("SHA-256", bytes);
-    return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-  }
-  return sha256Hex(bytes);
-}
+import { ask, connect, passwordDigest, request } from "./net.js";
+import {
+  announceTyping, appendMessage, applyPin, applyReaction, cancelReply, completeMention, editedMark,
+  findMessage, markRead, messageElement, notice, send, showList, showMentions, showPins, toolButton, upload,
+} from "./messages.js";
+import { $, PAGE, ROOM_KEY, TOKEN_KEY, roomLabel, state } from "./state.js";
 
 // --- Signing up and logging in --------------------------------------------
 
@@ -191,11 +82,8 @@ async function logOut() {
   showWelcome("Logged out.");
 }
 
-// --- Rooms ----------------------------------------------------------------
 
-function roomLabel(room) {
-  return room.peer ? "@" + room.peer.login : "#" + room.name;
-}
+// --- Rooms ----------------------------------------------------------------
 
 async function loadRooms() {
   const reply = await ask({ type: "RQ_GET_ROOMS", date: 0 });
@@ -314,375 +202,6 @@ async function loadOlder() {
   }
 }
 
-function markRead() {
-  clearTimeout(state.markTimer);
-  state.markTimer = setTimeout(() => {
-    if (state.current !== null && state.newest !== null && state.open) {
-      request({ type: "RQ_MARK_READ", room_id: state.current, msg_id: state.newest }).catch(() => {});
-    }
-  }, 300);
-}
-
-// --- Messages -------------------------------------------------------------
-
-function mentionsMe(text) {
-  if (!state.me) return false;
-  const re = new RegExp("@" + state.me.login.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?![\\w])", "i");
-  return re.test(text);
-}
-
-function messageElement(m) {
-  const el = document.createElement("div");
-  el.className = "msg";
-  el.dataset.id = String(m.message_id);
-  const mine = state.me && m.user_id === state.me.id;
-  if (mine) el.classList.add("mine");
-  const time = document.createElement("time");
-  const date = new Date(m.date);
-  time.dateTime = date.toISOString();
-  time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const who = document.createElement("span");
-  who.className = "who";
-  who.textContent = m.login;
-  const text = document.createElement("span");
-  text.className = "text";
-  if (m.reply_to) {
-    const quote = document.createElement("span");
-    quote.className = "quote";
-    quote.textContent = m.reply_preview
-      ? `↪ ${m.reply_preview.login}: ${m.reply_preview.message}`
-      : "↪ (the original was deleted)";
-    el.append(quote);
-  }
-  el.append(time, who, text);
-  if (m.msg_type === "DB_FILE_MSG" || m.msg_type === "DB_FILE_TEXT_MSG") {
-    text.textContent = `sent a file: ${m.file_name ?? m.message} (${formatSize(m.file_size ?? 0)}) `;
-    const get = document.createElement("button");
-    get.type = "button";
-    get.className = "link";
-    get.textContent = "Download";
-    get.setAttribute("aria-label", "Download " + (m.file_name ?? m.message));
-    get.addEventListener("click", () => download(m));
-    text.append(get);
-  } else {
-    text.textContent = m.msg_type === "DB_STICKER" ? `[sticker ${m.message}]` : m.message;
-    if (!mine && mentionsMe(m.message)) {
-      el.classList.add("mention");
-      const sr = document.createElement("span");
-      sr.className = "sr-only";
-      sr.textContent = " (mentions you)";
-      el.append(sr);
-    }
-  }
-  if (m.edited) el.append(editedMark());
-  state.reactions.set(m.message_id, new Map((m.reactions ?? []).map((r) => [r.emoji, r.count])));
-  if (m.my_reactions) state.mine.set(m.message_id, new Set(m.my_reactions));
-  const reactions = document.createElement("span");
-  reactions.className = "reactions";
-  el.append(reactions);
-  renderReactions(m.message_id, reactions);
-  const tools = document.createElement("span");
-  tools.className = "tools";
-  const reply = toolButton("Reply", () => startReply(m));
-  reply.setAttribute("aria-label", "Reply to " + m.login);
-  const react = toolButton("React", () => togglePicker(el, m.message_id));
-  react.setAttribute("aria-expanded", "false");
-  react.className = "link react";
-  tools.append(reply, react);
-  if (mine && m.msg_type !== "DB_FILE_MSG") tools.append(toolButton("Edit", () => editMessage(m.message_id, text)));
-  const room = state.rooms.get(m.room_id);
-  const moderates = room && ["DB_CUSTOMER", "DB_ADMIN", "DB_MODERATOR"].includes(room.role);
-  if (mine || moderates) tools.append(toolButton("Delete", () => deleteMessage(m.message_id)));
-  if (moderates) tools.append(toolButton("Pin", () => pinMessage(m.message_id, true)));
-  if (tools.childElementCount) el.append(tools);
-  return el;
-}
-
-function editedMark() {
-  const edited = document.createElement("span");
-  edited.className = "edited";
-  edited.textContent = " (edited)";
-  return edited;
-}
-
-function renderReactions(msgId, span) {
-  const target = span ?? findMessage(msgId)?.querySelector(".reactions");
-  if (!target) return;
-  target.replaceChildren();
-  const counts = state.reactions.get(msgId) ?? new Map();
-  const mine = state.mine.get(msgId) ?? new Set();
-  for (const [emoji, count] of counts) {
-    if (count <= 0) continue;
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "reaction";
-    b.textContent = `${emoji} ${count}`;
-    b.setAttribute("aria-pressed", String(mine.has(emoji)));
-    b.setAttribute("aria-label", `${emoji} ${count}${mine.has(emoji) ? ", yours" : ""}`);
-    b.addEventListener("click", () => react(msgId, emoji));
-    target.append(b);
-  }
-}
-
-async function react(msgId, emoji) {
-  const mine = state.mine.get(msgId) ?? new Set();
-  try {
-    // The answer is the broadcast itself: applied like the others' copies.
-    onPush(await ask({ type: "RQ_REACT", room_id: state.current, msg_id: msgId, emoji, on: !mine.has(emoji) }));
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-function togglePicker(el, msgId) {
-  const open = el.querySelector(".picker");
-  const button = el.querySelector(".react");
-  if (open) {
-    open.remove();
-    button.setAttribute("aria-expanded", "false");
-    return;
-  }
-  const picker = document.createElement("span");
-  picker.className = "picker";
-  picker.setAttribute("role", "group");
-  picker.setAttribute("aria-label", "Reactions");
-  for (const emoji of EMOJI) {
-    const b = toolButton(emoji, () => {
-      picker.remove();
-      button.setAttribute("aria-expanded", "false");
-      react(msgId, emoji);
-    });
-    b.setAttribute("aria-label", "React with " + emoji);
-    picker.append(b);
-  }
-  el.append(picker);
-  button.setAttribute("aria-expanded", "true");
-  picker.querySelector("button").focus();
-}
-
-function startReply(m) {
-  state.replyTo = m.message_id;
-  $("replying-text").textContent = `Replying to ${m.login}: ${m.message}`;
-  $("replying").hidden = false;
-  $("message").focus();
-}
-
-function cancelReply() {
-  state.replyTo = null;
-  $("replying").hidden = true;
-}
-
-async function pinMessage(msgId, pinned) {
-  try {
-    onPush(await ask({ type: "RQ_PIN", room_id: state.current, msg_id: msgId, pinned }));
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-/** Lists messages in the results panel under a title. */
-function showList(title, msgs, empty) {
-  $("results-title").textContent = title;
-  const list = $("results");
-  list.replaceChildren();
-  if (!msgs.length) {
-    const none = document.createElement("li");
-    none.textContent = empty;
-    list.append(none);
-  }
-  for (const m of msgs) {
-    const item = document.createElement("li");
-    const el = messageElement(m);
-    const where = state.rooms.get(m.room_id);
-    if (where && m.room_id !== state.current) {
-      const label = document.createElement("span");
-      label.className = "edited";
-      label.textContent = " in " + roomLabel(where);
-      el.append(label);
-    }
-    if (title === "Pinned") {
-      const room = state.rooms.get(m.room_id);
-      if (room && ["DB_CUSTOMER", "DB_ADMIN", "DB_MODERATOR"].includes(room.role)) {
-        el.querySelector(".tools")?.append(toolButton("Unpin", () => pinMessage(m.message_id, false).then(showPins)));
-      }
-    }
-    item.append(el);
-    list.append(item);
-  }
-  $("results-panel").hidden = false;
-}
-
-async function showPins() {
-  if (state.current === null) return;
-  try {
-    const reply = await ask({ type: "RQ_GET_PINS", room_id: state.current });
-    showList("Pinned", reply.msgs, "Nothing is pinned here.");
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-async function showMentions() {
-  try {
-    const reply = await ask({ type: "RQ_GET_MENTIONS", count: 50 });
-    showList("Mentions", reply.msgs, "Nobody has mentioned you yet.");
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-/** Tells the others the user is typing, at most every 3 s. */
-function announceTyping() {
-  const text = $("message").value;
-  if (!text || text.startsWith("/") || state.current === null || !state.open) return;
-  if (Date.now() - state.typingSent < 3000) return;
-  state.typingSent = Date.now();
-  request({ type: "RQ_TYPING", room_id: state.current }).catch(() => {});
-}
-
-/** Tab after "@ab": the room's members whose login starts with "ab". */
-function completeMention(e) {
-  const box = $("message");
-  const upto = box.value.slice(0, box.selectionStart);
-  const match = /@([\w-]*)$/.exec(upto);
-  if (!match) return;
-  const found = state.members
-    .map((m) => m.login)
-    .filter((l) => l.toLowerCase().startsWith(match[1].toLowerCase()) && l !== state.me?.login);
-  if (!found.length) return;
-  e.preventDefault();
-  const login = found[0];
-  const before = upto.slice(0, upto.length - match[1].length);
-  box.value = before + login + " " + box.value.slice(box.selectionStart);
-  const at = before.length + login.length + 1;
-  box.setSelectionRange(at, at);
-}
-
-function toolButton(label, action) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.className = "link";
-  b.textContent = label;
-  b.addEventListener("click", action);
-  return b;
-}
-
-function formatSize(bytes) {
-  if (bytes < 1024) return bytes + " B";
-  if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
-  return (bytes / 1024 / 1024).toFixed(1) + " MiB";
-}
-
-function notice(text, kind) {
-  const line = document.createElement("div");
-  line.className = kind ? "notice " + kind : "notice";
-  line.textContent = text;
-  $("messages").append(line);
-  $("messages").scrollTop = $("messages").scrollHeight;
-}
-
-function atBottom() {
-  const box = $("messages");
-  return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-}
-
-function appendMessage(m) {
-  const stick = atBottom();
-  $("messages").querySelector(".notice.empty")?.remove();
-  $("messages").append(messageElement(m));
-  state.newest = Math.max(state.newest ?? 0, m.message_id);
-  if (state.oldest === null) state.oldest = m.message_id;
-  if (stick) $("messages").scrollTop = $("messages").scrollHeight;
-  markRead();
-}
-
-async function send() {
-  const box = $("message");
-  const text = box.value.trim();
-  if (!text || state.current === null) return;
-  try {
-    const msg = { type: "RQ_MSG", room_id: state.current, message: text };
-    if (state.replyTo) msg.reply_to = state.replyTo;
-    const sent = await ask(msg);
-    box.value = "";
-    cancelReply();
-    if (sent.room_id === state.current && !findMessage(sent.message_id)) appendMessage(sent);
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-function findMessage(id) {
-  return $("messages").querySelector(`.msg[data-id="${Number(id)}"]`);
-}
-
-async function editMessage(id, textEl) {
-  const now = prompt("Edit your message", textEl.textContent);
-  if (now === null || !now.trim()) return;
-  try {
-    await ask({ type: "RQ_EDIT_MSG", room_id: state.current, msg_id: id, msg: now.trim() });
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-async function deleteMessage(id) {
-  if (!confirm("Delete this message for everyone?")) return;
-  try {
-    await ask({ type: "RQ_DEL_MSG", room_id: state.current, msg_id: id });
-  } catch (e) {
-    notice(e.message);
-  }
-}
-
-// --- Files ----------------------------------------------------------------
-
-function upload(file) {
-  if (state.current === null) return;
-  const status = $("upload-status");
-  const xhr = new XMLHttpRequest();
-  const params = new URLSearchParams({ room_id: String(state.current), name: file.name });
-  xhr.open("POST", "/files?" + params);
-  xhr.setRequestHeader("Authorization", "Bearer " + state.token);
-  xhr.upload.onprogress = (e) => {
-    if (e.lengthComputable) status.textContent = `Uploading ${file.name}: ${Math.floor((e.loaded * 100) / e.total)}%`;
-  };
-  xhr.onload = () => {
-    let why = "";
-    try {
-      why = JSON.parse(xhr.responseText).msg || "";
-    } catch {
-      why = xhr.statusText;
-    }
-    status.textContent = xhr.status === 200 ? `Uploaded ${file.name}` : `Upload failed: ${why}`;
-  };
-  xhr.onerror = () => {
-    status.textContent = "Upload failed: connection lost";
-  };
-  status.textContent = `Uploading ${file.name}: 0%`;
-  xhr.send(file);
-}
-
-async function download(m) {
-  const status = $("upload-status");
-  try {
-    const res = await fetch(`/files/${m.message_id}?room_id=${m.room_id}`, {
-      headers: { Authorization: "Bearer " + state.token },
-    });
-    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).msg || res.statusText);
-    const blob = await res.blob();
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = m.file_name ?? m.message;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-    status.textContent = `Downloaded ${a.download}`;
-  } catch (e) {
-    status.textContent = "Download failed: " + e.message;
-  }
-}
 
 // --- People ---------------------------------------------------------------
 
@@ -842,25 +361,11 @@ function onPush(msg) {
       if (msg.room_id === state.current && msg.user_id !== state.me?.id) $("typing").textContent = "";
       break;
     }
-    case "RQ_REACT": {
-      const counts = state.reactions.get(msg.msg_id) ?? new Map();
-      counts.set(msg.emoji, Math.max(0, (counts.get(msg.emoji) ?? 0) + (msg.on ? 1 : -1)));
-      state.reactions.set(msg.msg_id, counts);
-      if (msg.user_id === state.me?.id) {
-        const mine = state.mine.get(msg.msg_id) ?? new Set();
-        if (msg.on) mine.add(msg.emoji);
-        else mine.delete(msg.emoji);
-        state.mine.set(msg.msg_id, mine);
-      }
-      if (msg.room_id === state.current) renderReactions(msg.msg_id);
+    case "RQ_REACT":
+      applyReaction(msg);
       break;
-    }
     case "RQ_PIN":
-      if (msg.room_id === state.current) {
-        const who =
-          msg.user_id === state.me?.id ? "You" : (state.members.find((m) => m.user_id === msg.user_id)?.login ?? "Someone");
-        notice(`${who} ${msg.pinned ? "pinned" : "unpinned"} a message: see Pinned`);
-      }
+      applyPin(msg);
       break;
     case "RQ_TYPING":
       if (msg.room_id === state.current && msg.login) {
@@ -1048,5 +553,21 @@ function wire() {
   });
 }
 
+/** Each connection: resume the saved session, or ask who this is. */
+async function opened() {
+  if (!state.token) {
+    showWelcome("");
+    return;
+  }
+  const resumed = await request({ type: "RQ_TOKEN", token: state.token }).catch(() => null);
+  if (resumed && resumed.type === "RQ_TOKEN") {
+    await enterChat(resumed);
+  } else if (resumed) {
+    forgetSession();
+    showWelcome("Your session has ended; please log in again.");
+  }
+}
+
 wire();
-connect();
+connect({ opened, pushed: onPush });
+

@@ -33,6 +33,27 @@ const FILES: &[(&str, Asset)] = &[
         },
     ),
     (
+        "/state.js",
+        Asset {
+            body: include_bytes!("../../web/state.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
+        "/net.js",
+        Asset {
+            body: include_bytes!("../../web/net.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
+        "/messages.js",
+        Asset {
+            body: include_bytes!("../../web/messages.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
         "/sha256.js",
         Asset {
             body: include_bytes!("../../web/sha256.js"),
