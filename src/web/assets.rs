@@ -17,63 +17,33 @@ impl Asset {
     }
 }
 
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// A file of `web/`, served at `path`.
+macro_rules! asset {
+    ($path:literal, $file:literal, $content_type:expr) => {
+        (
+            $path,
+            Asset {
+                body: include_bytes!(concat!("../../web/", $file)),
+                content_type: $content_type,
+            },
+        )
+    };
+}
+
 const FILES: &[(&str, Asset)] = &[
-    (
-        "/",
-        Asset {
-            body: include_bytes!("../../web/index.html"),
-            content_type: "text/html; charset=utf-8",
-        },
-    ),
-    (
-        "/app.js",
-        Asset {
-            body: include_bytes!("../../web/app.js"),
-            content_type: "text/javascript; charset=utf-8",
-        },
-    ),
-    (
-        "/state.js",
-        Asset {
-            body: include_bytes!("../../web/state.js"),
-            content_type: "text/javascript; charset=utf-8",
-        },
-    ),
-    (
-        "/net.js",
-        Asset {
-            body: include_bytes!("../../web/net.js"),
-            content_type: "text/javascript; charset=utf-8",
-        },
-    ),
-    (
-        "/messages.js",
-        Asset {
-            body: include_bytes!("../../web/messages.js"),
-            content_type: "text/javascript; charset=utf-8",
-        },
-    ),
-    (
-        "/sha256.js",
-        Asset {
-            body: include_bytes!("../../web/sha256.js"),
-            content_type: "text/javascript; charset=utf-8",
-        },
-    ),
-    (
-        "/style.css",
-        Asset {
-            body: include_bytes!("../../web/style.css"),
-            content_type: "text/css; charset=utf-8",
-        },
-    ),
-    (
-        "/favicon.svg",
-        Asset {
-            body: include_bytes!("../../web/favicon.svg"),
-            content_type: "image/svg+xml",
-        },
-    ),
+    asset!("/", "index.html", HTML),
+    asset!("/app.js", "app.js", JS),
+    asset!("/state.js", "state.js", JS),
+    asset!("/net.js", "net.js", JS),
+    asset!("/messages.js", "messages.js", JS),
+    asset!("/sha256.js", "sha256.js", JS),
+    asset!("/style.css", "style.css", CSS),
+    asset!("/favicon.svg", "favicon.svg", SVG),
 ];
 
 /// The file served at `path` (`/index.html` is `/`).
