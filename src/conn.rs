@@ -7,10 +7,11 @@
 //! so the reactor cannot leave a connection half in one state and half in
 //! another.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry, Token};
 
@@ -52,6 +53,44 @@ impl InFlight {
     }
 }
 
+/// When the bytes a connection has read but not yet taken arrived, so the
+/// reactor can tell how long the next request has waited inside the server
+/// (an overloaded server refuses what has waited too long; see
+/// `reactor::service`). Bounded: past a few reads, newer ones are merged
+/// into the last mark, which only makes later bytes look older.
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// Bytes read so far, in all.
+    total: u64,
+    /// (bytes read in all at the end of a read, when), oldest first.
+    marks: VecDeque<(u64, Instant)>,
+}
+
+/// Most read times a connection keeps.
+const ARRIVAL_MARKS: usize = 8;
+
+impl Arrivals {
+    fn read(&mut self, n: usize, now: Instant) {
+        self.total += n as u64;
+        let full = self.marks.len() >= ARRIVAL_MARKS;
+        match self.marks.back_mut() {
+            Some(last) if full => last.0 = self.total,
+            _ => self.marks.push_back((self.total, now)),
+        }
+    }
+
+    /// How long the first of the `buffered` bytes not yet taken has waited.
+    fn waited(&mut self, buffered: usize, now: Instant) -> Duration {
+        let taken = self.total - buffered as u64;
+        while self.marks.front().is_some_and(|&(end, _)| end <= taken) {
+            self.marks.pop_front();
+        }
+        self.marks
+            .front()
+            .map_or(Duration::ZERO, |&(_, at)| now.saturating_duration_since(at))
+    }
+}
+
 /// What a connection is doing.
 #[derive(Debug)]
 enum State {
@@ -83,6 +122,7 @@ pub struct Conn {
     transport: Transport,
     peer: SocketAddr,
     reader: LineReader,
+    arrivals: Arrivals,
     /// Bytes waiting to be written; `written` of them already are.
     wbuf: Vec<u8>,
     written: usize,
@@ -109,6 +149,7 @@ impl Conn {
             transport,
             peer,
             reader: LineReader::new(max_line),
+            arrivals: Arrivals::default(),
             wbuf: Vec::new(),
             written: 0,
             dialect: None,
@@ -436,12 +477,15 @@ impl Conn {
     /// on every read showed in profiles).
     pub fn read_available(&mut self, limit: usize, scratch: &mut [u8]) -> io::Result<(usize, ReadStatus)> {
         let mut total = 0;
+        let mut now = None;
         while self.reader.buffered() < limit {
             match self.transport.read(scratch) {
                 Ok(0) => return Ok((total, ReadStatus::Closed)),
                 Ok(n) => {
                     self.reader.extend(&scratch[..n]);
                     total += n;
+                    let now = *now.get_or_insert_with(Instant::now);
+                    self.arrivals.read(n, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -452,6 +496,11 @@ impl Conn {
             }
         }
         Ok((total, ReadStatus::Open))
+    }
+
+    /// How long the next line to be taken has waited since it was read.
+    pub fn next_line_waited(&mut self, now: Instant) -> Duration {
+        self.arrivals.waited(self.reader.buffered(), now)
     }
 
     // --- Writing ------------------------------------------------------------

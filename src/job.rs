@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -64,6 +65,9 @@ pub enum Task {
     StoreUpload { conn: ConnId, upload: StoreUpload },
     /// Periodic upkeep: expired tokens go, the disk's ballast comes back.
     Maintenance,
+    /// A search is about to run: index every stored message now, then say
+    /// so on the channel (see [`WriteQueue::catch_up_search`]).
+    IndexSearch(Sender<()>),
     /// Finish what is queued before this and stop.
     Stop,
 }
@@ -75,7 +79,7 @@ impl Task {
             Task::Request(job) => job.conn,
             Task::CreateAccount(account) => account.conn,
             Task::IssueToken { conn, .. } | Task::StoreUpload { conn, .. } => *conn,
-            Task::Presence { .. } | Task::Maintenance | Task::Stop => NO_CONN,
+            Task::Presence { .. } | Task::Maintenance | Task::IndexSearch(_) | Task::Stop => NO_CONN,
         }
     }
 
@@ -87,6 +91,7 @@ impl Task {
             Task::IssueToken { .. } => Kind::LogIn,
             Task::Presence { .. } => Kind::Presence,
             Task::StoreUpload { .. } => Kind::UploadFile,
+            Task::IndexSearch(_) => Kind::SearchMsgs,
             Task::Maintenance | Task::Stop => Kind::Token,
         }
     }
@@ -134,6 +139,14 @@ impl WriteQueue {
         self.tasks
             .send(task)
             .map_err(|_| Error::Internal("the writer has stopped".into()))
+    }
+
+    /// Asks the writer to index every stored message for search and waits
+    /// for it, at most `wait`: so a search finds every message acknowledged
+    /// before it. False if the writer did not answer in time.
+    pub fn catch_up_search(&self, wait: Duration) -> bool {
+        let (done, finished) = crossbeam_channel::bounded(1);
+        self.tasks.send(Task::IndexSearch(done)).is_ok() && finished.recv_timeout(wait).is_ok()
     }
 
     /// Asks the writer to finish what is queued and stop.

@@ -13,7 +13,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
@@ -30,6 +30,54 @@ use crate::store::Store;
 /// Most tasks in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// How long a stored message may wait to be indexed for search.
+const INDEX_AFTER: Duration = Duration::from_millis(250);
+/// Stored messages that make an indexing pass due at once.
+const INDEX_BACKLOG: u64 = 8_192;
+/// Most message ids one indexing pass covers (one transaction).
+const INDEX_PASS: i64 = 20_000;
+
+/// When the writer next indexes what it stored.
+#[derive(Debug, Default)]
+struct SearchIndexing {
+    /// Messages stored since the last pass (approximately: a pass reads
+    /// the real range from the database).
+    unindexed: u64,
+    /// When the oldest of them was stored.
+    since: Option<Instant>,
+    /// Searches waiting for a pass.
+    waiters: Vec<Sender<()>>,
+}
+
+impl SearchIndexing {
+    /// At start-up: what a crash left stored but unindexed is indexed first.
+    fn at_start() -> SearchIndexing {
+        SearchIndexing {
+            unindexed: 1,
+            since: Instant::now().checked_sub(INDEX_AFTER),
+            waiters: Vec::new(),
+        }
+    }
+
+    fn stored(&mut self, messages: u64) {
+        if messages > 0 {
+            self.unindexed += messages;
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn due(&self) -> bool {
+        !self.waiters.is_empty()
+            || self.unindexed >= INDEX_BACKLOG
+            || self.since.is_some_and(|t| t.elapsed() >= INDEX_AFTER)
+    }
+
+    /// How long the writer may wait for tasks before a pass is due.
+    fn wait_limit(&self) -> Option<Duration> {
+        self.since.map(|t| INDEX_AFTER.saturating_sub(t.elapsed()))
+    }
+}
+
 /// The writer thread's state.
 pub struct Writer {
     /// Clients' writes, in arrival order (bounded: the reactor answers
@@ -42,6 +90,12 @@ pub struct Writer {
     pub waker: Arc<Waker>,
     pub store: Store,
     pub shared: Arc<Shared>,
+}
+
+/// The writer at work: its queues and store, and when it indexes next.
+struct Running {
+    writer: Writer,
+    indexing: SearchIndexing,
 }
 
 /// A task's answer, with what it answers.
@@ -64,22 +118,31 @@ impl Writer {
     /// until the reactor is gone. Returns the store for the final checkpoint.
     pub fn run(mut self) -> Store {
         self.store.keep_room_cache();
+        let mut running = Running {
+            writer: self,
+            indexing: SearchIndexing::at_start(),
+        };
         let mut clients_open = true;
         loop {
-            let (tasks, last) = match self.wait(&mut clients_open) {
+            running.index_if_due();
+            let limit = running.indexing.wait_limit();
+            let (tasks, last) = match running.writer.wait(&mut clients_open, limit) {
                 Wait::Tasks(tasks) => (tasks, false),
                 Wait::Last(tasks) => (tasks, true),
             };
-            if !self.run_in_order(tasks) || last {
-                return self.store;
+            if !running.run_in_order(tasks) || last {
+                running.index_if_due();
+                return running.writer.store;
             }
         }
     }
 
-    /// Waits for a task, then takes every other one waiting (up to a
-    /// batch): the server's own first, then clients' in arrival order.
-    fn wait(&mut self, clients_open: &mut bool) -> Wait {
+    /// Waits for a task (at most `limit`, if given), then takes every
+    /// other one waiting (up to a batch): the server's own first, then
+    /// clients' in arrival order.
+    fn wait(&mut self, clients_open: &mut bool, limit: Option<Duration>) -> Wait {
         let mut waiting = Vec::new();
+        let timeout = limit.unwrap_or(Duration::from_secs(3600));
         if *clients_open {
             crossbeam_channel::select! {
                 recv(self.own) -> task => match task {
@@ -91,11 +154,13 @@ impl Writer {
                     // The reactor is gone; the server's own writes may still come.
                     Err(_) => *clients_open = false,
                 },
+                default(timeout) => return Wait::Tasks(waiting),
             }
         } else {
-            match self.own.recv() {
+            match self.own.recv_timeout(timeout) {
                 Ok(task) => waiting.push(task),
-                Err(_) => return Wait::Last(waiting),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Wait::Tasks(waiting),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Wait::Last(waiting),
             }
         }
         let waiting = self.take_waiting(waiting);
@@ -128,13 +193,60 @@ impl Writer {
         }
         waiting
     }
+}
+
+impl Running {
+    /// Indexes stored messages for search when a pass is due: one pass of
+    /// at most `INDEX_PASS` ids (more wait for the next turn), or every
+    /// one when a search is waiting.
+    fn index_if_due(&mut self) {
+        if !self.indexing.due() {
+            return;
+        }
+        let searching = !self.indexing.waiters.is_empty();
+        let started = Instant::now();
+        let mut covered = 0;
+        let mut failed = false;
+        let more = loop {
+            match self.writer.store.index_stored_messages(INDEX_PASS) {
+                Ok(pass) => {
+                    covered += pass.covered;
+                    if !(pass.more && searching) {
+                        break pass.more;
+                    }
+                }
+                Err(e) => {
+                    log::error!("indexing messages for search failed: {e}");
+                    failed = true;
+                    break true;
+                }
+            }
+        };
+        log::debug!(
+            "indexed {covered} message ids for search in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        for waiter in self.indexing.waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        self.indexing.unindexed = 0;
+        // A long backlog goes on next turn; a failure is tried again later.
+        self.indexing.since = match (failed, more) {
+            (true, _) => Some(Instant::now()),
+            (false, true) => Instant::now().checked_sub(INDEX_AFTER),
+            (false, false) => None,
+        };
+    }
 
     /// Runs tasks in order: runs of them batched, those that must commit
     /// alone by themselves. False once the reactor is gone.
     fn run_in_order(&mut self, tasks: Vec<Task>) -> bool {
         let mut batch = Vec::new();
         for task in tasks {
-            if handler::runs_alone(&task) {
+            if let Task::IndexSearch(waiter) = task {
+                // Answered after this turn's pass (see `index_if_due`).
+                self.indexing.waiters.push(waiter);
+            } else if handler::runs_alone(&task) {
                 if !self.run_batch(std::mem::take(&mut batch)) {
                     return false;
                 }
@@ -155,9 +267,9 @@ impl Writer {
         if tasks.is_empty() {
             return true;
         }
-        let shared = &self.shared;
+        let shared = &self.writer.shared;
         let answers = execute_batch(
-            &mut self.store,
+            &mut self.writer.store,
             tasks,
             &shared.metrics.commit_latency,
             |store, task| handler::handle_task(task, store, shared),
@@ -170,18 +282,19 @@ impl Writer {
             .metrics
             .messages_stored
             .fetch_add(stored as u64, Ordering::Relaxed);
+        self.indexing.stored(stored as u64);
         self.send(answers)
     }
 
     /// Runs a task that commits by itself.
     fn run_alone(&mut self, task: Task) -> Answer {
         let (conn, kind) = (task.conn(), task.kind());
-        let store = &mut self.store;
-        let shared = &self.shared;
+        let store = &mut self.writer.store;
+        let shared = &self.writer.shared;
         let outcome = catch_unwind(AssertUnwindSafe(|| handler::handle_task(task, store, shared)))
             .unwrap_or_else(|_| {
                 log::error!("the writer panicked running {}", kind.name());
-                self.store.rollback_all();
+                self.writer.store.rollback_all();
                 Outcome::error(ErrorCode::Internal, "internal server error", kind)
             });
         Answer { conn, kind, outcome }
@@ -190,7 +303,7 @@ impl Writer {
     /// Removes the files of committed deletes, then hands the answers to
     /// the reactor in order. False once the reactor is gone.
     fn send(&self, answers: Vec<Answer>) -> bool {
-        let dir = files::files_dir(&self.shared.config.data_dir);
+        let dir = files::files_dir(&self.writer.shared.config.data_dir);
         for answer in answers {
             for name in &answer.outcome.remove_files {
                 files::remove_stored(&dir, name);
@@ -199,11 +312,11 @@ impl Writer {
                 conn: answer.conn,
                 outcome: answer.outcome,
             };
-            if !hand_over(&self.done, &self.waker, completion) {
+            if !hand_over(&self.writer.done, &self.writer.waker, completion) {
                 return false;
             }
         }
-        wake(&self.waker);
+        wake(&self.writer.waker);
         true
     }
 }

@@ -559,3 +559,75 @@ fn acknowledged_messages_survive_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Search is indexed behind the writer. Messages acknowledged just before
+/// a kill -9 may be stored but not yet indexed; the next start indexes them
+/// by itself (no search needed to ask), and search finds every one.
+#[test]
+fn messages_stored_but_not_indexed_at_a_crash_are_indexed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("parley.db");
+    let start = || crate::util::spawn_parleyd(dir.path());
+    let (mut child, addr) = start();
+    let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
+    let token = c.sign_up("alice", "pw").unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let room = c.request(json!({"type": "RQ_NEW_ROOM", "name": "r"})).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let reply = c
+            .request(json!({"type": "RQ_MSG", "room_id": room, "message": format!("crashproof {i}")}))
+            .unwrap();
+        acked.push(reply["message_id"].as_i64().unwrap());
+    }
+    child.kill().unwrap(); // SIGKILL, well within the indexing delay
+    child.wait().unwrap();
+    // (indexed up to, newest stored), read from the database directly.
+    let progress = || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row(
+            "SELECT (SELECT indexed_upto FROM search_progress), (SELECT max(id) FROM messages)",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )
+        .unwrap()
+    };
+    let (indexed, newest) = progress();
+    assert_eq!(newest, *acked.last().unwrap());
+    assert!(indexed < newest, "the last messages were not indexed before the kill");
+
+    let (mut child, addr) = start();
+    crate::util::wait_until(Duration::from_secs(5), || {
+        let (indexed, newest) = progress();
+        indexed == newest
+    });
+    let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
+    assert_type(&c.resume(&token).unwrap(), "RQ_TOKEN");
+    let found = c
+        .request(json!({"type": "RQ_SEARCH_MSGS", "msg": "crashpr", "room_id": room}))
+        .unwrap();
+    let mut got = ids_of(&found, "msgs");
+    got.reverse();
+    assert_eq!(got, acked);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A search finds a message the moment its sender has the acknowledgement,
+/// even though the index is kept behind the writer.
+#[test]
+fn a_search_finds_every_message_acknowledged_before_it() {
+    let server = start_with(|_| {});
+    let mut alice = server.user("alice");
+    let room = alice.new_room("r", "DB_PRIVAT_CHAT");
+    for i in 0..20 {
+        let reply = alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": format!("q{i}x word")}));
+        assert_type(&reply, "RQ_MSG");
+        let found = alice.req(json!({"type": "RQ_SEARCH_MSGS", "msg": format!("q{i}x"), "room_id": room}));
+        assert_eq!(ids_of(&found, "msgs"), vec![reply["message_id"].as_i64().unwrap()], "{found}");
+    }
+}

@@ -352,9 +352,43 @@ struct ConnectionFigures {
 #[derive(Serialize)]
 struct TimelinePoint {
     second: u64,
+    phase: Phase,
     sent: u64,
     delivered: u64,
+    /// Latencies recorded in this second (none: `latency_ms` is all zero).
+    samples: u64,
     latency_ms: Percentiles,
+}
+
+/// Which part of the run a second belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    WarmUp,
+    Measured,
+    /// Sending has stopped; what is still on its way arrives.
+    Drain,
+}
+
+impl Phase {
+    fn of(second: u64, warmup: f64, duration: f64) -> Phase {
+        let s = second as f64;
+        if s < warmup.floor() {
+            Phase::WarmUp
+        } else if s < (warmup + duration).ceil() {
+            Phase::Measured
+        } else {
+            Phase::Drain
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Phase::WarmUp => "warm-up",
+            Phase::Measured => "",
+            Phase::Drain => "drain",
+        }
+    }
 }
 
 /// Accounts, rooms and the per-connection plans of a run.
@@ -560,19 +594,21 @@ fn run(o: Options) -> Result<()> {
             }
             if !o.quiet {
                 let p = Percentiles::of(&rec.latency_us);
-                let phase = if (printed as f64) < o.warmup {
-                    "warm-up"
-                } else {
-                    ""
-                };
-                eprintln!(
-                    "[{:>4}s] sent/s {:>8}  delivered/s {:>9}  p99 {:>9.3} ms  errors {:>5} {phase}",
-                    printed,
-                    rec.sent,
-                    rec.delivered,
-                    p.p99,
-                    rec.errors.values().sum::<u64>()
-                );
+                let phase = Phase::of(printed, o.warmup, o.duration);
+                let errors = rec.errors.values().sum::<u64>();
+                // After sending stops, only seconds in which something still arrived.
+                let idle = rec.sent == 0 && rec.delivered == 0 && errors == 0 && rec.latency_us.is_empty();
+                if !(phase == Phase::Drain && idle) {
+                    eprintln!(
+                        "[{:>4}s] sent/s {:>8}  delivered/s {:>9}  p99 {:>9.3} ms  errors {:>5} {}",
+                        printed,
+                        rec.sent,
+                        rec.delivered,
+                        p.p99,
+                        errors,
+                        phase.label()
+                    );
+                }
             }
             printed += 1;
         }
@@ -649,8 +685,10 @@ fn run(o: Options) -> Result<()> {
             .iter()
             .map(|(s, (rec, _))| TimelinePoint {
                 second: *s,
+                phase: Phase::of(*s, o.warmup, o.duration),
                 sent: rec.sent,
                 delivered: rec.delivered,
+                samples: rec.latency_us.len(),
                 latency_ms: Percentiles::of(&rec.latency_us),
             })
             .collect(),
@@ -661,9 +699,11 @@ fn run(o: Options) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &o.plot {
+        // Seconds in which nothing arrived have no latency to draw.
         let timeline: Vec<(u64, Percentiles)> = report
             .timeline
             .iter()
+            .filter(|t| t.samples > 0)
             .map(|t| (t.second, t.latency_ms.clone()))
             .collect();
         let overall = match o.scenario {
@@ -671,7 +711,12 @@ fn run(o: Options) -> Result<()> {
             _ => &window.latency_us,
         };
         let title = format!("{} {} at {}/s", report.protocol, report.scenario, report.rate);
-        plot::draw(path, &title, &timeline, overall)?;
+        let phases = plot::Phases {
+            warmup_s: o.warmup,
+            measured_s: o.duration,
+            end_s: report.timeline.last().map_or(0, |t| t.second + 1),
+        };
+        plot::draw(path, &title, &timeline, phases, overall)?;
     }
     drop(spawned);
     Ok(())

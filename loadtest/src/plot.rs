@@ -11,11 +11,22 @@ use crate::stats::Percentiles;
 /// A line of the time chart: its name, colour, and the percentile it shows.
 type Series = (&'static str, RGBColor, fn(&Percentiles) -> f64);
 
-/// Draws both charts into one SVG file.
+/// Where the run's parts lie on the time axis, in seconds from the start.
+#[derive(Clone, Copy, Debug)]
+pub struct Phases {
+    pub warmup_s: f64,
+    pub measured_s: f64,
+    /// The last second reported, plus one.
+    pub end_s: u64,
+}
+
+/// Draws both charts into one SVG file. `timeline` holds only seconds in
+/// which something arrived.
 pub fn draw(
     path: &Path,
     title: &str,
     timeline: &[(u64, Percentiles)],
+    phases: Phases,
     overall: &Histogram<u64>,
 ) -> Result<()> {
     let root = SVGBackend::new(path, (1000, 900)).into_drawing_area();
@@ -24,19 +35,32 @@ pub fn draw(
 
     // Percentiles per second.
     let max_ms = timeline.iter().map(|(_, p)| p.max).fold(1.0_f64, f64::max) * 1.1;
-    let max_s = timeline.last().map_or(1, |(s, _)| *s + 1);
+    let max_s = phases.end_s.max(1) as f64;
     let mut chart = ChartBuilder::on(&top)
         .caption(format!("{title}: latency over time"), ("sans-serif", 22))
         .margin(15)
+        .margin_right(30)
         .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0u64..max_s, 0f64..max_ms)
+        .y_label_area_size(75)
+        .build_cartesian_2d(0f64..max_s, 0f64..max_ms)
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
-        .x_desc("seconds since start (warm-up included)")
+        .x_desc("seconds since start (grey: warm-up, then drain after sending stopped)")
         .y_desc("latency (ms)")
         .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    // Shade the seconds outside the measured window.
+    let measured_end = (phases.warmup_s + phases.measured_s).min(max_s);
+    let shade = RGBColor(225, 225, 225).mix(0.6).filled();
+    let unmeasured = [(0.0, phases.warmup_s.min(max_s)), (measured_end, max_s)];
+    chart
+        .draw_series(
+            unmeasured
+                .iter()
+                .filter(|(from, to)| to > from)
+                .map(|&(from, to)| Rectangle::new([(from, 0.0), (to, max_ms)], shade)),
+        )
         .map_err(|e| anyhow!("{e}"))?;
     let series: [Series; 4] = [
         ("p50", BLUE, |p| p.p50),
@@ -47,7 +71,8 @@ pub fn draw(
     for (name, color, pick) in series {
         chart
             .draw_series(LineSeries::new(
-                timeline.iter().map(|(s, p)| (*s, pick(p))),
+                // Each second's figures sit at its middle.
+                timeline.iter().map(|(s, p)| (*s as f64 + 0.5, pick(p))),
                 color.stroke_width(2),
             ))
             .map_err(|e| anyhow!("{e}"))?
@@ -79,8 +104,9 @@ pub fn draw(
             ("sans-serif", 22),
         )
         .margin(15)
+        .margin_right(30)
         .x_label_area_size(40)
-        .y_label_area_size(60)
+        .y_label_area_size(75)
         .build_cartesian_2d((1f64..100_000f64).log_scale(), 0f64..y_max)
         .map_err(|e| anyhow!("{e}"))?;
     dist.configure_mesh()

@@ -55,6 +55,9 @@ pub fn expire(ctx: &mut Ctx) -> Result<Outcome> {
 pub const DEFAULT_PAGE: i64 = 50;
 /// The largest history page.
 pub const MAX_PAGE: i64 = 500;
+/// How long a search waits for the writer to index what it stored.
+const SEARCH_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most messages a search returns.
 pub const MAX_SEARCH_RESULTS: usize = 50;
 
@@ -397,6 +400,11 @@ pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
         }
         None => SearchScope::RoomsOf(user_id),
     };
+    // The writer indexes behind itself; a search first has it catch up, so
+    // every message acknowledged before the search can be found.
+    if ctx.store.search_is_behind()? && !ctx.shared.writer.catch_up_search(SEARCH_CATCH_UP) {
+        log::warn!("the search index did not catch up within {SEARCH_CATCH_UP:?}; searching what is indexed");
+    }
     let found = ctx.store.search_messages(&req.msg, scope, MAX_SEARCH_RESULTS)?;
     let msgs = bodies(ctx.store, found, user_id)?;
     let body = SearchBody {

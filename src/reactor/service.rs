@@ -1,6 +1,8 @@
 //! Serving one connection's turn: writing, reading, taking lines off and
 //! sending each request to whoever serves it (see `handler::route`).
 
+use std::time::{Duration, Instant};
+
 use crossbeam_channel::TrySendError;
 use mio::Token;
 
@@ -23,6 +25,21 @@ const SERVICE_ROUNDS: usize = 16;
 const TURN_LINES: usize = 256;
 /// Bytes one connection may have read per turn.
 const TURN_BYTES: usize = 256 * 1024;
+
+/// Overload: a request that has already waited this long inside the server
+/// (read, but behind its connection's earlier requests) while the queue it
+/// would join holds `OVERLOAD_QUEUE` tasks or more is refused with ER_BUSY
+/// at once. Past saturation the server then serves what it can at full
+/// speed and refuses the excess early, instead of queueing everything
+/// until everything is late; an idle server serves any burst.
+const OVERLOAD_WAIT: Duration = Duration::from_millis(100);
+const OVERLOAD_QUEUE: usize = 64;
+
+/// Whether a request that waited `waited` should be refused rather than
+/// join a queue of `queued` tasks.
+fn overloaded(waited: Duration, queued: usize) -> bool {
+    waited >= OVERLOAD_WAIT && queued >= OVERLOAD_QUEUE
+}
 
 /// What one connection may still do in its current turn.
 pub(super) struct TurnBudget {
@@ -165,6 +182,7 @@ impl Reactor {
     /// Takes complete lines off a connection while it takes requests.
     fn dispatch_lines(&mut self, token: Token, budget: &mut TurnBudget) {
         let max_out = self.limits.max_outbound_bytes;
+        let now = Instant::now();
         while self.draining_until.is_none() && budget.lines > 0 {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
@@ -172,6 +190,7 @@ impl Reactor {
             if !conn.takes_requests(max_out) {
                 return;
             }
+            let waited = conn.next_line_waited(now);
             let Some(frame) = conn.next_frame() else {
                 return;
             };
@@ -249,10 +268,19 @@ impl Reactor {
                 kind: env.kind,
                 request: env.request,
             };
-            let sent = match route {
-                Route::Auth => self.auth_jobs.try_send(job).map_err(refusal),
-                Route::Write => self.writes.try_send(Task::Request(job)).map_err(refusal),
-                Route::Read | Route::Inline => self.jobs.try_send(job).map_err(refusal),
+            let queued = match route {
+                Route::Auth => 0,
+                Route::Write => self.writes.len(),
+                Route::Read | Route::Inline => self.jobs.len(),
+            };
+            let sent = if overloaded(waited, queued) {
+                Err(QueueRefusal::Full)
+            } else {
+                match route {
+                    Route::Auth => self.auth_jobs.try_send(job).map_err(refusal),
+                    Route::Write => self.writes.try_send(Task::Request(job)).map_err(refusal),
+                    Route::Read | Route::Inline => self.jobs.try_send(job).map_err(refusal),
+                }
             };
             match sent {
                 Ok(()) => {
@@ -269,5 +297,18 @@ impl Reactor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_that_waited_behind_a_long_queue_is_refused() {
+        let long = OVERLOAD_WAIT + Duration::from_millis(1);
+        assert!(overloaded(long, OVERLOAD_QUEUE));
+        assert!(!overloaded(long, OVERLOAD_QUEUE - 1), "an idle server serves any burst");
+        assert!(!overloaded(Duration::from_millis(1), 10_000), "fresh requests join");
     }
 }

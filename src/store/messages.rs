@@ -436,6 +436,7 @@ mod tests {
             .unwrap();
         s.insert_message(other, user, "hello there", MsgType::Text, 2)
             .unwrap();
+        s.index_stored_messages(1000).unwrap();
         let plan: Vec<String> = s
             .conn
             .prepare(
@@ -501,6 +502,7 @@ mod tests {
             .unwrap();
         s.insert_message(room, user, "hello sticker", MsgType::Sticker, 2)
             .unwrap();
+        s.index_stored_messages(1000).unwrap();
         let find = |s: &Store, q: &str| s.search_messages(q, SearchScope::Room(room), 50).unwrap().len();
         assert_eq!(find(&s, "hello"), 1, "only text messages are indexed");
         s.edit_message(id, "goodbye world").unwrap();
@@ -510,6 +512,7 @@ mod tests {
         assert_eq!(find(&s, "world"), 0);
         s.insert_message(room, user, "again world", MsgType::Text, 3)
             .unwrap();
+        s.index_stored_messages(1000).unwrap();
         s.delete_room(room).unwrap();
         let all: i64 = s
             .conn

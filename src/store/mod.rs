@@ -17,12 +17,14 @@ mod friends;
 mod messages;
 mod room_cache;
 mod rooms;
+mod search_index;
 
 pub use admin::{RoomSummary, Totals};
 pub use conversation::Extras;
 pub use messages::{HistoryQuery, SearchScope};
 pub use room_cache::{Audience, RoomState};
 pub use rooms::Departure;
+pub use search_index::IndexPass;
 
 use room_cache::RoomCache;
 
@@ -59,6 +61,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_conversation",
         include_str!("../../db/0010_conversation.sql"),
+    ),
+    (
+        "0011_search_behind_writer",
+        include_str!("../../db/0011_search_behind_writer.sql"),
     ),
 ];
 
