@@ -598,7 +598,10 @@ fn messages_stored_but_not_indexed_at_a_crash_are_indexed_at_the_next_start() {
     };
     let (indexed, newest) = progress();
     assert_eq!(newest, *acked.last().unwrap());
-    assert!(indexed < newest, "the last messages were not indexed before the kill");
+    assert!(
+        indexed < newest,
+        "the last messages were not indexed before the kill"
+    );
 
     let (mut child, addr) = start();
     crate::util::wait_until(Duration::from_secs(5), || {
@@ -628,6 +631,10 @@ fn a_search_finds_every_message_acknowledged_before_it() {
         let reply = alice.req(json!({"type": "RQ_MSG", "room_id": room, "message": format!("q{i}x word")}));
         assert_type(&reply, "RQ_MSG");
         let found = alice.req(json!({"type": "RQ_SEARCH_MSGS", "msg": format!("q{i}x"), "room_id": room}));
-        assert_eq!(ids_of(&found, "msgs"), vec![reply["message_id"].as_i64().unwrap()], "{found}");
+        assert_eq!(
+            ids_of(&found, "msgs"),
+            vec![reply["message_id"].as_i64().unwrap()],
+            "{found}"
+        );
     }
 }

@@ -150,6 +150,8 @@ struct Thread {
     next_req_id: u64,
     /// Share of the total rate this thread sends.
     share: f64,
+    /// The read buffer, reused.
+    chunk: Vec<u8>,
 }
 
 /// Runs one engine thread over its connections until the run is over.
@@ -186,6 +188,7 @@ pub fn run_thread(
         progress,
         next_req_id: 1,
         share,
+        chunk: vec![0; READ_CHUNK],
     };
     thread.run()?;
     Ok(ThreadResult {
@@ -362,17 +365,17 @@ impl Thread {
     }
 
     fn read(&mut self, i: usize, window_start: u64, send_end: u64) {
-        let mut chunk = [0u8; READ_CHUNK];
         loop {
             let Some(stream) = self.conns[i].stream.as_mut() else {
                 return;
             };
-            match stream.read(&mut chunk) {
+            // One buffer for every read (zeroing 64 KiB per read showed in profiles).
+            match stream.read(&mut self.chunk) {
                 Ok(0) => {
                     self.fail(i, "closed by server");
                     return;
                 }
-                Ok(n) => self.conns[i].rbuf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.conns[i].rbuf.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -381,9 +384,9 @@ impl Thread {
                 }
             }
         }
-        let buf = std::mem::take(&mut self.conns[i].rbuf);
+        let mut buf = std::mem::take(&mut self.conns[i].rbuf);
         let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', &buf[start..]) {
             let mut line = &buf[start..start + pos];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
@@ -391,7 +394,8 @@ impl Thread {
             self.line(i, line, window_start, send_end);
             start += pos + 1;
         }
-        self.conns[i].rbuf = buf[start..].to_vec();
+        buf.drain(..start);
+        self.conns[i].rbuf = buf;
     }
 
     fn line(&mut self, i: usize, line: &[u8], window_start: u64, send_end: u64) {

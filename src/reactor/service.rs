@@ -308,7 +308,13 @@ mod tests {
     fn only_a_request_that_waited_behind_a_long_queue_is_refused() {
         let long = OVERLOAD_WAIT + Duration::from_millis(1);
         assert!(overloaded(long, OVERLOAD_QUEUE));
-        assert!(!overloaded(long, OVERLOAD_QUEUE - 1), "an idle server serves any burst");
-        assert!(!overloaded(Duration::from_millis(1), 10_000), "fresh requests join");
+        assert!(
+            !overloaded(long, OVERLOAD_QUEUE - 1),
+            "an idle server serves any burst"
+        );
+        assert!(
+            !overloaded(Duration::from_millis(1), 10_000),
+            "fresh requests join"
+        );
     }
 }

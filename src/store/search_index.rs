@@ -124,18 +124,28 @@ mod tests {
         store.atomically(|s| s.delete_message(ids[1])).unwrap();
 
         let pass = store.index_stored_messages(2).unwrap();
-        assert_eq!(pass, IndexPass { covered: 2, more: true });
+        assert_eq!(
+            pass,
+            IndexPass {
+                covered: 2,
+                more: true
+            }
+        );
         assert_eq!(found(&store, room, "apple"), vec![ids[0]]);
         let pass = store.index_stored_messages(100).unwrap();
-        assert_eq!(pass, IndexPass { covered: 2, more: false });
+        assert_eq!(
+            pass,
+            IndexPass {
+                covered: 2,
+                more: false
+            }
+        );
         assert!(!store.search_is_behind().unwrap());
         assert_eq!(found(&store, room, "apple"), vec![ids[3], ids[2], ids[0]]);
         assert!(found(&store, room, "banana").is_empty());
 
         // Edited and deleted once indexed: the index follows.
-        store
-            .atomically(|s| s.edit_message(ids[3], "cherry"))
-            .unwrap();
+        store.atomically(|s| s.edit_message(ids[3], "cherry")).unwrap();
         store.atomically(|s| s.delete_message(ids[0])).unwrap();
         assert_eq!(found(&store, room, "apple"), vec![ids[2]]);
         assert_eq!(found(&store, room, "cherry"), vec![ids[3]]);
