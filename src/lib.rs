@@ -15,7 +15,8 @@
 //! - [`compat`]: the rules old uchat clients rely on, in one place.
 //! - [`job`]: messages between the reactor, the workers and the writer.
 //! - [`worker`]: the read workers and the password-hashing threads.
-//! - [`writer`]: the one thread that runs every write, in order, in group commits.
+//! - [`writer`]: the one thread that runs every write, in order, in group commits;
+//!   [`checkpointer`]: writes the log back into the database file beside it.
 //! - [`handler`]: one module per family of requests.
 //! - [`store`]: every SQL statement, the writer's memory of rooms, and the migrations in `db/`.
 //! - [`backup`]: online backups of a running server's data directory;
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod backup;
+pub mod checkpointer;
 pub mod client;
 pub mod client_stream;
 pub mod compat;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use mio::{Poll, Waker};
 
+use crate::checkpointer::Checkpointer;
 use crate::config::Config;
 use crate::files;
 use crate::job::WriteQueue;
@@ -33,6 +34,9 @@ const SPARE_FDS: u64 = 64;
 
 /// Tasks and events queued between the reactor and the file thread.
 const FILE_TASK_QUEUE: usize = 1024;
+
+/// How often the checkpointer writes the log back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -294,7 +298,10 @@ impl Server {
         );
 
         let mut stores = self.stores;
-        let writer_store = stores.pop().context("no store for the writer")?;
+        let mut writer_store = stores.pop().context("no store for the writer")?;
+        // The log goes back into the database file on a thread of its own.
+        writer_store.leave_checkpoints_to_checkpointer()?;
+        let checkpointer = Checkpointer::spawn(&config.db_path(), config.durability, CHECKPOINT_EVERY)?;
         let writer = Writer {
             tasks: write_rx,
             own: own_rx,
@@ -472,6 +479,7 @@ impl Server {
             Ok(store) => stores.insert(0, store),
             Err(_) => log::error!("the writer panicked"),
         }
+        drop(checkpointer);
         if let Some(store) = stores.first() {
             if let Err(e) = store.checkpoint() {
                 log::warn!("final WAL checkpoint failed: {e}");

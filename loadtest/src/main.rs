@@ -8,6 +8,7 @@
 
 mod certs;
 mod engine;
+mod ladder;
 mod net;
 mod plot;
 mod rate;
@@ -37,6 +38,8 @@ const USAGE: &str = "\
 parley-load: load generator for Parley (and IRC, for comparison)
 
 USAGE: parley-load --scenario NAME [OPTIONS]
+       parley-load ladder OUT.svg RUN.json...   (delivered against offered
+                    rate for fanout runs' --json reports, per room size and server)
 
 SCENARIOS:
   fanout       clients in rooms of --room-size, all online; --rate messages/s in
@@ -241,7 +244,13 @@ impl Drop for SpawnedServer {
 
 /// Starts `parleyd` for the run; with `tls`, on a throwaway certificate
 /// whose CA is returned beside it.
-fn spawn_server(parleyd: Option<&PathBuf>, tls: bool) -> Result<(SpawnedServer, Option<PathBuf>)> {
+/// `cheap_hashing`: Argon2id with 1 MiB and one pass, for scenarios that
+/// do not measure password log-ins (set-up signs up every account).
+fn spawn_server(
+    parleyd: Option<&PathBuf>,
+    tls: bool,
+    cheap_hashing: bool,
+) -> Result<(SpawnedServer, Option<PathBuf>)> {
     let exe = match parleyd {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("parleyd"),
@@ -260,7 +269,11 @@ fn spawn_server(parleyd: Option<&PathBuf>, tls: bool) -> Result<(SpawnedServer, 
         format!(
             "data_dir = {:?}\nlog_level = \"warn\"\nmsg_rate_per_sec = 1e9\nmsg_burst = 1000000000\nlogin_failures_per_login = 1000000\nlogin_failures_per_login_all = 1000000\nlogin_failures_per_addr = 1000000\nsign_ups_per_addr_per_min = 1e9\nsign_up_burst_per_addr = 1000000000\nsign_ups_per_min = 1e12\nlog_ins_per_addr_per_min = 1e9\nlog_in_burst_per_addr = 1000000000\nlog_ins_per_min = 1e12\nreads_per_sec = 1e9\nreads_burst = 1000000000\nrooms_burst = 1000000000\nfriend_adds_burst = 1000000000\nmax_anonymous_per_addr = 1000000\nmax_anonymous = 1000000\n",
             dir.path().join("data").display().to_string()
-        ),
+        ) + if cheap_hashing {
+            "argon2_memory_kib = 1024\nargon2_iterations = 1\n"
+        } else {
+            ""
+        },
     )?;
     let mut command = Command::new(&exe);
     command
@@ -477,7 +490,8 @@ fn raise_fd_limit(connections: usize) {
 fn run(o: Options) -> Result<()> {
     raise_fd_limit(o.clients);
     let (spawned, spawned_ca) = if o.target == "spawn" {
-        let (server, ca) = spawn_server(o.parleyd.as_ref(), o.tls)?;
+        let cheap_hashing = !(o.scenario == Scenario::Login && o.password_mode);
+        let (server, ca) = spawn_server(o.parleyd.as_ref(), o.tls, cheap_hashing)?;
         (Some(server), ca)
     } else {
         (None, None)
@@ -763,11 +777,25 @@ fn print_table(r: &Report) {
     println!("errors        {errors} {:?}", r.errors);
 }
 
+/// `parley-load ladder OUT.svg RUN.json...`
+fn ladder_command(args: &[String]) -> Result<()> {
+    let [out, runs @ ..] = args else {
+        bail!("usage: parley-load ladder OUT.svg RUN.json...");
+    };
+    let paths: Vec<PathBuf> = runs.iter().map(PathBuf::from).collect();
+    ladder::draw(out.as_ref(), &ladder::load(&paths)?)
+}
+
 fn main() -> ExitCode {
-    let result = parse_options().and_then(|o| match o {
-        Some(o) => run(o),
-        None => Ok(()),
-    });
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("ladder") {
+        ladder_command(&args[1..])
+    } else {
+        parse_options().and_then(|o| match o {
+            Some(o) => run(o),
+            None => Ok(()),
+        })
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

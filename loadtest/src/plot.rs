@@ -48,6 +48,7 @@ pub fn draw(
         .configure_mesh()
         .x_desc("seconds since start (grey: warm-up, then drain after sending stopped)")
         .y_desc("latency (ms)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     // Shade the seconds outside the measured window.

@@ -127,7 +127,8 @@ pub fn history(
     rooms: &[RoomPlan],
     per_room: usize,
 ) -> Result<()> {
-    parallel(rooms.len(), 8, |r| {
+    // Many rooms at once: the server commits their messages in shared batches.
+    parallel(rooms.len(), 64, |r| {
         let room = &rooms[r];
         let mut c = Client::connect_with(connector, target)?;
         c.resume(&accounts[room.members[0]].token)?;

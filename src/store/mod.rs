@@ -71,6 +71,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Log pages past which the writer checkpoints by itself (64 MiB of 4 KiB
+/// pages); below it the checkpointer thread does (see `checkpointer`).
+const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -322,6 +326,21 @@ impl Store {
             rooms: None,
             data_version: None,
         })
+    }
+
+    /// Leaves checkpoints to the checkpointer thread: this connection (the
+    /// writer's) checkpoints by itself only if the log grows past
+    /// `WRITER_CHECKPOINT_PAGES`, as a backstop should the other fall behind.
+    pub fn leave_checkpoints_to_checkpointer(&mut self) -> rusqlite::Result<()> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+    }
+
+    /// Writes as much of the log back as no reader still needs, without
+    /// waiting for anyone (the checkpointer thread's pass).
+    pub fn checkpoint_passive(&self) -> rusqlite::Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
     }
 
     /// Writes the WAL back into the main file; called once at clean shutdown.
