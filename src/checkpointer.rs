@@ -79,7 +79,9 @@ mod tests {
         let copy = dir.join("copy.db");
         std::fs::copy(dir.join("t.db"), &copy).unwrap();
         let conn = rusqlite::Connection::open(&copy).unwrap();
-        let n = conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+        let n = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
         drop(conn);
         let _ = std::fs::remove_file(&copy);
         n
@@ -99,7 +101,11 @@ mod tests {
                 .atomically(|s| s.create_user(&format!("u{i}"), "u", "", "x", 1))
                 .unwrap();
         }
-        assert_eq!(users_in_file(dir.path()), 0, "the writer no longer checkpoints a small log itself");
+        assert_eq!(
+            users_in_file(dir.path()),
+            0,
+            "the writer no longer checkpoints a small log itself"
+        );
         let checkpointer = Checkpointer::spawn(&path, Durability::Normal, Duration::from_millis(10)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while users_in_file(dir.path()) < 200 {

@@ -45,7 +45,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Run>> {
         .iter()
         .map(|p| {
             let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_slice(&text).with_context(|| format!("reading {} as a parley-load report", p.display()))
+            serde_json::from_slice(&text)
+                .with_context(|| format!("reading {} as a parley-load report", p.display()))
         })
         .collect()
 }
@@ -70,12 +71,7 @@ pub fn draw(out: &Path, runs: &[Run]) -> Result<()> {
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let areas = root.split_evenly((charts.len(), 1));
     for (area, (room_size, servers)) in areas.iter().zip(&charts) {
-        let max_x = servers
-            .values()
-            .flatten()
-            .map(|p| p.0)
-            .fold(1.0_f64, f64::max)
-            * 1.05;
+        let max_x = servers.values().flatten().map(|p| p.0).fold(1.0_f64, f64::max) * 1.05;
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!("fan-out in rooms of {room_size}: delivered against offered"),
