@@ -264,10 +264,12 @@ fn spawn_server(
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("parley.toml");
     // Load tests send far faster than a person: lift the per-user limits.
+    // And thousands of senders each keep a message in flight: the queues
+    // hold 16,384 (the default 4,096 answers the rest ER_BUSY).
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlog_level = \"warn\"\nmsg_rate_per_sec = 1e9\nmsg_burst = 1000000000\nlogin_failures_per_login = 1000000\nlogin_failures_per_login_all = 1000000\nlogin_failures_per_addr = 1000000\nsign_ups_per_addr_per_min = 1e9\nsign_up_burst_per_addr = 1000000000\nsign_ups_per_min = 1e12\nlog_ins_per_addr_per_min = 1e9\nlog_in_burst_per_addr = 1000000000\nlog_ins_per_min = 1e12\nreads_per_sec = 1e9\nreads_burst = 1000000000\nrooms_burst = 1000000000\nfriend_adds_burst = 1000000000\nmax_anonymous_per_addr = 1000000\nmax_anonymous = 1000000\n",
+            "data_dir = {:?}\nlog_level = \"warn\"\nmsg_rate_per_sec = 1e9\nmsg_burst = 1000000000\nlogin_failures_per_login = 1000000\nlogin_failures_per_login_all = 1000000\nlogin_failures_per_addr = 1000000\nsign_ups_per_addr_per_min = 1e9\nsign_up_burst_per_addr = 1000000000\nsign_ups_per_min = 1e12\nlog_ins_per_addr_per_min = 1e9\nlog_in_burst_per_addr = 1000000000\nlog_ins_per_min = 1e12\nreads_per_sec = 1e9\nreads_burst = 1000000000\nrooms_burst = 1000000000\nfriend_adds_burst = 1000000000\nmax_anonymous_per_addr = 1000000\nmax_anonymous = 1000000\njob_queue = 16384\n",
             dir.path().join("data").display().to_string()
         ) + if cheap_hashing {
             "argon2_memory_kib = 1024\nargon2_iterations = 1\n"
