@@ -51,13 +51,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Run>> {
         .collect()
 }
 
+/// One chart's lines: each server's (offered, delivered) points.
+type Servers<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
+
 /// Draws the ladder into `out`.
 pub fn draw(out: &Path, runs: &[Run]) -> Result<()> {
     if runs.is_empty() {
         bail!("no runs to draw");
     }
     // room size -> server -> (offered, delivered), by offered rate.
-    let mut charts: BTreeMap<usize, BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    let mut charts: BTreeMap<usize, Servers> = BTreeMap::new();
     for run in runs {
         charts
             .entry(run.room_size)
