@@ -525,11 +525,18 @@ fn history_survives_a_restart() {
     assert_eq!(ids_of(&found, "msgs"), vec![ids[7]]);
 }
 
-#[test]
-fn acknowledged_messages_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let start = || crate::util::spawn_parleyd(dir.path());
-    let (mut child, addr) = start();
+/// What a client had acknowledged when its server was killed.
+struct Killed {
+    token: String,
+    room: i64,
+    acked: Vec<i64>,
+}
+
+/// Starts parleyd on `dir`, signs up, opens a room, sends `texts` (each
+/// acknowledged), then kills the server with SIGKILL: no shutdown, no
+/// checkpoint, no indexing pass.
+fn send_then_kill(dir: &std::path::Path, texts: impl Iterator<Item = String>) -> Killed {
+    let (mut child, addr) = crate::util::spawn_parleyd(dir);
     let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
     let token = c.sign_up("alice", "pw").unwrap()["token"]
         .as_str()
@@ -538,15 +545,24 @@ fn acknowledged_messages_survive_kill_9() {
     let room = c.request(json!({"type": "RQ_NEW_ROOM", "name": "r"})).unwrap()["id"]
         .as_i64()
         .unwrap();
-    let mut acked = Vec::new();
-    for i in 0..30 {
-        let reply = c
-            .request(json!({"type": "RQ_MSG", "room_id": room, "message": format!("durable {i}")}))
-            .unwrap();
-        acked.push(reply["message_id"].as_i64().unwrap());
-    }
-    child.kill().unwrap(); // SIGKILL: no shutdown, no checkpoint
+    let acked = texts
+        .map(|text| {
+            let reply = c
+                .request(json!({"type": "RQ_MSG", "room_id": room, "message": text}))
+                .unwrap();
+            reply["message_id"].as_i64().unwrap()
+        })
+        .collect();
+    child.kill().unwrap();
     child.wait().unwrap();
+    Killed { token, room, acked }
+}
+
+#[test]
+fn acknowledged_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || crate::util::spawn_parleyd(dir.path());
+    let Killed { token, room, acked } = send_then_kill(dir.path(), (0..30).map(|i| format!("durable {i}")));
     let (mut child, addr) = start();
     let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
     assert_type(&c.resume(&token).unwrap(), "RQ_TOKEN");
@@ -568,24 +584,9 @@ fn messages_stored_but_not_indexed_at_a_crash_are_indexed_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("parley.db");
     let start = || crate::util::spawn_parleyd(dir.path());
-    let (mut child, addr) = start();
-    let mut c = parley::client::Client::connect(addr.as_str()).unwrap();
-    let token = c.sign_up("alice", "pw").unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let room = c.request(json!({"type": "RQ_NEW_ROOM", "name": "r"})).unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let mut acked = Vec::new();
-    for i in 0..10 {
-        let reply = c
-            .request(json!({"type": "RQ_MSG", "room_id": room, "message": format!("crashproof {i}")}))
-            .unwrap();
-        acked.push(reply["message_id"].as_i64().unwrap());
-    }
-    child.kill().unwrap(); // SIGKILL, well within the indexing delay
-    child.wait().unwrap();
+    // Killed well within the indexing delay.
+    let Killed { token, room, acked } =
+        send_then_kill(dir.path(), (0..10).map(|i| format!("crashproof {i}")));
     // (indexed up to, newest stored), read from the database directly.
     let progress = || {
         let conn = rusqlite::Connection::open(&db).unwrap();
