@@ -27,18 +27,23 @@ const TURN_LINES: usize = 256;
 const TURN_BYTES: usize = 256 * 1024;
 
 /// Overload: a request that has already waited this long inside the server
-/// (read, but behind its connection's earlier requests) while the queue it
-/// would join holds `OVERLOAD_QUEUE` tasks or more is refused with ER_BUSY
-/// at once. Past saturation the server then serves what it can at full
-/// speed and refuses the excess early, instead of queueing everything
-/// until everything is late; an idle server serves any burst.
+/// (read, but behind its connection's earlier requests) while the server
+/// has `OVERLOAD_IN_FLIGHT` requests or more in flight (at the workers and
+/// the writer, queued or being served) is refused with ER_BUSY at once.
+/// Past saturation the server then serves what it can at full speed and
+/// refuses the excess early, instead of queueing everything until
+/// everything is late; a server with little in flight serves any burst.
+/// (The writer's queue alone is a poor signal: it is empty right after
+/// the writer takes a batch.) Whatever the load, a request that waited
+/// `MAX_WAIT` is refused: nothing waits in the server for longer.
 const OVERLOAD_WAIT: Duration = Duration::from_millis(100);
-const OVERLOAD_QUEUE: usize = 64;
+const OVERLOAD_IN_FLIGHT: usize = 64;
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
-/// Whether a request that waited `waited` should be refused rather than
-/// join a queue of `queued` tasks.
-fn overloaded(waited: Duration, queued: usize) -> bool {
-    waited >= OVERLOAD_WAIT && queued >= OVERLOAD_QUEUE
+/// Whether a request that waited `waited` should be refused while
+/// `in_flight` requests are being served.
+fn overloaded(waited: Duration, in_flight: usize) -> bool {
+    waited >= MAX_WAIT || (waited >= OVERLOAD_WAIT && in_flight >= OVERLOAD_IN_FLIGHT)
 }
 
 /// What one connection may still do in its current turn.
@@ -268,12 +273,8 @@ impl Reactor {
                 kind: env.kind,
                 request: env.request,
             };
-            let queued = match route {
-                Route::Auth => 0,
-                Route::Write => self.writes.len(),
-                Route::Read | Route::Inline => self.jobs.len(),
-            };
-            let sent = if overloaded(waited, queued) {
+            // Sign-ups and log-ins have their own bounded queue and rates.
+            let sent = if route != Route::Auth && overloaded(waited, self.jobs_out) {
                 Err(QueueRefusal::Full)
             } else {
                 match route {
