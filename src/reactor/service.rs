@@ -306,16 +306,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_request_that_waited_behind_a_long_queue_is_refused() {
+    fn only_a_request_that_waited_while_much_is_in_flight_is_refused() {
         let long = OVERLOAD_WAIT + Duration::from_millis(1);
-        assert!(overloaded(long, OVERLOAD_QUEUE));
+        assert!(overloaded(long, OVERLOAD_IN_FLIGHT));
         assert!(
-            !overloaded(long, OVERLOAD_QUEUE - 1),
-            "an idle server serves any burst"
+            !overloaded(long, OVERLOAD_IN_FLIGHT - 1),
+            "a quiet server serves any burst"
         );
         assert!(
             !overloaded(Duration::from_millis(1), 10_000),
             "fresh requests join"
         );
+        assert!(overloaded(MAX_WAIT, 1), "nothing waits longer than MAX_WAIT");
     }
 }
