@@ -20,7 +20,7 @@ use parley::transport::Transport;
 use crate::net;
 use crate::rate::Schedule;
 use crate::stats::{Interval, Recorder};
-use crate::wire::{classify, Incoming, Protocol};
+use crate::wire::{classify, Incoming, Protocol, QueryMix};
 
 /// What the connections do once everyone is ready.
 #[derive(Clone, Copy, Debug)]
@@ -33,7 +33,7 @@ pub enum Traffic {
     /// Nothing: the connections are held open.
     Hold,
     /// Open-loop history pages and searches at `rate` per second in total.
-    History { rate: f64 },
+    History { rate: f64, mix: QueryMix },
     /// Log-ins at `rate` per second in total (0: each connection as fast as
     /// its answers come), by password or by token.
     Login { rate: f64, password: bool },
@@ -223,7 +223,9 @@ impl Thread {
         let send_end = window_start + self.cfg.duration.as_micros() as u64;
         let stop = send_end + self.cfg.drain.as_micros() as u64;
         let mut schedule = match self.cfg.traffic {
-            Traffic::Fanout { rate } | Traffic::History { rate } => Schedule::new(start, rate * self.share),
+            Traffic::Fanout { rate } | Traffic::History { rate, .. } => {
+                Schedule::new(start, rate * self.share)
+            }
             Traffic::Login { rate, .. } => Schedule::new(start, rate * self.share),
             Traffic::Ingest | Traffic::Hold => Schedule::new(start, 0.0),
         };
@@ -556,10 +558,10 @@ impl Thread {
                         self.window.expected += self.conns[i].plan.recipients;
                     }
                 }
-                Traffic::History { .. } => {
+                Traffic::History { mix, .. } => {
                     let req_id = self.req_id();
                     let conn = &mut self.conns[i];
-                    let line = self.cfg.protocol.history_query(conn.plan.room_id, k, req_id);
+                    let line = self.cfg.protocol.history_query(conn.plan.room_id, k, req_id, mix);
                     conn.wbuf.extend_from_slice(&line);
                     conn.pending.push_back(intended);
                 }

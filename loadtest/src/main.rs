@@ -32,7 +32,7 @@ use serde::Serialize;
 use engine::{ConnPlan, EngineConfig, Shared, ThreadResult, Traffic};
 use parley::client_stream::Connector;
 use stats::{Interval, Percentiles, Recorder};
-use wire::Protocol;
+use wire::{Protocol, QueryMix};
 
 const USAGE: &str = "\
 parley-load: load generator for Parley (and IRC, for comparison)
@@ -63,6 +63,8 @@ OPTIONS:
   --payload BYTES      message text size (default 64)
   --mode M             login scenario: password (default) or token
   --history-msgs N     messages stored per room for history (default 200)
+  --queries Q          history scenario: both (default: pages and searches),
+                       pages, or searches
   --threads T          engine threads (default 2)
   --connect-rate R     new connections per second during set-up (default 2000)
   --server-pid PID     sample this process's RSS and CPU (set for 'spawn')
@@ -121,6 +123,8 @@ struct Options {
     payload: usize,
     password_mode: bool,
     history_msgs: usize,
+    /// The history scenario's queries.
+    queries: QueryMix,
     threads: usize,
     connect_rate: f64,
     server_pid: Option<u32>,
@@ -148,6 +152,7 @@ fn parse_options() -> Result<Option<Options>> {
         payload: 64,
         password_mode: true,
         history_msgs: 200,
+        queries: QueryMix::Both,
         threads: 2,
         connect_rate: 2000.0,
         server_pid: None,
@@ -185,6 +190,11 @@ fn parse_options() -> Result<Option<Options>> {
                 }
             }
             Long("history-msgs") => o.history_msgs = parser.value()?.parse()?,
+            Long("queries") => {
+                let q = parser.value()?.string()?;
+                o.queries = QueryMix::parse(&q)
+                    .with_context(|| format!("--queries must be both, pages or searches, not {q:?}"))?;
+            }
             Long("threads") => o.threads = parser.value()?.parse()?,
             Long("connect-rate") => o.connect_rate = parser.value()?.parse()?,
             Long("server-pid") => o.server_pid = Some(parser.value()?.parse()?),
@@ -515,7 +525,10 @@ fn run(o: Options) -> Result<()> {
         Scenario::Fanout => Traffic::Fanout { rate: o.rate },
         Scenario::Ingest => Traffic::Ingest,
         Scenario::Connections => Traffic::Hold,
-        Scenario::History => Traffic::History { rate: o.rate },
+        Scenario::History => Traffic::History {
+            rate: o.rate,
+            mix: o.queries,
+        },
         Scenario::Login => Traffic::Login {
             rate: o.rate,
             password: o.password_mode,

@@ -113,9 +113,14 @@ impl Protocol {
         }
     }
 
-    /// One of the history scenario's queries, chosen by `k`.
-    pub fn history_query(self, room_id: i64, k: u64, req_id: u64) -> Vec<u8> {
-        match k % 3 {
+    /// One of the history scenario's queries, chosen by `k` among `mix`.
+    pub fn history_query(self, room_id: i64, k: u64, req_id: u64, mix: QueryMix) -> Vec<u8> {
+        let choice = match mix {
+            QueryMix::Both => k % 3,
+            QueryMix::Pages => k % 2,
+            QueryMix::Searches => 2,
+        };
+        match choice {
             0 => self.typed(Kind::GetNewMsgs, json!({"room_id": room_id, "count": 50, "req_id": req_id})),
             1 => self.typed(
                 Kind::OldMsgs,
@@ -125,6 +130,28 @@ impl Protocol {
                 Kind::SearchMsgs,
                 json!({"room_id": room_id, "msg": SEARCH_WORDS[(k as usize / 3) % SEARCH_WORDS.len()], "req_id": req_id}),
             ),
+        }
+    }
+}
+
+/// Which queries the history scenario makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryMix {
+    /// Newest pages, older pages and searches, a third each.
+    Both,
+    /// Newest and older pages, half each.
+    Pages,
+    /// Searches only.
+    Searches,
+}
+
+impl QueryMix {
+    pub fn parse(name: &str) -> Option<QueryMix> {
+        match name {
+            "both" => Some(QueryMix::Both),
+            "pages" => Some(QueryMix::Pages),
+            "searches" => Some(QueryMix::Searches),
+            _ => None,
         }
     }
 }
