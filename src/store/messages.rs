@@ -62,16 +62,32 @@ pub const MAX_SEARCH_WORDS: usize = 16;
 /// match a word prefix. Words are split the way the index tokenizes
 /// (letters and digits), and each is quoted, so quotes, stars, parentheses
 /// and operators such as OR or NEAR are searched as text, never as syntax.
-/// `None` when the text holds no word at all.
-pub fn fts_prefix_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(MAX_SEARCH_WORDS)
-        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
-        .collect();
+/// `None` when the text holds no word at all. (Searches expand longer
+/// words first: `Store::expanded_query`.)
+#[cfg(test)]
+fn fts_prefix_query(text: &str) -> Option<String> {
+    let words: Vec<String> = search_words(text).map(|w| format!("{}*", quoted(w))).collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
+
+/// The words of a search, split the way the index tokenizes.
+fn search_words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_SEARCH_WORDS)
+}
+
+/// A word as an FTS5 string: quoted, so it is never read as syntax.
+fn quoted(word: &str) -> String {
+    format!("\"{}\"", word.replace('"', "\"\""))
+}
+
+/// Search words at least this long are looked up as the whole words they
+/// begin (shorter ones have FTS5 prefix indexes of their own).
+const EXPAND_FROM_CHARS: usize = 4;
+/// Most whole words a search word is turned into; beyond, FTS5 matches
+/// the prefix itself.
+const MAX_EXPANSION: usize = 32;
 
 impl Store {
     /// Stores a message and returns its id and date. The date is the clock,
@@ -176,6 +192,12 @@ impl Store {
         // The room's power changed by the difference in length.
         if let Some(room_id) = room_id {
             self.forget_room(room_id);
+        }
+        // An indexed message's new words were indexed by the edit's trigger;
+        // the search's word list learns them too (an unindexed one's come
+        // with its indexing pass).
+        if room_id.is_some() && id <= self.indexed_upto()? {
+            self.note_search_terms(id - 1, id)?;
         }
         Ok(())
     }
@@ -294,7 +316,7 @@ impl Store {
         scope: SearchScope,
         limit: usize,
     ) -> rusqlite::Result<Vec<Message>> {
-        let Some(words) = fts_prefix_query(text) else {
+        let Some(words) = self.expanded_query(text)? else {
             return Ok(Vec::new());
         };
         let rooms = match scope {
@@ -314,6 +336,29 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![fts_query, limit as i64], message_from_row)?;
         rows.collect()
+    }
+
+    /// The FTS5 query for what a user typed, as [`fts_prefix_query`] but
+    /// with each longer ASCII word turned into the few whole indexed words
+    /// it begins (`appl` into `"apple" OR "applet"`), which FTS5 answers by
+    /// seeking, where a prefix makes it merge every posting of those words
+    /// first. ASCII words fold to lower case exactly as the index folds
+    /// them; other words, and words that begin too many, stay prefixes.
+    fn expanded_query(&self, text: &str) -> rusqlite::Result<Option<String>> {
+        let mut parts = Vec::new();
+        for word in search_words(text) {
+            if word.is_ascii() && word.len() >= EXPAND_FROM_CHARS {
+                let terms = self.search_terms_beginning(&word.to_ascii_lowercase(), MAX_EXPANSION)?;
+                if !terms.is_empty() && terms.len() <= MAX_EXPANSION {
+                    let any: Vec<String> = terms.iter().map(|t| quoted(t)).collect();
+                    parts.push(format!("({})", any.join(" OR ")));
+                    continue;
+                }
+            }
+            parts.push(format!("{}*", quoted(word)));
+        }
+        // Explicit AND: FTS5 takes no implicit AND before a parenthesis.
+        Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
     }
 
     /// The rooms a user belongs to and is not banned from.

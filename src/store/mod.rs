@@ -66,6 +66,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_search_behind_writer",
         include_str!("../../db/0011_search_behind_writer.sql"),
     ),
+    (
+        "0012_search_terms",
+        include_str!("../../db/0012_search_terms.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -58,6 +58,7 @@ impl Store {
                      WHERE id > ?1 AND id <= ?2 AND msg_type = ?3",
                 )?
                 .execute(params![from, upto, MsgType::Text.code()])?;
+            store.note_search_terms(from, upto)?;
             store
                 .conn
                 .prepare_cached("UPDATE search_progress SET indexed_upto = ?1 WHERE id = 1")?
@@ -67,6 +68,50 @@ impl Store {
                 more: upto < newest,
             })
         })
+    }
+}
+
+impl Store {
+    /// Adds the words of the text messages with ids in (`from`, `upto`] to
+    /// `search_terms`, as FTS5 tokenizes them: the pass's texts go through
+    /// a scratch index of this connection (`temp`, never on disk), whose
+    /// few words its vocabulary table lists cheaply.
+    pub(super) fn note_search_terms(&mut self, from: i64, upto: i64) -> rusqlite::Result<()> {
+        self.conn.execute_batch(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_scratch USING fts5(
+                 body, content = '', tokenize = 'unicode61 remove_diacritics 2');
+             CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_scratch_terms
+                 USING fts5vocab(temp, search_scratch, row);",
+        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO temp.search_scratch (rowid, body)
+                 SELECT id, body FROM messages WHERE id > ?1 AND id <= ?2 AND msg_type = ?3",
+            )?
+            .execute(params![from, upto, MsgType::Text.code()])?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO search_terms (term) SELECT term FROM temp.search_scratch_terms",
+            )?
+            .execute([])?;
+        self.conn
+            .prepare_cached("INSERT INTO temp.search_scratch (search_scratch) VALUES ('delete-all')")?
+            .execute([])?;
+        Ok(())
+    }
+
+    /// The indexed words that begin with `prefix` (already folded as the
+    /// index folds), at most `limit` + 1 of them, so a caller can tell
+    /// "more than `limit`".
+    pub fn search_terms_beginning(&self, prefix: &str, limit: usize) -> rusqlite::Result<Vec<String>> {
+        // Every word beginning with `prefix` sorts at or after it and before
+        // it followed by the last code point.
+        let end = format!("{prefix}\u{10FFFF}");
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT term FROM search_terms WHERE term >= ?1 AND term < ?2 ORDER BY term LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![prefix, end, limit as i64 + 1], |row| row.get(0))?;
+        rows.collect()
     }
 }
 
@@ -92,6 +137,40 @@ mod tests {
             .iter()
             .map(|m| m.id)
             .collect()
+    }
+
+    /// A word that begins more indexed words than are expanded is matched
+    /// as a prefix by FTS5 itself, with the same answer.
+    #[test]
+    fn a_word_beginning_many_words_is_still_found() {
+        let (_dir, mut store) = store();
+        let user = store
+            .atomically(|s| s.create_user("ana", "Ana", "", "x", 1))
+            .unwrap()
+            .unwrap()
+            .id;
+        let room = store
+            .atomically(|s| s.create_room(user, "r", "", RoomType::Private, 1))
+            .unwrap()
+            .id;
+        let ids: Vec<i64> = (0..40)
+            .map(|i| {
+                let text = format!("word{i:02} Café");
+                store
+                    .atomically(|s| s.insert_message(room, user, &text, MsgType::Text, 5))
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        store.index_stored_messages(1000).unwrap();
+        assert_eq!(store.search_terms_beginning("word", 32).unwrap().len(), 33);
+        let mut all = found(&store, room, "word");
+        all.reverse();
+        assert_eq!(all, ids);
+        assert_eq!(found(&store, room, "word07"), vec![ids[7]]);
+        // Not ASCII: a prefix, folded by FTS5 ("café" is indexed as "cafe").
+        assert_eq!(found(&store, room, "CAFÉ").len(), 40);
+        assert_eq!(found(&store, room, "cafe word39"), vec![ids[39]]);
     }
 
     /// Stored messages are found once indexed, in chunks up to the limit;
@@ -150,6 +229,16 @@ mod tests {
         assert_eq!(found(&store, room, "apple"), vec![ids[2]]);
         assert_eq!(found(&store, room, "cherry"), vec![ids[3]]);
         assert_eq!(store.index_stored_messages(100).unwrap(), IndexPass::default());
+        // Longer words are searched as the whole words they begin, which
+        // follow edits; words no message holds any more match nothing.
+        assert_eq!(found(&store, room, "cher"), vec![ids[3]]);
+        assert_eq!(found(&store, room, "CHERRY"), vec![ids[3]]);
+        assert_eq!(found(&store, room, "edit"), vec![ids[2]]);
+        assert_eq!(
+            store.search_terms_beginning("appl", 32).unwrap(),
+            vec!["apple".to_string()]
+        );
+        assert!(found(&store, room, "banana").is_empty());
         // The index is whole: FTS5's own check agrees with the messages.
         store
             .conn
