@@ -130,6 +130,21 @@ mod tests {
         (dir, store)
     }
 
+    /// A store with a user and a room of theirs.
+    fn store_with_room() -> (tempfile::TempDir, Store, i64, i64) {
+        let (dir, mut store) = store();
+        let user = store
+            .atomically(|s| s.create_user("ana", "Ana", "", "x", 1))
+            .unwrap()
+            .unwrap()
+            .id;
+        let room = store
+            .atomically(|s| s.create_room(user, "r", "", RoomType::Private, 1))
+            .unwrap()
+            .id;
+        (dir, store, user, room)
+    }
+
     fn found(store: &Store, room: i64, word: &str) -> Vec<i64> {
         store
             .search_messages(word, SearchScope::Room(room), 50)
@@ -143,16 +158,7 @@ mod tests {
     /// as a prefix by FTS5 itself, with the same answer.
     #[test]
     fn a_word_beginning_many_words_is_still_found() {
-        let (_dir, mut store) = store();
-        let user = store
-            .atomically(|s| s.create_user("ana", "Ana", "", "x", 1))
-            .unwrap()
-            .unwrap()
-            .id;
-        let room = store
-            .atomically(|s| s.create_room(user, "r", "", RoomType::Private, 1))
-            .unwrap()
-            .id;
+        let (_dir, mut store, user, room) = store_with_room();
         let ids: Vec<i64> = (0..40)
             .map(|i| {
                 let text = format!("word{i:02} Café");
@@ -177,16 +183,7 @@ mod tests {
     /// edits and deletes before and after indexing leave the index true.
     #[test]
     fn messages_are_indexed_after_storing_and_edits_and_deletes_stay_true() {
-        let (_dir, mut store) = store();
-        let user = store
-            .atomically(|s| s.create_user("ana", "Ana", "", "x", 1))
-            .unwrap()
-            .unwrap()
-            .id;
-        let room = store
-            .atomically(|s| s.create_room(user, "r", "", RoomType::Private, 1))
-            .unwrap()
-            .id;
+        let (_dir, mut store, user, room) = store_with_room();
         let mut ids = Vec::new();
         for text in ["apple one", "apple two", "banana", "apple three"] {
             let (id, _) = store
