@@ -454,7 +454,6 @@ fn hand_over(done: &Sender<Completion>, waker: &Waker, completion: Completion) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Durability;
     use crate::job::NO_CONN;
     use mio::{Events, Poll, Token};
 
@@ -485,10 +484,7 @@ mod tests {
     }
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        crate::store::migrate(&path).unwrap();
-        let mut store = Store::open(&path, Durability::Normal).unwrap();
+        let (dir, mut store) = crate::store::temp_store();
         store.keep_room_cache();
         (dir, store)
     }

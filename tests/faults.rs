@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use parley::client::Client;
 use serde_json::json;
 
-use crate::util::{assert_error, assert_type, spawn_command};
+use crate::util::{assert_error, assert_type, message_ids, spawn_command};
 
 /// A shared library (loaded into parleyd with LD_PRELOAD) that makes
 /// fsync and fdatasync fail with EIO while the file named by
@@ -252,12 +252,7 @@ fn a_disk_too_slow_for_the_writes_offered_makes_the_server_refuse_the_excess_ear
         let page = c
             .request(json!({"type": "RQ_GET_NEW_MSGS", "room_id": room, "count": 100}))
             .unwrap();
-        let mut stored: Vec<i64> = page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["message_id"].as_i64().unwrap())
-            .collect();
+        let mut stored = message_ids(&page, "messages");
         stored.sort_unstable();
         assert_eq!(stored, acked, "room {room}");
     }

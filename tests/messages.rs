@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{assert_error, assert_silent, assert_type, start_in, start_with, TestServer, User};
+use crate::util::{
+    assert_error, assert_silent, assert_type, message_ids as ids_of, start_in, start_with, TestServer, User,
+};
 
 const QUIET: Duration = Duration::from_millis(150);
 
@@ -39,15 +41,6 @@ fn send_many(user: &mut User, room: i64, n: usize, prefix: &str) -> Vec<i64> {
         }
     }
     ids
-}
-
-fn ids_of(reply: &Value, field: &str) -> Vec<i64> {
-    reply[field]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_i64().unwrap())
-        .collect()
 }
 
 fn two_in_a_room(server: &TestServer) -> (User, User, i64) {

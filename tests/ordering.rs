@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{assert_error, assert_type, start_with, TestServer, User};
+use crate::util::{assert_error, assert_type, message_ids, start_with, TestServer, User};
 
 /// A server that lets these tests send as fast as they can.
 fn unthrottled() -> TestServer {
@@ -169,12 +169,7 @@ fn pushes_follow_commit_order_and_every_member_sees_the_same() {
         }
     }
     let history = first.req(json!({"type": "RQ_GET_NEW_MSGS", "room_id": room, "count": 500}));
-    let mut stored: Vec<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_i64().unwrap())
-        .collect();
+    let mut stored = message_ids(&history, "messages");
     stored.sort_unstable();
     assert_eq!(stored, expected, "the history disagrees with the pushes");
 }

@@ -164,6 +164,16 @@ impl User {
 
 /// Asserts a reply is an RQ_ERROR_MSG with the given code.
 #[track_caller]
+/// The `message_id`s of the message objects in `reply[field]`, in order.
+pub fn message_ids(reply: &Value, field: &str) -> Vec<i64> {
+    reply[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_i64().unwrap())
+        .collect()
+}
+
 pub fn assert_error(reply: &Value, code: &str) {
     assert_eq!(reply["type"], "RQ_ERROR_MSG", "expected {code}, got {reply}");
     assert_eq!(reply["error_code"], code, "wrong error: {reply}");

@@ -174,16 +174,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Durability;
-    use crate::store::{migrate, Store};
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        migrate(&path).unwrap();
-        let store = Store::open(&path, Durability::Normal).unwrap();
-        (dir, store)
-    }
+    use crate::store::temp_store as store;
 
     #[test]
     fn users_are_unique_by_login() {

@@ -361,6 +361,17 @@ impl Store {
     }
 }
 
+/// A migrated database in a temporary directory, and a store on it (for
+/// the unit tests of the store and the writer).
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    migrate(&path).expect("migrations apply");
+    let store = Store::open(&path, Durability::Normal).expect("the database opens");
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

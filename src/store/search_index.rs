@@ -118,17 +118,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Durability;
     use crate::model::RoomType;
-    use crate::store::{migrate, SearchScope};
+    use crate::store::SearchScope;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        migrate(&path).unwrap();
-        let store = Store::open(&path, Durability::Normal).unwrap();
-        (dir, store)
-    }
+    use crate::store::temp_store as store;
 
     /// A store with a user and a room of theirs.
     fn store_with_room() -> (tempfile::TempDir, Store, i64, i64) {
