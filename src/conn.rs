@@ -79,6 +79,12 @@ impl Arrivals {
         }
     }
 
+    /// Counts every byte not yet taken as arrived at `now`.
+    fn restart(&mut self, now: Instant) {
+        self.marks.clear();
+        self.marks.push_back((self.total, now));
+    }
+
     /// How long the first of the `buffered` bytes not yet taken has waited.
     fn waited(&mut self, buffered: usize, now: Instant) -> Duration {
         let taken = self.total - buffered as u64;
@@ -375,6 +381,9 @@ impl Conn {
                 }
                 let held = std::mem::take(&mut self.held);
                 self.queue(&held);
+                // What the client sent during its own transfer waited for
+                // the transfer, not for a busy server: its wait starts now.
+                self.arrivals.restart(Instant::now());
                 Some(transfer)
             }
             other => {

@@ -119,10 +119,11 @@ pub struct StoreUpload {
 }
 
 /// The writer's second queue: the writes the server makes itself
-/// (presence, uploads' messages, upkeep) and the accounts and tokens of
-/// the hashing threads. It has no bound of its own because its senders are
-/// bounded: presence is coalesced per user, uploads by connections, and
-/// each hashing thread waits for its job. It never takes a client's place
+/// (presence, uploads' messages, upkeep), the accounts and tokens of the
+/// hashing threads, and the read workers' requests that search catch up.
+/// It has no bound of its own because its senders are bounded: presence is
+/// coalesced per user, uploads by connections, and each hashing thread and
+/// read worker waits for its answer. It never takes a client's place
 /// in the bounded queue of client writes.
 #[derive(Clone)]
 pub struct WriteQueue {

@@ -26,16 +26,19 @@ const TURN_LINES: usize = 256;
 /// Bytes one connection may have read per turn.
 const TURN_BYTES: usize = 256 * 1024;
 
-/// Overload: a request that has already waited this long inside the server
-/// (read, but behind its connection's earlier requests) while the server
-/// has `OVERLOAD_IN_FLIGHT` requests or more in flight (at the workers and
+/// Overload: a request that has already waited `OVERLOAD_WAIT` inside the
+/// server (read, but behind its connection's earlier requests) while
+/// `OVERLOAD_IN_FLIGHT` requests or more are in flight (at the workers and
 /// the writer, queued or being served) is refused with ER_BUSY at once.
 /// Past saturation the server then serves what it can at full speed and
 /// refuses the excess early, instead of queueing everything until
 /// everything is late; a server with little in flight serves any burst.
 /// (The writer's queue alone is a poor signal: it is empty right after
 /// the writer takes a batch.) Whatever the load, a request that waited
-/// `MAX_WAIT` is refused: nothing waits in the server for longer.
+/// `MAX_WAIT` is refused: nothing waits in the server for longer (the
+/// wait behind the connection's own file transfer does not count).
+/// Sign-ups and log-ins, with their own queue and rates, and pings and
+/// other inline answers are never refused here.
 const OVERLOAD_WAIT: Duration = Duration::from_millis(100);
 const OVERLOAD_IN_FLIGHT: usize = 64;
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -273,8 +276,8 @@ impl Reactor {
                 kind: env.kind,
                 request: env.request,
             };
-            // Sign-ups and log-ins have their own bounded queue and rates.
-            let sent = if route != Route::Auth && overloaded(waited, self.jobs_out) {
+            let refusable = matches!(route, Route::Write | Route::Read);
+            let sent = if refusable && overloaded(waited, self.jobs_out) {
                 Err(QueueRefusal::Full)
             } else {
                 match route {
