@@ -212,8 +212,10 @@ mod tests {
     #[test]
     fn the_free_space_reserve_refuses_uploads() {
         let dir = tempfile::tempdir().unwrap();
+        // A reserve far above what is free: other tests deleting their
+        // files in parallel must not make room between the two readings.
         let free = free_bytes(dir.path()).unwrap();
-        let space = DiskSpace::new(dir.path(), dir.path(), 0, free);
+        let space = DiskSpace::new(dir.path(), dir.path(), 0, free + (1 << 40));
         assert_eq!(space.reserve_upload(1, 1, 0).unwrap_err(), SpaceRefusal::DiskFull);
         let roomy = DiskSpace::new(dir.path(), dir.path(), 0, 0);
         assert!(roomy.reserve_upload(1, 1, 0).is_ok());
