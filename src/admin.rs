@@ -2,7 +2,7 @@
 //! data directory whether or not a server is running on it.
 //!
 //! Every change is one SQLite transaction. A running server notices changes
-//! made by another process (`Store::begin_batch` checks the database's
+//! made by another process (`Transactions::begin_batch` checks the database's
 //! `data_version`), so it never serves a room from memory that was deleted
 //! here.
 
@@ -15,7 +15,8 @@ use crate::auth::PasswordHasher;
 use crate::config::{Config, Durability};
 use crate::files;
 use crate::model::User;
-use crate::store::{self, Store};
+use crate::store::prelude::*;
+use crate::store::{self, SqliteStore};
 
 /// One admin command.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,7 +66,7 @@ impl Command {
 /// Where the admin works, and the settings that shape what it writes.
 pub struct Admin {
     data_dir: PathBuf,
-    store: Store,
+    store: SqliteStore,
     config: Config,
 }
 
@@ -80,7 +81,7 @@ impl Admin {
         store::migrate(&db)?;
         Ok(Admin {
             data_dir: data_dir.to_path_buf(),
-            store: Store::open(&db, Durability::Full)?,
+            store: SqliteStore::open(&db, Durability::Full)?,
             config,
         })
     }
@@ -155,7 +156,7 @@ impl Admin {
                 let stored = self.store.atomically(|s| {
                     let stored = s.stored_files_in_room(id)?;
                     s.delete_room(id)?;
-                    Ok::<_, rusqlite::Error>(stored)
+                    Ok::<_, store::Error>(stored)
                 })?;
                 let dir = files::files_dir(&self.data_dir);
                 for name in &stored {

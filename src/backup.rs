@@ -164,7 +164,8 @@ mod tests {
     use super::*;
     use crate::config::Durability;
     use crate::model::{RoomType, StoredFile};
-    use crate::store::{migrate, Store};
+    use crate::store::prelude::*;
+    use crate::store::{migrate, SqliteStore};
 
     #[test]
     fn a_message_whose_file_went_is_left_out() {
@@ -173,7 +174,7 @@ mod tests {
         fs::create_dir_all(files::files_dir(&data)).unwrap();
         let db = data.join("parley.db");
         migrate(&db).unwrap();
-        let mut store = Store::open(&db, Durability::Normal).unwrap();
+        let mut store = SqliteStore::open(&db, Durability::Normal).unwrap();
         let user = store.create_user("alice", "a", "", "x", 1).unwrap().unwrap().id;
         let room = store.create_room(user, "r", "", RoomType::Global, 1).unwrap().id;
         let kept = files::new_stored_name().unwrap();
@@ -207,7 +208,7 @@ mod tests {
             fs::read(restored.join("files").join(&kept)).unwrap(),
             b"kept bytes"
         );
-        let copy = Store::open(&restored.join("parley.db"), Durability::Normal).unwrap();
+        let copy = SqliteStore::open(&restored.join("parley.db"), Durability::Normal).unwrap();
         assert_eq!(copy.all_stored_files().unwrap(), vec![kept]);
         assert!(!dir.path().join("b.tar.partial").exists());
     }

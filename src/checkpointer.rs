@@ -8,7 +8,7 @@
 //! with it. Here a second connection checkpoints `PASSIVE`ly (it never
 //! blocks the writer or a reader) every `every`; the writer's own automatic
 //! checkpoint stays as a backstop at a far larger log (see
-//! `Store::leave_checkpoints_to_checkpointer`).
+//! `SqliteStore::leave_checkpoints_to_checkpointer`).
 
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -18,7 +18,7 @@ use anyhow::Context;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Durability;
-use crate::store::Store;
+use crate::store::SqliteStore;
 
 /// The checkpointing thread; stopped (and joined) when dropped.
 pub struct Checkpointer {
@@ -29,7 +29,7 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Starts checkpointing the database at `path` every `every`.
     pub fn spawn(path: &Path, durability: Durability, every: Duration) -> anyhow::Result<Checkpointer> {
-        let store = Store::open(path, durability)?;
+        let store = SqliteStore::open(path, durability)?;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("parley-checkpoint".into())
@@ -42,7 +42,7 @@ impl Checkpointer {
     }
 }
 
-fn run(store: Store, stopped: Receiver<()>, every: Duration) {
+fn run(store: SqliteStore, stopped: Receiver<()>, every: Duration) {
     let mut failing = false;
     loop {
         match stopped.recv_timeout(every) {
@@ -73,6 +73,7 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::prelude::*;
 
     /// Users in the database file alone, without its log (read from a copy).
     fn users_in_file(dir: &Path) -> i64 {
@@ -94,7 +95,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         crate::store::migrate(&path).unwrap();
-        let mut writer = Store::open(&path, Durability::Normal).unwrap();
+        let mut writer = SqliteStore::open(&path, Durability::Normal).unwrap();
         writer.leave_checkpoints_to_checkpointer().unwrap();
         for i in 0..200 {
             writer

@@ -13,7 +13,7 @@ pub enum Error {
     /// ER_RATE_LIMITED, with when to try again (sent as `retry_after_ms`).
     Limited { msg: String, retry_after: Duration },
     /// The database failed; the client gets ER_INTERNAL, the log the details.
-    Db(rusqlite::Error),
+    Db(crate::store::Error),
     /// Anything else internal (hashing, file system); logged, ER_INTERNAL.
     Internal(String),
 }
@@ -72,7 +72,7 @@ impl Error {
         match self {
             Error::Client { code, msg } => (*code, msg.clone()),
             Error::Limited { msg, .. } => (ErrorCode::RateLimited, msg.clone()),
-            Error::Db(e) if crate::disk::is_disk_full(e) => (
+            Error::Db(e) if e.is_disk_full() => (
                 ErrorCode::Internal,
                 "the server's disk is full; nothing was stored".into(),
             ),
@@ -123,8 +123,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Error {
+impl From<crate::store::Error> for Error {
+    fn from(e: crate::store::Error) -> Error {
         Error::Db(e)
     }
 }

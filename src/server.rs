@@ -22,7 +22,7 @@ use crate::metrics::{self, Gauges, Metrics};
 use crate::presence::Presence;
 use crate::reactor::{Limits, Links, Listener, Reactor, ShutdownHandle, WAKER};
 use crate::shared::Shared;
-use crate::store::{self, Store};
+use crate::store::{self, SqliteStore, Store};
 use crate::throttle::UserRates;
 use crate::tls::ServerTls;
 use crate::web::WebSite;
@@ -55,7 +55,7 @@ pub struct Server {
     metrics_listener: Option<std::net::TcpListener>,
     waker: Arc<Waker>,
     shutdown: Arc<AtomicBool>,
-    stores: Vec<Store>,
+    stores: Vec<Box<Store>>,
     /// Front ends inside the server connect through this.
     local: LocalConnector,
     local_arrivals: LocalArrivals,
@@ -195,12 +195,15 @@ impl Server {
         // bad database fails here rather than in a thread: read-only ones
         // for the workers and the hashing threads, then the writer's (last).
         // The writer's opens first, so the WAL's files exist for the readers.
-        let writer_store = Store::open(&db_path, config.durability)?;
+        let mut writer_store = SqliteStore::open(&db_path, config.durability)?;
+        // The log goes back into the database file on a thread of its own
+        // (the checkpointer, started with the writer).
+        writer_store.leave_checkpoints_to_checkpointer()?;
         let mut stores = (0..config.workers + config.auth_workers)
-            .map(|_| Store::open_reader(&db_path))
+            .map(|_| SqliteStore::open_reader(&db_path).map(|s| Box::new(s) as Box<Store>))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        stores.push(writer_store);
-        sweep_files(&config, &stores[0])?;
+        stores.push(Box::new(writer_store));
+        sweep_files(&config, stores[0].as_ref())?;
         raise_fd_limit(
             config.max_connections,
             config.max_connections != Config::default().max_connections,
@@ -298,9 +301,7 @@ impl Server {
         );
 
         let mut stores = self.stores;
-        let mut writer_store = stores.pop().context("no store for the writer")?;
-        // The log goes back into the database file on a thread of its own.
-        writer_store.leave_checkpoints_to_checkpointer()?;
+        let writer_store = stores.pop().context("no store for the writer")?;
         let checkpointer = Checkpointer::spawn(&config.db_path(), config.durability, CHECKPOINT_EVERY)?;
         let writer = Writer {
             tasks: write_rx,
@@ -318,25 +319,26 @@ impl Server {
         // own: a storm of log-ins waits there and never delays chat.
         let (auth_tx, auth_rx) = crossbeam_channel::bounded(config.auth_queue);
         let auth_stores = stores.split_off(config.workers);
-        let pool = |name: &str, jobs: &crossbeam_channel::Receiver<crate::job::Job>, stores: Vec<Store>| {
-            stores
-                .into_iter()
-                .enumerate()
-                .map(|(i, store)| {
-                    let worker = Worker {
-                        jobs: jobs.clone(),
-                        done: done_tx.clone(),
-                        waker: self.waker.clone(),
-                        store,
-                        shared: shared.clone(),
-                    };
-                    thread::Builder::new()
-                        .name(format!("parley-{name}-{i}"))
-                        .spawn(move || worker.run())
-                        .with_context(|| format!("spawning thread parley-{name}-{i}"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
+        let pool =
+            |name: &str, jobs: &crossbeam_channel::Receiver<crate::job::Job>, stores: Vec<Box<Store>>| {
+                stores
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, store)| {
+                        let worker = Worker {
+                            jobs: jobs.clone(),
+                            done: done_tx.clone(),
+                            waker: self.waker.clone(),
+                            store,
+                            shared: shared.clone(),
+                        };
+                        thread::Builder::new()
+                            .name(format!("parley-{name}-{i}"))
+                            .spawn(move || worker.run())
+                            .with_context(|| format!("spawning thread parley-{name}-{i}"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
         let mut handles = pool("auth", &auth_rx, auth_stores)?;
         handles.extend(pool("worker", &job_rx, stores)?);
         drop((job_rx, auth_rx, done_tx));
@@ -463,29 +465,26 @@ impl Server {
         if file_thread.join().is_err() {
             log::error!("the file thread panicked");
         }
-        // The reactor is gone with its job sender: workers finish and return their stores.
-        let mut stores = Vec::new();
+        // The reactor is gone with its job sender: workers finish.
         for handle in handles {
-            match handle.join() {
-                Ok(store) => stores.push(store),
-                Err(_) => log::error!("a worker thread panicked"),
+            if handle.join().is_err() {
+                log::error!("a worker thread panicked");
             }
         }
         // Readers and hashing threads are gone, and with them whatever could
         // hand the writer more: it finishes what is queued, then stops.
         writer_queue.stop();
         drop(shared);
-        match writer_thread.join() {
-            Ok(store) => stores.insert(0, store),
-            Err(_) => log::error!("the writer panicked"),
+        if writer_thread.join().is_err() {
+            log::error!("the writer panicked");
         }
         drop(checkpointer);
-        if let Some(store) = stores.first() {
-            if let Err(e) = store.checkpoint() {
-                log::warn!("final WAL checkpoint failed: {e}");
-            }
+        // Every other connection is closed: the log goes back whole.
+        let checkpointed =
+            SqliteStore::open(&config.db_path(), config.durability).and_then(|store| Ok(store.checkpoint()?));
+        if let Err(e) = checkpointed {
+            log::warn!("final WAL checkpoint failed: {e:#}");
         }
-        drop(stores);
         result.context("reactor failed")?;
         log::info!("parleyd stopped");
         Ok(())

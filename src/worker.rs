@@ -18,20 +18,20 @@ pub struct Worker {
     pub done: Sender<Completion>,
     /// Wakes the reactor after each completion is sent.
     pub waker: Arc<Waker>,
-    pub store: Store,
+    pub store: Box<Store>,
     pub shared: Arc<Shared>,
 }
 
 impl Worker {
     /// Runs until the job channel closes (server shutdown) or the reactor is gone.
-    pub fn run(mut self) -> Store {
+    pub fn run(mut self) {
         for job in self.jobs.iter() {
             let conn = job.conn;
             let kind = job.kind;
             // A bug in one handler must not take the worker (and with it a
             // share of the server's capacity) down: answer ER_INTERNAL instead.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                handler::handle(job, &mut self.store, &self.shared)
+                handler::handle(job, self.store.as_mut(), &self.shared)
             }))
             .unwrap_or_else(|_| {
                 log::error!("handler for {} on conn {conn} panicked", kind.name());
@@ -47,6 +47,5 @@ impl Worker {
                 log::error!("waking the reactor failed: {e}");
             }
         }
-        self.store
     }
 }

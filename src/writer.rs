@@ -88,7 +88,7 @@ pub struct Writer {
     pub done: Sender<Completion>,
     /// Wakes the reactor when completions are waiting.
     pub waker: Arc<Waker>,
-    pub store: Store,
+    pub store: Box<Store>,
     pub shared: Arc<Shared>,
 }
 
@@ -115,8 +115,8 @@ enum Wait {
 
 impl Writer {
     /// Runs until told to stop (after everything queued before that) or
-    /// until the reactor is gone. Returns the store for the final checkpoint.
-    pub fn run(mut self) -> Store {
+    /// until the reactor is gone.
+    pub fn run(mut self) {
         self.store.keep_room_cache();
         let mut running = Running {
             writer: self,
@@ -132,7 +132,7 @@ impl Writer {
             };
             if !running.run_in_order(tasks) || last {
                 running.index_if_due();
-                return running.writer.store;
+                return;
             }
         }
     }
@@ -269,7 +269,7 @@ impl Running {
         }
         let shared = &self.writer.shared;
         let answers = execute_batch(
-            &mut self.writer.store,
+            self.writer.store.as_mut(),
             tasks,
             &shared.metrics.commit_latency,
             |store, task| handler::handle_task(task, store, shared),
@@ -289,7 +289,7 @@ impl Running {
     /// Runs a task that commits by itself.
     fn run_alone(&mut self, task: Task) -> Answer {
         let (conn, kind) = (task.conn(), task.kind());
-        let store = &mut self.writer.store;
+        let store = self.writer.store.as_mut();
         let shared = &self.writer.shared;
         let outcome = catch_unwind(AssertUnwindSafe(|| handler::handle_task(task, store, shared)))
             .unwrap_or_else(|_| {
@@ -392,11 +392,11 @@ enum TaskEnd {
     /// The task refused or failed: its answer, its writes undone.
     Refused(Box<Outcome>),
     /// Releasing or rolling back the savepoint failed.
-    Db(rusqlite::Error),
+    Db(crate::store::Error),
 }
 
-impl From<rusqlite::Error> for TaskEnd {
-    fn from(e: rusqlite::Error) -> TaskEnd {
+impl From<crate::store::Error> for TaskEnd {
+    fn from(e: crate::store::Error) -> TaskEnd {
         TaskEnd::Db(e)
     }
 }
@@ -483,8 +483,9 @@ mod tests {
         assert_eq!(completions.recv().unwrap().conn, 7);
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let (dir, mut store) = crate::store::temp_store();
+    fn store() -> (tempfile::TempDir, Box<Store>) {
+        let (dir, store) = crate::store::temp_store();
+        let mut store: Box<Store> = Box::new(store);
         store.keep_room_cache();
         (dir, store)
     }
@@ -506,7 +507,7 @@ mod tests {
     fn a_failing_write_fails_only_itself() {
         let (_dir, mut store) = store();
         let mut n = 0;
-        let answers = execute_batch(&mut store, tasks(3), &Histogram::default(), |s, _| {
+        let answers = execute_batch(store.as_mut(), tasks(3), &Histogram::default(), |s, _| {
             let i = n;
             n += 1;
             s.create_user(&format!("u{i}"), "u", "", "x", 1).unwrap();
@@ -520,7 +521,7 @@ mod tests {
         assert!(answers[0].outcome.reply.is_none());
         assert_eq!(answers[1].outcome.reply.as_ref().unwrap().kind, Kind::ErrorMsg);
         assert!(answers[2].outcome.reply.is_none());
-        assert_eq!(users(&mut store), 2, "u0 and u2; u1 was undone");
+        assert_eq!(users(store.as_mut()), 2, "u0 and u2; u1 was undone");
     }
 
     /// A panic fails the tasks of its transaction, not the writer: the
@@ -529,7 +530,7 @@ mod tests {
     fn a_panic_fails_its_batch_and_the_writer_goes_on() {
         let (_dir, mut store) = store();
         let mut n = 0;
-        let answers = execute_batch(&mut store, tasks(4), &Histogram::default(), |s, _| {
+        let answers = execute_batch(store.as_mut(), tasks(4), &Histogram::default(), |s, _| {
             let i = n;
             n += 1;
             s.create_user(&format!("u{i}"), "u", "", "x", 1).unwrap();
@@ -548,7 +549,7 @@ mod tests {
             })
             .collect();
         assert_eq!(failed, vec![true, true, false, false]);
-        assert_eq!(users(&mut store), 2, "u2 and u3, committed after the panic");
+        assert_eq!(users(store.as_mut()), 2, "u2 and u3, committed after the panic");
         assert_eq!(answers[0].conn, NO_CONN);
     }
 }

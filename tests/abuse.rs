@@ -645,13 +645,14 @@ fn deleting_works_on_a_full_disk() {
 /// A data directory holding one global room ("big") with `n` text messages.
 fn data_with_a_big_room(n: usize) -> tempfile::TempDir {
     use parley::model::{MsgType, RoomType};
-    use parley::store::{migrate, Store};
+    use parley::store::prelude::*;
+    use parley::store::{migrate, SqliteStore};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let path = data.join("parley.db");
     migrate(&path).unwrap();
-    let mut store = Store::open(&path, parley::config::Durability::Normal).unwrap();
+    let mut store = SqliteStore::open(&path, parley::config::Durability::Normal).unwrap();
     let owner = store.create_user("bulk", "bulk", "", "x", 1).unwrap().unwrap().id;
     let room = store
         .create_room(owner, "big", "", RoomType::Global, 1)
@@ -679,7 +680,7 @@ fn data_with_a_big_room(n: usize) -> tempfile::TempDir {
                     2,
                 )?;
             }
-            Ok::<_, rusqlite::Error>(())
+            Ok::<_, parley::store::Error>(())
         })
         .unwrap();
     dir

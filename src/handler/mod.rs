@@ -73,9 +73,7 @@ fn maintenance(ctx: &mut Ctx) -> Result<Outcome> {
 /// the write tried once more.
 fn freeing_space<T>(ctx: &mut Ctx, mut write: impl FnMut(&mut Store) -> Result<T>) -> Result<T> {
     match write(ctx.store) {
-        Err(Error::Db(e)) if crate::disk::is_disk_full(&e) && ctx.shared.disk.release_ballast() => {
-            write(ctx.store)
-        }
+        Err(Error::Db(e)) if e.is_disk_full() && ctx.shared.disk.release_ballast() => write(ctx.store),
         other => other,
     }
 }

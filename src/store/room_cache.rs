@@ -1,6 +1,6 @@
 //! The writer's memory of rooms: each room's row, newest date and members.
 //!
-//! Only the writer's connection keeps one (see [`Store::keep_room_cache`]):
+//! Only the writer's connection keeps one (see `Transactions::keep_room_cache`):
 //! every write goes through it, so it can update or forget a room as its own
 //! statements change it, and a message costs no read of the room, its
 //! members or its newest date. A rollback that undoes a change the cache saw

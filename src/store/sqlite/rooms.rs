@@ -1,12 +1,15 @@
 //! Rooms and membership. None of these open a transaction of their own:
-//! handlers group them with `Store::atomically` where a check and a write
+//! handlers group them with `store::atomically` where a check and a write
 //! must not be separated.
 
 use rusqlite::{params, OptionalExtension};
 
 use super::accounts::user_from_row;
-use super::Store;
+use super::SqliteStore;
+use std::sync::Arc;
+
 use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType};
+use crate::store::{Audience, Departure, MessageStore, Result, RoomState, RoomStore};
 
 const ROOM_COLUMNS: &str =
     "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count, r.power";
@@ -31,25 +34,15 @@ fn role_from(code: i64) -> Role {
     Role::from_code(code).unwrap_or(Role::Simple)
 }
 
-/// What a member's leaving did to the room.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Departure {
-    /// Others remain; ownership passed to this user if the owner left.
-    Left { new_owner: Option<i64> },
-    /// The last member left and the room is gone.
-    RoomDeleted,
-}
-
-impl Store {
-    /// Creates a room with `owner` as its owner member.
-    pub fn create_room(
+impl RoomStore for SqliteStore {
+    fn create_room(
         &mut self,
         owner: i64,
         name: &str,
         desc: &str,
         room_type: RoomType,
         now: i64,
-    ) -> rusqlite::Result<Room> {
+    ) -> Result<Room> {
         self.conn
             .prepare_cached(
                 "INSERT INTO rooms (name, name_fold, \"desc\", room_type, owner_id, created_at)
@@ -70,30 +63,24 @@ impl Store {
         })
     }
 
-    pub fn room(&self, room_id: i64) -> rusqlite::Result<Option<Room>> {
+    fn room(&self, room_id: i64) -> Result<Option<Room>> {
         self.conn
             .prepare_cached(&format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1"))?
             .query_row([room_id], room_from_row)
             .optional()
+            .map_err(Into::into)
     }
 
-    /// The user's role in the room (`Banned` included), or `None` if not a member.
-    pub fn role_in(&self, room_id: i64, user_id: i64) -> rusqlite::Result<Option<Role>> {
+    fn role_in(&self, room_id: i64, user_id: i64) -> Result<Option<Role>> {
         self.conn
             .prepare_cached("SELECT role FROM members WHERE room_id = ?1 AND user_id = ?2")?
             .query_row([room_id, user_id], |row| row.get::<_, i64>(0))
             .optional()
             .map(|code| code.map(role_from))
+            .map_err(Into::into)
     }
 
-    /// Rooms the user belongs to (not banned from), joined after `since`,
-    /// with the user's role, unread count and the newest message id.
-    ///
-    /// The unread count comes from counters (migration 0008): what the room
-    /// numbered after the member's marker, less the member's own messages
-    /// and the deleted ones among them. Listing a room of 300,000 unread
-    /// messages costs what listing an empty one does.
-    pub fn rooms_of(&self, user_id: i64, since: i64) -> rusqlite::Result<Vec<RoomListing>> {
+    fn rooms_of(&self, user_id: i64, since: i64) -> Result<Vec<RoomListing>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ROOM_COLUMNS}, m.role,
                  max(0, r.last_seq - m.read_seq - m.own_unseen - m.gone_unseen),
@@ -112,11 +99,10 @@ impl Store {
                 mentions: row.get(ROOM_FIELDS + 3)?,
             })
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Adds a member; false if the user already has a row (member or banned).
-    pub fn add_member(&mut self, room_id: i64, user_id: i64, role: Role, now: i64) -> rusqlite::Result<bool> {
+    fn add_member(&mut self, room_id: i64, user_id: i64, role: Role, now: i64) -> Result<bool> {
         self.forget_room(room_id);
         let n = self
             .conn
@@ -131,8 +117,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes a member's row (leaving, or lifting a ban).
-    pub fn remove_member(&mut self, room_id: i64, user_id: i64) -> rusqlite::Result<bool> {
+    fn remove_member(&mut self, room_id: i64, user_id: i64) -> Result<bool> {
         self.forget_room(room_id);
         let n = self
             .conn
@@ -141,7 +126,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub fn set_role(&mut self, room_id: i64, user_id: i64, role: Role) -> rusqlite::Result<()> {
+    fn set_role(&mut self, room_id: i64, user_id: i64, role: Role) -> Result<()> {
         self.forget_room(room_id);
         self.conn
             .prepare_cached("UPDATE members SET role = ?3 WHERE room_id = ?1 AND user_id = ?2")?
@@ -154,9 +139,7 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a member. An owner's room passes to the longest-standing
-    /// admin, else the longest-standing member; an emptied room is deleted.
-    pub fn leave_room(&mut self, room_id: i64, user_id: i64) -> rusqlite::Result<Departure> {
+    fn leave_room(&mut self, room_id: i64, user_id: i64) -> Result<Departure> {
         let was_owner = self.role_in(room_id, user_id)? == Some(Role::Owner);
         self.remove_member(room_id, user_id)?;
         let successor: Option<i64> = self
@@ -182,8 +165,7 @@ impl Store {
         })
     }
 
-    /// Deletes a room with its members (and, by cascade, everything in it).
-    pub fn delete_room(&mut self, room_id: i64) -> rusqlite::Result<()> {
+    fn delete_room(&mut self, room_id: i64) -> Result<()> {
         self.forget_room(room_id);
         self.conn
             .prepare_cached("DELETE FROM rooms WHERE id = ?1")?
@@ -191,7 +173,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn rename_room(&mut self, room_id: i64, name: &str) -> rusqlite::Result<()> {
+    fn rename_room(&mut self, room_id: i64, name: &str) -> Result<()> {
         self.forget_room(room_id);
         self.conn
             .prepare_cached("UPDATE rooms SET name = ?2, name_fold = ?3 WHERE id = ?1")?
@@ -199,7 +181,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn set_room_desc(&mut self, room_id: i64, desc: &str) -> rusqlite::Result<()> {
+    fn set_room_desc(&mut self, room_id: i64, desc: &str) -> Result<()> {
         self.forget_room(room_id);
         self.conn
             .prepare_cached("UPDATE rooms SET \"desc\" = ?2 WHERE id = ?1")?
@@ -207,14 +189,12 @@ impl Store {
         Ok(())
     }
 
-    /// Global rooms whose folded name starts with `prefix_fold`, except those
-    /// `user_id` is banned from, with the user's role where a member; by name.
-    pub fn search_global_rooms(
+    fn search_global_rooms(
         &self,
         prefix_fold: &str,
         user_id: i64,
         limit: usize,
-    ) -> rusqlite::Result<Vec<(Room, Option<Role>)>> {
+    ) -> Result<Vec<(Room, Option<Role>)>> {
         // A range on the folded-name index: every string with the prefix sorts
         // below the prefix followed by the highest code point.
         let upper = format!("{prefix_fold}\u{10FFFF}");
@@ -241,11 +221,10 @@ impl Store {
                 ))
             },
         )?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Current members (banned excluded), by rank and then by seniority.
-    pub fn members(&self, room_id: i64) -> rusqlite::Result<Vec<Member>> {
+    fn members(&self, room_id: i64) -> Result<Vec<Member>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.id, u.login, u.name, u.\"desc\", m.role FROM members m JOIN users u ON u.id = m.user_id
              WHERE m.room_id = ?1 AND m.role != ?2 ORDER BY m.role, m.rowid",
@@ -256,25 +235,77 @@ impl Store {
                 role: role_from(row.get(4)?),
             })
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every member's role, the banned included.
-    pub fn member_roles(&self, room_id: i64) -> rusqlite::Result<Vec<(i64, Role)>> {
+    fn member_roles(&self, room_id: i64) -> Result<Vec<(i64, Role)>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT user_id, role FROM members WHERE room_id = ?1")?;
         let rows = stmt.query_map([room_id], |row| Ok((row.get(0)?, role_from(row.get(1)?))))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Ids of the current members (banned excluded): a room's audience.
-    pub fn member_ids(&self, room_id: i64) -> rusqlite::Result<Vec<i64>> {
+    fn member_ids(&self, room_id: i64) -> Result<Vec<i64>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT user_id FROM members WHERE room_id = ?1 AND role != ?2")?;
         let rows = stmt.query_map(params![room_id, Role::Banned.code()], |row| row.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The room and the user's role in it (`Banned` included, `None` for
+    /// non-members); `None` if the room does not exist. From memory in the
+    /// writer, two indexed reads elsewhere.
+    fn room_and_role(&mut self, room_id: i64, user_id: i64) -> Result<Option<(Room, Option<Role>)>> {
+        if self.rooms.is_some() {
+            return Ok(self
+                .cached_room(room_id)?
+                .map(|state| (state.room.clone(), state.role_of(user_id))));
+        }
+        let Some(room) = self.room(room_id)? else {
+            return Ok(None);
+        };
+        let role = self.role_in(room_id, user_id)?;
+        Ok(Some((room, role)))
+    }
+
+    /// The room's current members (banned excluded): who its pushes reach.
+    fn audience(&mut self, room_id: i64) -> Result<Audience> {
+        if self.rooms.is_some() {
+            return Ok(self
+                .cached_room(room_id)?
+                .map_or_else(|| Arc::new(Vec::new()), RoomState::audience));
+        }
+        Ok(Arc::new(self.member_ids(room_id)?))
+    }
+}
+
+impl SqliteStore {
+    /// The writer's cached state of a room, loaded on a miss; `None` for
+    /// stores without a cache and for rooms that do not exist.
+    fn cached_room(&mut self, room_id: i64) -> Result<Option<&RoomState>> {
+        let Some(cache) = &self.rooms else {
+            return Ok(None);
+        };
+        if cache.get(room_id).is_none() {
+            let Some(state) = self.load_room_state(room_id)? else {
+                return Ok(None);
+            };
+            if let Some(cache) = &mut self.rooms {
+                cache.insert(state);
+            }
+        }
+        Ok(self.rooms.as_ref().and_then(|c| c.get(room_id)))
+    }
+
+    fn load_room_state(&self, room_id: i64) -> Result<Option<RoomState>> {
+        let Some(room) = self.room(room_id)? else {
+            return Ok(None);
+        };
+        let newest_date = self.newest_date(room_id)?;
+        let roles = self.member_roles(room_id)?;
+        Ok(Some(RoomState::new(room, newest_date, roles)))
     }
 }
 
@@ -283,13 +314,14 @@ mod tests {
     use super::ROOM_COLUMNS;
     use crate::config::Durability;
     use crate::model::{Role, RoomType};
-    use crate::store::{migrate, Departure, Store};
+    use crate::store::prelude::*;
+    use crate::store::{migrate, Departure, SqliteStore};
 
-    fn store_with_users(n: usize) -> (tempfile::TempDir, Store, Vec<i64>) {
+    fn store_with_users(n: usize) -> (tempfile::TempDir, SqliteStore, Vec<i64>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         migrate(&path).unwrap();
-        let mut store = Store::open(&path, Durability::Normal).unwrap();
+        let mut store = SqliteStore::open(&path, Durability::Normal).unwrap();
         let ids = (0..n)
             .map(|i| {
                 store
@@ -364,7 +396,7 @@ mod tests {
         let (_dir, mut s, u) = store_with_users(3);
         let room = s.create_room(u[0], "Room", "", RoomType::Global, 1).unwrap();
         s.add_member(room.id, u[1], Role::Simple, 2).unwrap();
-        let unread = |s: &Store, user| s.rooms_of(user, 0).unwrap()[0].unread;
+        let unread = |s: &SqliteStore, user| s.rooms_of(user, 0).unwrap()[0].unread;
         let mut ids = Vec::new();
         for i in 0..5 {
             ids.push(
@@ -409,7 +441,7 @@ mod tests {
             for i in 0..2000 {
                 s.insert_message(room.id, u[0], &format!("n{i}"), MsgType::Text, 7)?;
             }
-            Ok::<_, rusqlite::Error>(())
+            Ok::<_, crate::store::Error>(())
         })
         .unwrap();
         assert_eq!(unread(&s, u[1]), 2000);

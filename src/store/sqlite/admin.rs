@@ -4,41 +4,20 @@
 use rusqlite::params;
 
 use super::accounts::user_from_row;
-use super::Store;
+use super::SqliteStore;
 use crate::model::{Role, RoomType, User};
+use crate::store::{AdminStore, Result, RoomSummary, Totals};
 
-/// A room as the operator sees it.
-#[derive(Debug)]
-pub struct RoomSummary {
-    pub id: i64,
-    pub name: String,
-    pub room_type: RoomType,
-    pub members: i64,
-    pub messages: i64,
-}
-
-/// Totals for `parleyd admin stats`.
-#[derive(Debug, Default)]
-pub struct Totals {
-    pub users: i64,
-    pub rooms: i64,
-    pub messages: i64,
-    pub files: i64,
-    pub file_bytes: i64,
-}
-
-impl Store {
-    /// Every account, by id.
-    pub fn all_users(&self) -> rusqlite::Result<Vec<(User, i64)>> {
+impl AdminStore for SqliteStore {
+    fn all_users(&self) -> Result<Vec<(User, i64)>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, login, name, \"desc\", created_at FROM users ORDER BY id")?;
         let rows = stmt.query_map([], |row| Ok((user_from_row(row)?, row.get(4)?)))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Replaces a user's password hash; returns whether the user exists.
-    pub fn set_pass_hash(&mut self, user_id: i64, pass_hash: &str) -> rusqlite::Result<bool> {
+    fn set_pass_hash(&mut self, user_id: i64, pass_hash: &str) -> Result<bool> {
         let n = self
             .conn
             .prepare_cached("UPDATE users SET pass_hash = ?2 WHERE id = ?1")?
@@ -46,15 +25,14 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes every token of a user; returns how many.
-    pub fn revoke_all_tokens(&mut self, user_id: i64) -> rusqlite::Result<usize> {
+    fn revoke_all_tokens(&mut self, user_id: i64) -> Result<usize> {
         self.conn
             .prepare_cached("DELETE FROM tokens WHERE user_id = ?1")?
             .execute([user_id])
+            .map_err(Into::into)
     }
 
-    /// Every room with its member and message counts, by id.
-    pub fn all_rooms(&self) -> rusqlite::Result<Vec<RoomSummary>> {
+    fn all_rooms(&self) -> Result<Vec<RoomSummary>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.id, r.name, r.room_type, r.msg_count,
                     (SELECT count(*) FROM members m WHERE m.room_id = r.id AND m.role != ?1)
@@ -69,10 +47,10 @@ impl Store {
                 members: row.get(4)?,
             })
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn totals(&self) -> rusqlite::Result<Totals> {
+    fn totals(&self) -> Result<Totals> {
         let count = |sql: &str| -> rusqlite::Result<i64> { self.conn.query_row(sql, [], |row| row.get(0)) };
         Ok(Totals {
             users: count("SELECT count(*) FROM users")?,

@@ -3,8 +3,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::SqliteStore;
 use crate::model::{Message, MsgType, Role, StoredFile};
+use crate::store::{HistoryQuery, MessageStore, Result, SearchIndexStore, SearchScope, MAX_SEARCH_WORDS};
 
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name, m.reply_to";
@@ -35,35 +36,12 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mess
     })
 }
 
-/// Which messages of a room a history page may hold; every bound is exclusive.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HistoryQuery {
-    pub after_id: Option<i64>,
-    pub before_id: Option<i64>,
-    pub after_date: Option<i64>,
-    pub before_date: Option<i64>,
-    /// The page size: the newest `limit` messages within the bounds.
-    pub limit: usize,
-}
-
-/// Where a search looks.
-#[derive(Clone, Copy, Debug)]
-pub enum SearchScope {
-    /// One room.
-    Room(i64),
-    /// Every room this user belongs to and is not banned from.
-    RoomsOf(i64),
-}
-
-/// Most words a search may hold.
-pub const MAX_SEARCH_WORDS: usize = 16;
-
 /// Turns what a user typed into an FTS5 query in which every word must
 /// match a word prefix. Words are split the way the index tokenizes
 /// (letters and digits), and each is quoted, so quotes, stars, parentheses
 /// and operators such as OR or NEAR are searched as text, never as syntax.
 /// `None` when the text holds no word at all. (Searches expand longer
-/// words first: `Store::expanded_query`.)
+/// words first: `SqliteStore::expanded_query`.)
 #[cfg(test)]
 fn fts_prefix_query(text: &str) -> Option<String> {
     let words: Vec<String> = search_words(text).map(|w| format!("{}*", quoted(w))).collect();
@@ -89,19 +67,15 @@ const EXPAND_FROM_CHARS: usize = 4;
 /// the prefix itself.
 const MAX_EXPANSION: usize = 32;
 
-impl Store {
-    /// Stores a message and returns its id and date. The date is the clock,
-    /// or the room's newest date if the clock went back, so that dates never
-    /// decrease as ids increase. Call inside `atomically` (after the
-    /// membership check).
-    pub fn insert_message(
+impl MessageStore for SqliteStore {
+    fn insert_message(
         &mut self,
         room_id: i64,
         user_id: i64,
         body: &str,
         msg_type: MsgType,
         now: i64,
-    ) -> rusqlite::Result<(i64, i64)> {
+    ) -> Result<(i64, i64)> {
         let newest = match self.rooms.as_ref().and_then(|c| c.get(room_id)) {
             Some(state) => state.newest_date,
             None => self.newest_date(room_id)?,
@@ -119,8 +93,7 @@ impl Store {
         Ok((self.conn.last_insert_rowid(), date))
     }
 
-    /// The newest message's date in a room, 0 when it has none.
-    pub fn newest_date(&self, room_id: i64) -> rusqlite::Result<i64> {
+    fn newest_date(&self, room_id: i64) -> Result<i64> {
         let newest: Option<i64> = self
             .conn
             .prepare_cached("SELECT max(date) FROM messages WHERE room_id = ?1")?
@@ -128,15 +101,13 @@ impl Store {
         Ok(newest.unwrap_or(0))
     }
 
-    /// Stores a file message (its text is the file's name). Call inside
-    /// `atomically`, after the checks, once the file is on disk.
-    pub fn insert_file_message(
+    fn insert_file_message(
         &mut self,
         room_id: i64,
         user_id: i64,
         file: &StoredFile,
         now: i64,
-    ) -> rusqlite::Result<(i64, i64)> {
+    ) -> Result<(i64, i64)> {
         let (id, date) = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
         self.conn
             .prepare_cached(
@@ -146,44 +117,41 @@ impl Store {
         Ok((id, date))
     }
 
-    /// Stored names of the files in a room (to remove with its history).
-    pub fn stored_files_in_room(&self, room_id: i64) -> rusqlite::Result<Vec<String>> {
+    fn stored_files_in_room(&self, room_id: i64) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT stored_name FROM messages WHERE room_id = ?1 AND stored_name IS NOT NULL",
         )?;
         let rows = stmt.query_map([room_id], |row| row.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every stored name the database refers to (for the start-up sweep).
-    pub fn all_stored_files(&self) -> rusqlite::Result<Vec<String>> {
+    fn all_stored_files(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT stored_name FROM messages WHERE stored_name IS NOT NULL")?;
         let rows = stmt.query_map([], |row| row.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Bytes of files a user has stored (for the quota).
-    pub fn stored_bytes_of(&self, user_id: i64) -> rusqlite::Result<i64> {
+    fn stored_bytes_of(&self, user_id: i64) -> Result<i64> {
         self.conn
             .prepare_cached(
                 "SELECT coalesce(sum(file_size), 0) FROM messages WHERE user_id = ?1 AND stored_name IS NOT NULL",
             )?
-            .query_row([user_id], |row| row.get(0))
+            .query_row([user_id], |row| row.get(0)).map_err(Into::into)
     }
 
-    pub fn message(&self, id: i64) -> rusqlite::Result<Option<Message>> {
+    fn message(&self, id: i64) -> Result<Option<Message>> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = ?1"
             ))?
             .query_row([id], message_from_row)
             .optional()
+            .map_err(Into::into)
     }
 
-    /// Replaces a message's text and marks it edited.
-    pub fn edit_message(&mut self, id: i64, body: &str) -> rusqlite::Result<()> {
+    fn edit_message(&mut self, id: i64, body: &str) -> Result<()> {
         let room_id: Option<i64> = self
             .conn
             .prepare_cached("UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1 RETURNING room_id")?
@@ -202,10 +170,7 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a message. Members who had not read it count it as gone
-    /// (its author as one own message fewer), so their unread counts stay
-    /// right. Call inside `atomically`.
-    pub fn delete_message(&mut self, id: i64) -> rusqlite::Result<()> {
+    fn delete_message(&mut self, id: i64) -> Result<()> {
         let found: Option<(i64, i64)> = self
             .conn
             .prepare_cached("SELECT room_id, user_id FROM messages WHERE id = ?1")?
@@ -227,10 +192,7 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes up to `limit` messages dated before `before`, oldest first,
-    /// keeping every member's unread count right; returns how many went and
-    /// the stored names of their files. Call inside `atomically`.
-    pub fn expire_messages(&mut self, before: i64, limit: usize) -> rusqlite::Result<(usize, Vec<String>)> {
+    fn expire_messages(&mut self, before: i64, limit: usize) -> Result<(usize, Vec<String>)> {
         let expired: Vec<(i64, Option<String>)> = {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT id, stored_name FROM messages WHERE date < ?1 ORDER BY id LIMIT ?2",
@@ -248,9 +210,7 @@ impl Store {
         Ok((expired.len(), files))
     }
 
-    /// Deletes every message of a room, and marks it read for every member
-    /// (nothing is left to read); returns how many. Call inside `atomically`.
-    pub fn clear_history(&mut self, room_id: i64) -> rusqlite::Result<usize> {
+    fn clear_history(&mut self, room_id: i64) -> Result<usize> {
         self.forget_room(room_id);
         self.conn
             .prepare_cached(
@@ -264,10 +224,10 @@ impl Store {
         self.conn
             .prepare_cached("DELETE FROM messages WHERE room_id = ?1")?
             .execute([room_id])
+            .map_err(Into::into)
     }
 
-    /// A page of a room's history, newest first.
-    pub fn history(&self, room_id: i64, q: &HistoryQuery) -> rusqlite::Result<Vec<Message>> {
+    fn history(&self, room_id: i64, q: &HistoryQuery) -> Result<Vec<Message>> {
         let mut sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = ?1"
         );
@@ -302,20 +262,10 @@ impl Store {
             ],
             message_from_row,
         )?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Text messages containing every word of `text` as a word prefix
-    /// (case- and accent-insensitive), newest first. The query starts from
-    /// the rooms in scope: each indexed message carries its room as a token,
-    /// and the full-text index intersects the words with those rooms, so the
-    /// cost follows the caller's rooms, never the whole server's messages.
-    pub fn search_messages(
-        &self,
-        text: &str,
-        scope: SearchScope,
-        limit: usize,
-    ) -> rusqlite::Result<Vec<Message>> {
+    fn search_messages(&self, text: &str, scope: SearchScope, limit: usize) -> Result<Vec<Message>> {
         let Some(words) = self.expanded_query(text)? else {
             return Ok(Vec::new());
         };
@@ -335,47 +285,10 @@ impl Store {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![fts_query, limit as i64], message_from_row)?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The FTS5 query for what a user typed, as [`fts_prefix_query`] but
-    /// with each longer ASCII word turned into the few whole indexed words
-    /// it begins (`appl` into `"apple" OR "applet"`), which FTS5 answers by
-    /// seeking, where a prefix makes it merge every posting of those words
-    /// first. ASCII words fold to lower case exactly as the index folds
-    /// them; other words, and words that begin too many, stay prefixes.
-    fn expanded_query(&self, text: &str) -> rusqlite::Result<Option<String>> {
-        let mut parts = Vec::new();
-        for word in search_words(text) {
-            if word.is_ascii() && word.len() >= EXPAND_FROM_CHARS {
-                let terms = self.search_terms_beginning(&word.to_ascii_lowercase(), MAX_EXPANSION)?;
-                if !terms.is_empty() && terms.len() <= MAX_EXPANSION {
-                    let any: Vec<String> = terms.iter().map(|t| quoted(t)).collect();
-                    parts.push(format!("({})", any.join(" OR ")));
-                    continue;
-                }
-            }
-            parts.push(format!("{}*", quoted(word)));
-        }
-        // Explicit AND: FTS5 takes no implicit AND before a parenthesis.
-        Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
-    }
-
-    /// The rooms a user belongs to and is not banned from.
-    fn room_ids_of(&self, user_id: i64) -> rusqlite::Result<Vec<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT room_id FROM members WHERE user_id = ?1 AND role != ?2")?;
-        let rows = stmt.query_map(params![user_id, Role::Banned.code()], |row| row.get(0))?;
-        rows.collect()
-    }
-
-    /// Moves a member's read marker forward to `msg_id` (never back, never
-    /// past the room's newest message); returns the marker. The unread
-    /// counters are moved with it: this counts only the messages the marker
-    /// passes over, so each message is counted at most once per member.
-    /// Call inside `atomically`.
-    pub fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> rusqlite::Result<i64> {
+    fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {
         let (old_last, old_seq): (i64, i64) = self
             .conn
             .prepare_cached("SELECT last_read, read_seq FROM members WHERE room_id = ?1 AND user_id = ?2")?
@@ -419,18 +332,53 @@ impl Store {
     }
 }
 
+impl SqliteStore {
+    /// The FTS5 query for what a user typed, as [`fts_prefix_query`] but
+    /// with each longer ASCII word turned into the few whole indexed words
+    /// it begins (`appl` into `"apple" OR "applet"`), which FTS5 answers by
+    /// seeking, where a prefix makes it merge every posting of those words
+    /// first. ASCII words fold to lower case exactly as the index folds
+    /// them; other words, and words that begin too many, stay prefixes.
+    fn expanded_query(&self, text: &str) -> rusqlite::Result<Option<String>> {
+        let mut parts = Vec::new();
+        for word in search_words(text) {
+            if word.is_ascii() && word.len() >= EXPAND_FROM_CHARS {
+                let terms = self.search_terms_beginning(&word.to_ascii_lowercase(), MAX_EXPANSION)?;
+                if !terms.is_empty() && terms.len() <= MAX_EXPANSION {
+                    let any: Vec<String> = terms.iter().map(|t| quoted(t)).collect();
+                    parts.push(format!("({})", any.join(" OR ")));
+                    continue;
+                }
+            }
+            parts.push(format!("{}*", quoted(word)));
+        }
+        // Explicit AND: FTS5 takes no implicit AND before a parenthesis.
+        Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
+    }
+
+    /// The rooms a user belongs to and is not banned from.
+    fn room_ids_of(&self, user_id: i64) -> rusqlite::Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT room_id FROM members WHERE user_id = ?1 AND role != ?2")?;
+        let rows = stmt.query_map(params![user_id, Role::Banned.code()], |row| row.get(0))?;
+        rows.collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::fts_prefix_query;
     use crate::config::Durability;
     use crate::model::{MsgType, RoomType};
-    use crate::store::{migrate, HistoryQuery, SearchScope, Store};
+    use crate::store::prelude::*;
+    use crate::store::{migrate, HistoryQuery, SearchScope, SqliteStore};
 
-    fn setup() -> (tempfile::TempDir, Store, i64, i64) {
+    fn setup() -> (tempfile::TempDir, SqliteStore, i64, i64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         migrate(&path).unwrap();
-        let mut s = Store::open(&path, Durability::Normal).unwrap();
+        let mut s = SqliteStore::open(&path, Durability::Normal).unwrap();
         let user = s.create_user("bob", "Bob", "", "h", 1).unwrap().unwrap().id;
         let room = s.create_room(user, "r", "", RoomType::Global, 1).unwrap().id;
         (dir, s, user, room)
@@ -525,7 +473,7 @@ mod tests {
     fn room_power_is_the_bytes_of_its_stored_texts() {
         let (_dir, mut s, user, room) = setup();
         s.keep_room_cache();
-        let power = |s: &mut Store| s.room_and_role(room, user).unwrap().unwrap().0.power;
+        let power = |s: &mut SqliteStore| s.room_and_role(room, user).unwrap().unwrap().0.power;
         let (a, _) = s.insert_message(room, user, "héllo", MsgType::Text, 1).unwrap();
         assert_eq!(power(&mut s), 6, "bytes, not characters");
         let (b, _) = s.insert_message(room, user, "abc", MsgType::Sticker, 2).unwrap();
@@ -548,7 +496,8 @@ mod tests {
         s.insert_message(room, user, "hello sticker", MsgType::Sticker, 2)
             .unwrap();
         s.index_stored_messages(1000).unwrap();
-        let find = |s: &Store, q: &str| s.search_messages(q, SearchScope::Room(room), 50).unwrap().len();
+        let find =
+            |s: &SqliteStore, q: &str| s.search_messages(q, SearchScope::Room(room), 50).unwrap().len();
         assert_eq!(find(&s, "hello"), 1, "only text messages are indexed");
         s.edit_message(id, "goodbye world").unwrap();
         assert_eq!(find(&s, "hello"), 0);

@@ -3,22 +3,21 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::accounts::user_from_row;
-use super::Store;
+use super::SqliteStore;
 use crate::model::{Role, RoomType, User};
+use crate::store::{FriendStore, Result, RoomStore};
 
-impl Store {
-    /// Whether `refuser` removed `user` as a friend and has not added them back.
-    pub fn refuses_friend(&self, refuser: i64, user: i64) -> rusqlite::Result<bool> {
+impl FriendStore for SqliteStore {
+    fn refuses_friend(&self, refuser: i64, user: i64) -> Result<bool> {
         self.conn
             .prepare_cached("SELECT 1 FROM friend_refusals WHERE user_id = ?1 AND refused_id = ?2")?
             .query_row([refuser, user], |_| Ok(()))
             .optional()
             .map(|found| found.is_some())
+            .map_err(Into::into)
     }
 
-    /// Makes two users friends both ways (lifting `user_id`'s own refusal of
-    /// `friend_id`, if any); false if they already were.
-    pub fn add_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> rusqlite::Result<bool> {
+    fn add_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> Result<bool> {
         self.conn
             .prepare_cached("DELETE FROM friend_refusals WHERE user_id = ?1 AND refused_id = ?2")?
             .execute([user_id, friend_id])?;
@@ -30,9 +29,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Ends a friendship both ways, and records that `user_id` refuses
-    /// `friend_id` until adding them again; false if there was no friendship.
-    pub fn remove_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> rusqlite::Result<bool> {
+    fn remove_friend(&mut self, user_id: i64, friend_id: i64, now: i64) -> Result<bool> {
         let n = self
             .conn
             .prepare_cached(
@@ -50,45 +47,41 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub fn are_friends(&self, user_id: i64, friend_id: i64) -> rusqlite::Result<bool> {
+    fn are_friends(&self, user_id: i64, friend_id: i64) -> Result<bool> {
         self.conn
             .prepare_cached("SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2")?
             .query_row([user_id, friend_id], |_| Ok(()))
             .optional()
             .map(|found| found.is_some())
+            .map_err(Into::into)
     }
 
-    /// A user's friends, by login.
-    pub fn friends_of(&self, user_id: i64) -> rusqlite::Result<Vec<User>> {
+    fn friends_of(&self, user_id: i64) -> Result<Vec<User>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.id, u.login, u.name, u.\"desc\" FROM friends f JOIN users u ON u.id = f.friend_id
              WHERE f.user_id = ?1 ORDER BY u.login",
         )?;
         let rows = stmt.query_map([user_id], user_from_row)?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Ids of a user's friends (for presence announcements).
-    pub fn friend_ids(&self, user_id: i64) -> rusqlite::Result<Vec<i64>> {
+    fn friend_ids(&self, user_id: i64) -> Result<Vec<i64>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT friend_id FROM friends WHERE user_id = ?1")?;
         let rows = stmt.query_map([user_id], |row| row.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The direct-message room of two users, if it exists.
-    pub fn direct_room(&self, a: i64, b: i64) -> rusqlite::Result<Option<i64>> {
+    fn direct_room(&self, a: i64, b: i64) -> Result<Option<i64>> {
         self.conn
             .prepare_cached("SELECT room_id FROM direct_rooms WHERE low_user = ?1 AND high_user = ?2")?
             .query_row([a.min(b), a.max(b)], |row| row.get(0))
             .optional()
+            .map_err(Into::into)
     }
 
-    /// Creates the direct-message room of two users (both members, the
-    /// creator as owner of record). Call inside `atomically`, after
-    /// `direct_room` found none: the write lock makes the pair unique.
-    pub fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> rusqlite::Result<i64> {
+    fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> Result<i64> {
         let (low, high) = if creator.login < peer.login {
             (creator, peer)
         } else {
@@ -104,8 +97,7 @@ impl Store {
         Ok(room.id)
     }
 
-    /// The other member of a direct-message room.
-    pub fn direct_peer(&self, room_id: i64, user_id: i64) -> rusqlite::Result<Option<User>> {
+    fn direct_peer(&self, room_id: i64, user_id: i64) -> Result<Option<User>> {
         self.conn
             .prepare_cached(
                 "SELECT u.id, u.login, u.name, u.\"desc\" FROM direct_rooms d
@@ -114,5 +106,6 @@ impl Store {
             )?
             .query_row([room_id, user_id], user_from_row)
             .optional()
+            .map_err(Into::into)
     }
 }

@@ -9,37 +9,23 @@ use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::SqliteStore;
 use crate::model::{Message, Role};
-
-/// What a message object carries besides the message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Extras {
-    /// The answered message's author and text, while it exists.
-    pub reply_preview: Option<(i64, String, String)>,
-    /// Each emoji with its count, in the emoji's order.
-    pub reactions: Vec<(String, i64)>,
-    /// The viewer's own reactions.
-    pub mine: Vec<String>,
-    /// Who the message names.
-    pub mentions: Vec<i64>,
-}
+use crate::store::{ConversationStore, Extras, Result};
 
 fn ids_json(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-impl Store {
-    /// Sets the message a new message answers.
-    pub fn set_reply_to(&mut self, msg_id: i64, reply_to: i64) -> rusqlite::Result<()> {
+impl ConversationStore for SqliteStore {
+    fn set_reply_to(&mut self, msg_id: i64, reply_to: i64) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE messages SET reply_to = ?2 WHERE id = ?1")?
             .execute(params![msg_id, reply_to])?;
         Ok(())
     }
 
-    /// The members (not banned) of a room among these logins, any case.
-    pub fn members_named(&self, room_id: i64, logins: &[String]) -> rusqlite::Result<Vec<i64>> {
+    fn members_named(&self, room_id: i64, logins: &[String]) -> Result<Vec<i64>> {
         let folded: Vec<String> = logins.iter().map(|l| l.to_lowercase()).collect();
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.id FROM users u JOIN members m ON m.user_id = u.id
@@ -49,11 +35,10 @@ impl Store {
         )?;
         let json = serde_json::to_string(&folded).unwrap_or_else(|_| "[]".into());
         let rows = stmt.query_map(params![room_id, Role::Banned.code(), json], |row| row.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records who a message names.
-    pub fn insert_mentions(&mut self, msg_id: i64, room_id: i64, users: &[i64]) -> rusqlite::Result<()> {
+    fn insert_mentions(&mut self, msg_id: i64, room_id: i64, users: &[i64]) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO mentions (user_id, msg_id, room_id) VALUES (?1, ?2, ?3)",
         )?;
@@ -63,8 +48,7 @@ impl Store {
         Ok(())
     }
 
-    /// Adds (`on`) or removes one's reaction; true if it changed anything.
-    pub fn react(&mut self, msg_id: i64, user_id: i64, emoji: &str, on: bool) -> rusqlite::Result<bool> {
+    fn react(&mut self, msg_id: i64, user_id: i64, emoji: &str, on: bool) -> Result<bool> {
         let sql = if on {
             "INSERT OR IGNORE INTO reactions (msg_id, emoji, user_id) VALUES (?1, ?2, ?3)"
         } else {
@@ -77,26 +61,17 @@ impl Store {
             > 0)
     }
 
-    /// Whether anyone reacted to the message with this emoji, and how many
-    /// different emoji it has.
-    pub fn reaction_kinds(&self, msg_id: i64, emoji: &str) -> rusqlite::Result<(bool, i64)> {
+    fn reaction_kinds(&self, msg_id: i64, emoji: &str) -> Result<(bool, i64)> {
         self.conn
             .prepare_cached(
                 "SELECT count(*) FILTER (WHERE emoji = ?2) > 0, count(*)
                  FROM (SELECT DISTINCT emoji FROM reactions WHERE msg_id = ?1)",
             )?
             .query_row(params![msg_id, emoji], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(Into::into)
     }
 
-    /// Pins or unpins; true if it changed anything.
-    pub fn pin(
-        &mut self,
-        room_id: i64,
-        msg_id: i64,
-        user_id: i64,
-        pinned: bool,
-        now: i64,
-    ) -> rusqlite::Result<bool> {
+    fn pin(&mut self, room_id: i64, msg_id: i64, user_id: i64, pinned: bool, now: i64) -> Result<bool> {
         let changed = if pinned {
             self.conn
                 .prepare_cached(
@@ -111,17 +86,16 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// How many messages are pinned in a room, and whether this one is.
-    pub fn pins_in(&self, room_id: i64, msg_id: i64) -> rusqlite::Result<(i64, bool)> {
+    fn pins_in(&self, room_id: i64, msg_id: i64) -> Result<(i64, bool)> {
         self.conn
             .prepare_cached(
                 "SELECT count(*), count(*) FILTER (WHERE msg_id = ?2) > 0 FROM pins WHERE room_id = ?1",
             )?
             .query_row(params![room_id, msg_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(Into::into)
     }
 
-    /// A room's pinned messages, most recently pinned first.
-    pub fn pinned(&self, room_id: i64) -> rusqlite::Result<Vec<Message>> {
+    fn pinned(&self, room_id: i64) -> Result<Vec<Message>> {
         let sql = format!(
             "SELECT {} FROM pins p JOIN messages m ON m.id = p.msg_id JOIN users u ON u.id = m.user_id
              WHERE p.room_id = ?1 ORDER BY p.pinned_at DESC, p.msg_id DESC",
@@ -129,17 +103,10 @@ impl Store {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([room_id], super::messages::message_from_row)?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Messages that mention the user, in rooms they are still in (not
-    /// banned), newest first, before `before_id` when given.
-    pub fn mentions_of(
-        &self,
-        user_id: i64,
-        before_id: Option<i64>,
-        limit: usize,
-    ) -> rusqlite::Result<Vec<Message>> {
+    fn mentions_of(&self, user_id: i64, before_id: Option<i64>, limit: usize) -> Result<Vec<Message>> {
         let sql = format!(
             "SELECT {} FROM mentions n
              JOIN messages m ON m.id = n.msg_id
@@ -159,11 +126,10 @@ impl Store {
             ],
             super::messages::message_from_row,
         )?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The extras of a page of messages, as `viewer` sees them.
-    pub fn extras(&self, messages: &[Message], viewer: i64) -> rusqlite::Result<HashMap<i64, Extras>> {
+    fn extras(&self, messages: &[Message], viewer: i64) -> Result<HashMap<i64, Extras>> {
         let mut extras: HashMap<i64, Extras> = HashMap::new();
         if messages.is_empty() {
             return Ok(extras);
@@ -220,19 +186,13 @@ impl Store {
         Ok(extras)
     }
 
-    /// The answered message's author and first 100 characters, if it exists
-    /// in that room.
-    pub fn reply_preview(
-        &self,
-        room_id: i64,
-        msg_id: i64,
-    ) -> rusqlite::Result<Option<(i64, String, String)>> {
+    fn reply_preview(&self, room_id: i64, msg_id: i64) -> Result<Option<(i64, String, String)>> {
         self.conn
             .prepare_cached(
                 "SELECT m.user_id, u.login, substr(m.body, 1, 100) FROM messages m JOIN users u ON u.id = m.user_id
                  WHERE m.id = ?1 AND m.room_id = ?2",
             )?
             .query_row(params![msg_id, room_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .optional()
+            .optional().map_err(Into::into)
     }
 }

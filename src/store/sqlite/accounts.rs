@@ -2,8 +2,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::SqliteStore;
 use crate::model::User;
+use crate::store::{AccountStore, Result};
 
 /// How stale a token's last-use mark may get before a resume rewrites it.
 const LAST_USED_GRANULARITY_MS: i64 = 60 * 60 * 1000;
@@ -19,16 +20,15 @@ pub(super) fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-impl Store {
-    /// Creates an account; `None` when the login is taken. Call inside `atomically`.
-    pub fn create_user(
+impl AccountStore for SqliteStore {
+    fn create_user(
         &mut self,
         login: &str,
         name: &str,
         desc: &str,
         pass_hash: &str,
         now: i64,
-    ) -> rusqlite::Result<Option<User>> {
+    ) -> Result<Option<User>> {
         let inserted = self
             .conn
             .prepare_cached(
@@ -48,30 +48,31 @@ impl Store {
         }))
     }
 
-    /// The account with this login and its stored password hash.
-    pub fn user_with_pass_hash(&self, login: &str) -> rusqlite::Result<Option<(User, String)>> {
+    fn user_with_pass_hash(&self, login: &str) -> Result<Option<(User, String)>> {
         self.conn
             .prepare_cached("SELECT id, login, name, \"desc\", pass_hash FROM users WHERE login = ?1")?
             .query_row([login], |row| Ok((user_from_row(row)?, row.get(4)?)))
             .optional()
+            .map_err(Into::into)
     }
 
-    pub fn user_by_id(&self, id: i64) -> rusqlite::Result<Option<User>> {
+    fn user_by_id(&self, id: i64) -> Result<Option<User>> {
         self.conn
             .prepare_cached("SELECT id, login, name, \"desc\" FROM users WHERE id = ?1")?
             .query_row([id], user_from_row)
             .optional()
+            .map_err(Into::into)
     }
 
-    pub fn user_by_login(&self, login: &str) -> rusqlite::Result<Option<User>> {
+    fn user_by_login(&self, login: &str) -> Result<Option<User>> {
         self.conn
             .prepare_cached("SELECT id, login, name, \"desc\" FROM users WHERE login = ?1")?
             .query_row([login], user_from_row)
             .optional()
+            .map_err(Into::into)
     }
 
-    /// Records a new token (by its hash) for a user.
-    pub fn insert_token(&mut self, hash: &[u8; 32], user_id: i64, now: i64) -> rusqlite::Result<()> {
+    fn insert_token(&mut self, hash: &[u8; 32], user_id: i64, now: i64) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO tokens (hash, user_id, created_at, last_used) VALUES (?1, ?2, ?3, ?3)",
@@ -80,16 +81,7 @@ impl Store {
         Ok(())
     }
 
-    /// The user a token belongs to, if it exists, names `login`, and was used
-    /// after `not_before`. A valid token's last use becomes `now`; an expired
-    /// one is deleted.
-    pub fn use_token(
-        &mut self,
-        hash: &[u8; 32],
-        login: &str,
-        not_before: i64,
-        now: i64,
-    ) -> rusqlite::Result<Option<User>> {
+    fn use_token(&mut self, hash: &[u8; 32], login: &str, not_before: i64, now: i64) -> Result<Option<User>> {
         // A plain read: most resumes write nothing, and a write transaction
         // here made concurrent resumes queue for SQLite's write lock. The
         // rare writes below are single idempotent statements.
@@ -122,14 +114,7 @@ impl Store {
         }
     }
 
-    /// Like [`Store::use_token`] but reading only (for the read workers):
-    /// the token's user if it names `login` and was used after `not_before`.
-    pub fn token_user(
-        &self,
-        hash: &[u8; 32],
-        login: &str,
-        not_before: i64,
-    ) -> rusqlite::Result<Option<User>> {
+    fn token_user(&self, hash: &[u8; 32], login: &str, not_before: i64) -> Result<Option<User>> {
         let found = self
             .conn
             .prepare_cached(
@@ -141,15 +126,14 @@ impl Store {
         Ok(found.filter(|user| user.login == login))
     }
 
-    /// Deletes tokens unused since `not_before`; returns how many.
-    pub fn purge_expired_tokens(&mut self, not_before: i64) -> rusqlite::Result<usize> {
+    fn purge_expired_tokens(&mut self, not_before: i64) -> Result<usize> {
         self.conn
             .prepare_cached("DELETE FROM tokens WHERE last_used < ?1")?
             .execute(params![not_before])
+            .map_err(Into::into)
     }
 
-    /// Deletes a user's token; false when it was not theirs or did not exist.
-    pub fn revoke_token(&mut self, hash: &[u8; 32], user_id: i64) -> rusqlite::Result<bool> {
+    fn revoke_token(&mut self, hash: &[u8; 32], user_id: i64) -> Result<bool> {
         let n = self
             .conn
             .prepare_cached("DELETE FROM tokens WHERE hash = ?1 AND user_id = ?2")?
@@ -157,14 +141,14 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub fn set_user_desc(&mut self, user_id: i64, desc: &str) -> rusqlite::Result<()> {
+    fn set_user_desc(&mut self, user_id: i64, desc: &str) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE users SET \"desc\" = ?2 WHERE id = ?1")?
             .execute(params![user_id, desc])?;
         Ok(())
     }
 
-    pub fn set_user_name(&mut self, user_id: i64, name: &str) -> rusqlite::Result<()> {
+    fn set_user_name(&mut self, user_id: i64, name: &str) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE users SET name = ?2 WHERE id = ?1")?
             .execute(params![user_id, name])?;
@@ -174,6 +158,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
 
     use crate::store::temp_store as store;
 

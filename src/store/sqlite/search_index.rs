@@ -4,30 +4,21 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::SqliteStore;
 use crate::model::MsgType;
+use crate::store::{IndexPass, Result, SearchIndexStore};
 
-/// What one indexing pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IndexPass {
-    /// Message ids the pass covered (text messages among them were indexed).
-    pub covered: i64,
-    /// Whether stored messages remain unindexed (the pass hit its limit).
-    pub more: bool,
-}
-
-impl Store {
-    /// The newest message id in the search index.
-    pub fn indexed_upto(&self) -> rusqlite::Result<i64> {
+impl SearchIndexStore for SqliteStore {
+    fn indexed_upto(&self) -> Result<i64> {
         self.conn
             .prepare_cached("SELECT indexed_upto FROM search_progress WHERE id = 1")?
             .query_row([], |row| row.get(0))
             .optional()
             .map(|upto| upto.unwrap_or(0))
+            .map_err(Into::into)
     }
 
-    /// Whether some stored message is not yet in the search index.
-    pub fn search_is_behind(&self) -> rusqlite::Result<bool> {
+    fn search_is_behind(&self) -> Result<bool> {
         let newest: Option<i64> = self
             .conn
             .prepare_cached("SELECT max(id) FROM messages")?
@@ -35,10 +26,8 @@ impl Store {
         Ok(newest.unwrap_or(0) > self.indexed_upto()?)
     }
 
-    /// Indexes the stored messages after the index's newest, at most
-    /// `limit` ids of them, and moves the mark in the same transaction.
-    /// One statement for all of them: FTS5 writes one segment per pass.
-    pub fn index_stored_messages(&mut self, limit: i64) -> rusqlite::Result<IndexPass> {
+    // One statement for all of a pass's messages: FTS5 writes one segment per pass.
+    fn index_stored_messages(&mut self, limit: i64) -> Result<IndexPass> {
         self.atomically(|store| {
             let from = store.indexed_upto()?;
             let newest: Option<i64> = store
@@ -71,7 +60,21 @@ impl Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
+    /// The indexed words that begin with `prefix` (already folded as the
+    /// index folds), at most `limit` + 1 of them, so a caller can tell
+    /// "more than `limit`".
+    pub(super) fn search_terms_beginning(&self, prefix: &str, limit: usize) -> rusqlite::Result<Vec<String>> {
+        // Every word beginning with `prefix` sorts at or after it and before
+        // it followed by the last code point.
+        let end = format!("{prefix}\u{10FFFF}");
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT term FROM search_terms WHERE term >= ?1 AND term < ?2 ORDER BY term LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![prefix, end, limit as i64 + 1], |row| row.get(0))?;
+        rows.collect()
+    }
+
     /// Adds the words of the text messages with ids in (`from`, `upto`] to
     /// `search_terms`, as FTS5 tokenizes them: the pass's texts go through
     /// a scratch index of this connection (`temp`, never on disk), whose
@@ -99,32 +102,19 @@ impl Store {
             .execute([])?;
         Ok(())
     }
-
-    /// The indexed words that begin with `prefix` (already folded as the
-    /// index folds), at most `limit` + 1 of them, so a caller can tell
-    /// "more than `limit`".
-    pub fn search_terms_beginning(&self, prefix: &str, limit: usize) -> rusqlite::Result<Vec<String>> {
-        // Every word beginning with `prefix` sorts at or after it and before
-        // it followed by the last code point.
-        let end = format!("{prefix}\u{10FFFF}");
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT term FROM search_terms WHERE term >= ?1 AND term < ?2 ORDER BY term LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![prefix, end, limit as i64 + 1], |row| row.get(0))?;
-        rows.collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::RoomType;
+    use crate::store::prelude::*;
     use crate::store::SearchScope;
 
     use crate::store::temp_store as store;
 
     /// A store with a user and a room of theirs.
-    fn store_with_room() -> (tempfile::TempDir, Store, i64, i64) {
+    fn store_with_room() -> (tempfile::TempDir, SqliteStore, i64, i64) {
         let (dir, mut store) = store();
         let user = store
             .atomically(|s| s.create_user("ana", "Ana", "", "x", 1))
@@ -138,7 +128,7 @@ mod tests {
         (dir, store, user, room)
     }
 
-    fn found(store: &Store, room: i64, word: &str) -> Vec<i64> {
+    fn found(store: &SqliteStore, room: i64, word: &str) -> Vec<i64> {
         store
             .search_messages(word, SearchScope::Room(room), 50)
             .unwrap()
