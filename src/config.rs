@@ -141,6 +141,10 @@ pub struct Config {
     pub ngobrol_amqp: Option<String>,
     /// The queue ngobrol clients publish their requests to.
     pub ngobrol_queue: String,
+    /// Keep everything in this PostgreSQL database (`postgres://...`)
+    /// rather than in SQLite in the data directory, so that several nodes
+    /// can serve it; builds with the `postgres` feature only.
+    pub cluster_store: Option<String>,
 }
 
 impl Default for Config {
@@ -156,6 +160,7 @@ impl Default for Config {
             web_origins: Vec::new(),
             ngobrol_amqp: None,
             ngobrol_queue: "ngobrol".into(),
+            cluster_store: None,
             data_dir: PathBuf::from("parley-data"),
             workers: 2 * cores,
             log_level: "info".into(),
@@ -238,7 +243,22 @@ impl Config {
             _ => bail!("TLS needs both tls_cert and tls_key"),
         }
         self.web_addr()?;
-        self.check_bridge()
+        self.check_bridge()?;
+        self.check_cluster()
+    }
+
+    /// The cluster settings (also checked when a server starts).
+    pub fn check_cluster(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if let Some(url) = &self.cluster_store {
+            if !cfg!(feature = "postgres") {
+                bail!("cluster_store needs a parleyd built with the postgres feature (cargo build --features postgres)");
+            }
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("cluster_store {url:?} is not a URL like postgres://parley@127.0.0.1/parley");
+            }
+        }
+        Ok(())
     }
 
     /// The web listener's address; `None` when it is off.

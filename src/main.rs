@@ -26,6 +26,9 @@ OPTIONS:
   --ngobrol-amqp URL serve ngobrol clients through a RabbitMQ broker, e.g.
                      amqp://guest:guest@127.0.0.1:5672/%2f (builds with
                      the ngobrol feature)
+  --cluster-store URL  keep everything in PostgreSQL, e.g.
+                     postgres://postgres@127.0.0.1/parley, so several nodes
+                     can serve one group (builds with the postgres feature)
   --log-file FILE    log to FILE (reopened on SIGHUP) rather than standard error
   --data DIR         data directory: database and files (default ./parley-data)
   --workers N        read worker threads (default 2 x cores)
@@ -61,6 +64,7 @@ struct Flags {
     listen_plain: Option<String>,
     metrics: Option<String>,
     ngobrol_amqp: Option<String>,
+    cluster_store: Option<String>,
     web: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -143,6 +147,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             Long("listen-plain") => flags.listen_plain = Some(parser.value()?.string()?),
             Long("metrics") => flags.metrics = Some(parser.value()?.string()?),
             Long("ngobrol-amqp") => flags.ngobrol_amqp = Some(parser.value()?.string()?),
+            Long("cluster-store") => flags.cluster_store = Some(parser.value()?.string()?),
             Long("web") => flags.web = Some(parser.value()?.string()?),
             Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => flags.tls_key = Some(parser.value()?.into()),
@@ -188,6 +193,9 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
     }
     if let Some(url) = flags.ngobrol_amqp {
         config.ngobrol_amqp = Some(url);
+    }
+    if let Some(url) = flags.cluster_store {
+        config.cluster_store = Some(url);
     }
     if let Some(cert) = flags.tls_cert {
         config.tls_cert = Some(cert);

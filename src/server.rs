@@ -95,6 +95,42 @@ fn make_private(db_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens (and first migrates) the SQLite database in the data directory:
+/// read-only connections for the workers and the hashing threads, then the
+/// writer's (last). Every connection is opened before any thread starts, so
+/// a bad database fails here rather than in a thread.
+fn open_sqlite_stores(config: &Config) -> anyhow::Result<Vec<Box<Store>>> {
+    let db_path = config.db_path();
+    store::migrate(&db_path)?;
+    make_private(&db_path)?;
+    // The writer's opens first, so the WAL's files exist for the readers.
+    let mut writer_store = SqliteStore::open(&db_path, config.durability)?;
+    // The log goes back into the database file on a thread of its own
+    // (the checkpointer, started with the writer).
+    writer_store.leave_checkpoints_to_checkpointer()?;
+    let mut stores = (0..config.workers + config.auth_workers)
+        .map(|_| SqliteStore::open_reader(&db_path).map(|s| Box::new(s) as Box<Store>))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    stores.push(Box::new(writer_store));
+    Ok(stores)
+}
+
+/// Opens (and first migrates) the PostgreSQL database at `url`: one
+/// connection per worker and hashing thread, and the writer's (last).
+#[cfg(feature = "postgres")]
+fn open_postgres_stores(url: &str, config: &Config) -> anyhow::Result<Vec<Box<Store>>> {
+    use crate::store::postgres::{self, PgStore};
+    postgres::migrate(url)?;
+    (0..=config.workers + config.auth_workers)
+        .map(|_| PgStore::open(url).map(|s| Box::new(s) as Box<Store>))
+        .collect()
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres_stores(_url: &str, _config: &Config) -> anyhow::Result<Vec<Box<Store>>> {
+    bail!("cluster_store needs a parleyd built with the postgres feature")
+}
+
 /// Removes files no message refers to: what a crash mid-upload left behind.
 fn sweep_files(config: &Config, store: &Store) -> anyhow::Result<()> {
     let dir = files::files_dir(&config.data_dir);
@@ -139,6 +175,7 @@ impl Server {
             bail!("auth_workers, auth_queue and job_queue must be at least 1");
         }
         config.check_bridge()?;
+        config.check_cluster()?;
         // The certificate and the ports come first: a port already taken
         // fails before the data directory is created or migrated.
         // mio's bind listens with a backlog of 1024 (std's is 128, which
@@ -188,21 +225,10 @@ impl Server {
             None => None,
         };
         prepare_data_dir(&config)?;
-        let db_path = config.db_path();
-        store::migrate(&db_path)?;
-        make_private(&db_path)?;
-        // Every thread's connection is opened before any thread starts, so a
-        // bad database fails here rather than in a thread: read-only ones
-        // for the workers and the hashing threads, then the writer's (last).
-        // The writer's opens first, so the WAL's files exist for the readers.
-        let mut writer_store = SqliteStore::open(&db_path, config.durability)?;
-        // The log goes back into the database file on a thread of its own
-        // (the checkpointer, started with the writer).
-        writer_store.leave_checkpoints_to_checkpointer()?;
-        let mut stores = (0..config.workers + config.auth_workers)
-            .map(|_| SqliteStore::open_reader(&db_path).map(|s| Box::new(s) as Box<Store>))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        stores.push(Box::new(writer_store));
+        let stores = match &config.cluster_store {
+            None => open_sqlite_stores(&config)?,
+            Some(url) => open_postgres_stores(url, &config)?,
+        };
         sweep_files(&config, stores[0].as_ref())?;
         raise_fd_limit(
             config.max_connections,
@@ -302,7 +328,11 @@ impl Server {
 
         let mut stores = self.stores;
         let writer_store = stores.pop().context("no store for the writer")?;
-        let checkpointer = Checkpointer::spawn(&config.db_path(), config.durability, CHECKPOINT_EVERY)?;
+        // PostgreSQL checkpoints by itself.
+        let checkpointer = match config.cluster_store {
+            None => Some(Checkpointer::spawn(&config.db_path(), config.durability, CHECKPOINT_EVERY)?),
+            Some(_) => None,
+        };
         let writer = Writer {
             tasks: write_rx,
             own: own_rx,
@@ -478,12 +508,14 @@ impl Server {
         if writer_thread.join().is_err() {
             log::error!("the writer panicked");
         }
-        drop(checkpointer);
-        // Every other connection is closed: the log goes back whole.
-        let checkpointed =
-            SqliteStore::open(&config.db_path(), config.durability).and_then(|store| Ok(store.checkpoint()?));
-        if let Err(e) = checkpointed {
-            log::warn!("final WAL checkpoint failed: {e:#}");
+        if let Some(checkpointer) = checkpointer {
+            drop(checkpointer);
+            // Every other connection is closed: the log goes back whole.
+            let checkpointed =
+                SqliteStore::open(&config.db_path(), config.durability).and_then(|store| Ok(store.checkpoint()?));
+            if let Err(e) = checkpointed {
+                log::warn!("final WAL checkpoint failed: {e:#}");
+            }
         }
         result.context("reactor failed")?;
         log::info!("parleyd stopped");

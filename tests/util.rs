@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use parley::client::Client;
 use parley::{Config, Server, ShutdownHandle};
 use serde_json::{json, Value};
+use sha2::Digest;
 use tempfile::TempDir;
 
 pub struct TestServer {
@@ -48,8 +49,39 @@ pub fn test_config(data_dir: &Path) -> Config {
         reads_burst: 1_000_000,
         // Parallel test servers would fight over the web port; web tests turn it on.
         web: "off".into(),
+        cluster_store: postgres_for(data_dir),
         ..Config::default()
     }
+}
+
+/// With PARLEY_TEST_POSTGRES set to a server's URL (such as
+/// `postgres://postgres@127.0.0.1`), every test server keeps its data in a
+/// PostgreSQL database of its own, named after its data directory (so a
+/// restart on the same directory finds the same data): the same suite then
+/// tests the PostgreSQL store.
+pub fn postgres_for(data_dir: &Path) -> Option<String> {
+    let base = std::env::var("PARLEY_TEST_POSTGRES").ok()?;
+    let base = base.trim_end_matches('/');
+    let digest = sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes());
+    let name = format!("parley_test_{}", hex::encode(&digest[..8]));
+    let mut admin = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
+        .expect("PARLEY_TEST_POSTGRES answers");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .expect("listing databases")
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("creating a test database");
+    }
+    Some(format!("{base}/{name}"))
+}
+
+/// Whether the suite runs against PostgreSQL (tests of SQLite's own files
+/// and crash behaviour skip then, saying so).
+pub fn on_postgres() -> bool {
+    std::env::var_os("PARLEY_TEST_POSTGRES").is_some()
 }
 
 /// Puts back the default limits that [`test_config`] lifts.

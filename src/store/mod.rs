@@ -7,9 +7,13 @@
 //! writes: it opens a batch, runs each request [`atomically`] (a savepoint
 //! of the batch), and commits once.
 //!
-//! The embedded default is [`SqliteStore`] (`sqlite`).
+//! The embedded default is [`SqliteStore`] (`sqlite`); with the `postgres`
+//! feature, `postgres::PgStore` keeps everything in a PostgreSQL database
+//! that several nodes share.
 
 mod interface;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod room_cache;
 pub mod sqlite;
 
@@ -38,6 +42,12 @@ pub type Store = dyn Storage;
 #[derive(Debug)]
 pub enum Error {
     Sqlite(rusqlite::Error),
+    #[cfg(feature = "postgres")]
+    Postgres(::postgres::Error),
+    /// The connection broke inside a transaction, which is lost with it.
+    ConnectionLost,
+    /// What the write needed changed under it (another node deleted it).
+    Conflict(&'static str),
 }
 
 /// Result of a storage call.
@@ -48,6 +58,9 @@ impl Error {
     pub fn is_disk_full(&self) -> bool {
         match self {
             Error::Sqlite(e) => crate::disk::is_disk_full(e),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(e) => e.code() == Some(&::postgres::error::SqlState::DISK_FULL),
+            Error::ConnectionLost | Error::Conflict(_) => false,
         }
     }
 }
@@ -56,6 +69,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Sqlite(e) => write!(f, "sqlite: {e}"),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(e) => write!(f, "postgres: {e}"),
+            Error::ConnectionLost => f.write_str("the database connection broke inside a transaction"),
+            Error::Conflict(what) => write!(f, "conflicting change: {what}"),
         }
     }
 }
@@ -64,6 +81,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Sqlite(e) => Some(e),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(e) => Some(e),
+            Error::ConnectionLost | Error::Conflict(_) => None,
         }
     }
 }
@@ -71,6 +91,13 @@ impl std::error::Error for Error {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
         Error::Sqlite(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<::postgres::Error> for Error {
+    fn from(e: ::postgres::Error) -> Error {
+        Error::Postgres(e)
     }
 }
 
