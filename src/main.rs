@@ -76,7 +76,7 @@ struct Flags {
 }
 
 enum Parsed {
-    Run(Flags),
+    Run(Box<Flags>),
     Backup {
         data: PathBuf,
         to: PathBuf,
@@ -163,7 +163,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    Ok(Parsed::Run(flags))
+    Ok(Parsed::Run(Box::new(flags)))
 }
 
 fn build_config(flags: Flags) -> anyhow::Result<Config> {
@@ -303,7 +303,7 @@ fn run() -> anyhow::Result<Option<&'static str>> {
             println!("{}: ok", path.display());
             return Ok(None);
         }
-        Parsed::Run(flags) => flags,
+        Parsed::Run(flags) => *flags,
     };
     let config = build_config(flags.clone())?;
     let log_file = parley::logging::init(&config.log_level, config.log_file.as_deref())?;

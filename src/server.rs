@@ -330,7 +330,11 @@ impl Server {
         let writer_store = stores.pop().context("no store for the writer")?;
         // PostgreSQL checkpoints by itself.
         let checkpointer = match config.cluster_store {
-            None => Some(Checkpointer::spawn(&config.db_path(), config.durability, CHECKPOINT_EVERY)?),
+            None => Some(Checkpointer::spawn(
+                &config.db_path(),
+                config.durability,
+                CHECKPOINT_EVERY,
+            )?),
             Some(_) => None,
         };
         let writer = Writer {
@@ -511,8 +515,8 @@ impl Server {
         if let Some(checkpointer) = checkpointer {
             drop(checkpointer);
             // Every other connection is closed: the log goes back whole.
-            let checkpointed =
-                SqliteStore::open(&config.db_path(), config.durability).and_then(|store| Ok(store.checkpoint()?));
+            let checkpointed = SqliteStore::open(&config.db_path(), config.durability)
+                .and_then(|store| Ok(store.checkpoint()?));
             if let Err(e) = checkpointed {
                 log::warn!("final WAL checkpoint failed: {e:#}");
             }

@@ -279,22 +279,11 @@ fn failed_log_ins_are_throttled_per_address() {
 fn only_hashes_are_stored() {
     let server = start_server();
     let alice = server.user("alice");
-    let db = server.dir.path().join("data").join("parley.db");
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let stored: String = conn
-        .query_row("SELECT pass_hash FROM users WHERE login = 'alice'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let mut db = crate::util::Database::open(&server.dir.path().join("data"));
+    let stored = db.text("SELECT pass_hash FROM users WHERE login = 'alice'");
     assert!(stored.starts_with("$argon2id$"), "{stored}");
     assert!(!stored.contains(&password_digest("pw-alice")));
-    let hashes: Vec<Vec<u8>> = conn
-        .prepare("SELECT hash FROM tokens")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let hashes = db.blobs("SELECT hash FROM tokens");
     assert_eq!(hashes.len(), 1);
     let random = hex::decode(&alice.token[..64]).unwrap();
     assert_ne!(hashes[0], random, "the raw token is not stored");

@@ -320,14 +320,12 @@ fn retention_deletes_old_messages_and_their_files() {
     let (result, dir) = server.stop();
     result.unwrap();
     // Forty days pass for the old ones.
-    let db = rusqlite::Connection::open(dir.path().join("data").join("parley.db")).unwrap();
+    let mut db = crate::util::Database::open(&dir.path().join("data"));
     let forty_days = 40 * 24 * 60 * 60 * 1000i64;
-    let aged = db
-        .execute(
-            "UPDATE messages SET date = date - ?1 WHERE body LIKE 'old%'",
-            [forty_days],
-        )
-        .unwrap();
+    let aged = db.execute(
+        "UPDATE messages SET date = date - $1 WHERE body LIKE 'old%'",
+        forty_days,
+    );
     assert_eq!(aged, 4);
     drop(db);
 

@@ -25,15 +25,23 @@ fn send(user: &mut User, room: i64, text: &str) -> Value {
     user.req(json!({"type": "RQ_MSG", "room_id": room, "message": text, "msg_type": "DB_TEXT_MSG"}))
 }
 
-/// Sends `n` messages pipelined in one write; returns their ids in order.
+/// Sends `n` messages pipelined, at most `SEND_WINDOW` unanswered at a
+/// time (so a slower store is not asked for more than the overload limit
+/// lets wait); returns their ids in order.
 fn send_many(user: &mut User, room: i64, n: usize, prefix: &str) -> Vec<i64> {
-    let mut batch = String::new();
-    for i in 0..n {
-        batch.push_str(&format!("{}\n", json!({"type": "RQ_MSG", "room_id": room, "message": format!("{prefix} {i}"), "req_id": format!("bulk{i}")})));
-    }
-    user.client.send_raw(batch.as_bytes()).unwrap();
+    const SEND_WINDOW: usize = 250;
     let mut ids = Vec::with_capacity(n);
+    let mut sent = 0;
     while ids.len() < n {
+        if sent < n && sent - ids.len() < SEND_WINDOW {
+            let window = (n - sent).min(SEND_WINDOW - (sent - ids.len()));
+            let mut batch = String::new();
+            for i in sent..sent + window {
+                batch.push_str(&format!("{}\n", json!({"type": "RQ_MSG", "room_id": room, "message": format!("{prefix} {i}"), "req_id": format!("bulk{i}")})));
+            }
+            user.client.send_raw(batch.as_bytes()).unwrap();
+            sent += window;
+        }
         let msg = user.client.recv().unwrap();
         if msg["req_id"].as_str().is_some_and(|r| r.starts_with("bulk")) {
             assert_type(&msg, "RQ_MSG");

@@ -424,3 +424,77 @@ impl Drop for Stop {
         let _ = self.0.wait();
     }
 }
+
+/// The test server's database, opened directly (SQLite's file, or the
+/// PostgreSQL database [`postgres_for`] made for it), for tests that look
+/// beneath the protocol. Statements use `$1`-style parameters, which both read.
+pub enum Database {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Client),
+}
+
+impl Database {
+    /// The database of the server whose data directory is `data_dir`.
+    pub fn open(data_dir: &Path) -> Database {
+        match postgres_for(data_dir) {
+            Some(url) => Database::Postgres(
+                postgres::Client::connect(&url, postgres::NoTls).expect("the test database"),
+            ),
+            None => Database::Sqlite(
+                rusqlite::Connection::open(data_dir.join("parley.db")).expect("the database file"),
+            ),
+        }
+    }
+
+    /// The one integer `sql` returns.
+    pub fn number(&mut self, sql: &str) -> i64 {
+        match self {
+            Database::Sqlite(conn) => conn.query_row(sql, [], |row| row.get(0)).unwrap(),
+            Database::Postgres(client) => client.query_one(sql, &[]).unwrap().get(0),
+        }
+    }
+
+    /// The one text `sql` returns.
+    pub fn text(&mut self, sql: &str) -> String {
+        match self {
+            Database::Sqlite(conn) => conn.query_row(sql, [], |row| row.get(0)).unwrap(),
+            Database::Postgres(client) => client.query_one(sql, &[]).unwrap().get(0),
+        }
+    }
+
+    /// The bytes in the first column of every row `sql` returns.
+    pub fn blobs(&mut self, sql: &str) -> Vec<Vec<u8>> {
+        match self {
+            Database::Sqlite(conn) => conn
+                .prepare(sql)
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap(),
+            Database::Postgres(client) => client
+                .query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect(),
+        }
+    }
+
+    /// Runs `sql` with one integer parameter; returns the rows it changed.
+    pub fn execute(&mut self, sql: &str, value: i64) -> u64 {
+        match self {
+            Database::Sqlite(conn) => conn.execute(sql, [value]).unwrap() as u64,
+            Database::Postgres(client) => client.execute(sql, &[&value]).unwrap(),
+        }
+    }
+}
+
+/// Says that a test of the SQLite store's own behaviour is skipped (the
+/// suite runs against PostgreSQL), and returns whether it is.
+pub fn skipped_on_postgres(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped against PostgreSQL: {what}");
+    }
+    on_postgres()
+}

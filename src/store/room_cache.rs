@@ -1,15 +1,17 @@
 //! The writer's memory of rooms: each room's row, newest date and members.
 //!
-//! Only the writer's connection keeps one (see `Transactions::keep_room_cache`):
-//! every write goes through it, so it can update or forget a room as its own
-//! statements change it, and a message costs no read of the room, its
-//! members or its newest date. A rollback that undoes a change the cache saw
-//! empties it (it refills on demand).
+//! Only the writer's store keeps one (see `Transactions::keep_room_cache`):
+//! every write of the node goes through it, so it can update or forget a
+//! room as its own statements change it, and a message costs no read of the
+//! room, its members or its newest date. A rollback that undoes a change the
+//! cache saw empties it (it refills on demand). A store that other nodes
+//! write to as well keeps it for one batch only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{Role, Room};
+use crate::store::{MessageStore, Result, RoomStore};
 
 /// Above this many cached rooms, the cache starts over.
 const MAX_CACHED_ROOMS: usize = 50_000;
@@ -97,6 +99,93 @@ impl RoomCache {
     pub fn clear(&mut self) {
         self.rooms.clear();
         self.changes += 1;
+    }
+}
+
+/// A room's state as the cache keeps it, read from `store`; `None` if the
+/// room does not exist.
+pub fn load_room_state<S: RoomStore + MessageStore + ?Sized>(
+    store: &S,
+    room_id: i64,
+) -> Result<Option<RoomState>> {
+    let Some(room) = store.room(room_id)? else {
+        return Ok(None);
+    };
+    let newest_date = store.newest_date(room_id)?;
+    let roles = store.member_roles(room_id)?;
+    Ok(Some(RoomState::new(room, newest_date, roles)))
+}
+
+/// The writer's room cache, when kept, with what undoing a savepoint needs:
+/// the cache's change count when each open savepoint began.
+#[derive(Default)]
+pub struct WriterRooms {
+    cache: Option<RoomCache>,
+    marks: Vec<u64>,
+}
+
+impl WriterRooms {
+    /// Starts keeping rooms.
+    pub fn keep(&mut self) {
+        self.cache = Some(RoomCache::default());
+    }
+
+    pub fn kept(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    pub fn get(&self, room_id: i64) -> Option<&RoomState> {
+        self.cache.as_ref().and_then(|c| c.get(room_id))
+    }
+
+    pub fn insert(&mut self, state: RoomState) {
+        if let Some(cache) = &mut self.cache {
+            cache.insert(state);
+        }
+    }
+
+    /// A message was stored in the room.
+    pub fn note_message(&mut self, room_id: i64, date: i64, bytes: usize) {
+        if let Some(cache) = &mut self.cache {
+            cache.note_message(room_id, date, bytes);
+        }
+    }
+
+    /// The room changed in a way the cache does not follow.
+    pub fn forget(&mut self, room_id: i64) {
+        if let Some(cache) = &mut self.cache {
+            cache.forget(room_id);
+        }
+    }
+
+    pub fn forget_all(&mut self) {
+        if let Some(cache) = &mut self.cache {
+            cache.clear();
+        }
+    }
+
+    fn changes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, RoomCache::changes)
+    }
+
+    /// A transaction or savepoint began.
+    pub fn entered(&mut self) {
+        self.marks.push(self.changes());
+    }
+
+    /// The matching transaction or savepoint ended; if its writes were
+    /// undone, what the cache learnt in it is forgotten.
+    pub fn left(&mut self, undone: bool) {
+        let mark = self.marks.pop().unwrap_or(0);
+        if undone && self.changes() != mark {
+            self.forget_all();
+        }
+    }
+
+    /// Everything open was rolled back.
+    pub fn rolled_back(&mut self) {
+        self.marks.clear();
+        self.forget_all();
     }
 }
 

@@ -21,7 +21,14 @@ pub(super) fn user_at(row: &Row, at: usize) -> User {
 }
 
 impl AccountStore for PgStore {
-    fn create_user(&mut self, login: &str, name: &str, desc: &str, pass_hash: &str, now: i64) -> Result<Option<User>> {
+    fn create_user(
+        &mut self,
+        login: &str,
+        name: &str,
+        desc: &str,
+        pass_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>> {
         let row = self.query_opt(
             "INSERT INTO users (login, name, \"desc\", pass_hash, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (login) DO NOTHING RETURNING id",
@@ -44,12 +51,18 @@ impl AccountStore for PgStore {
     }
 
     fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        let row = self.query_opt("SELECT id, login, name, \"desc\" FROM users WHERE id = $1", &[&id])?;
+        let row = self.query_opt(
+            "SELECT id, login, name, \"desc\" FROM users WHERE id = $1",
+            &[&id],
+        )?;
         Ok(row.map(|row| user_at(&row, 0)))
     }
 
     fn user_by_login(&self, login: &str) -> Result<Option<User>> {
-        let row = self.query_opt("SELECT id, login, name, \"desc\" FROM users WHERE login = $1", &[&login])?;
+        let row = self.query_opt(
+            "SELECT id, login, name, \"desc\" FROM users WHERE login = $1",
+            &[&login],
+        )?;
         Ok(row.map(|row| user_at(&row, 0)))
     }
 

@@ -7,12 +7,18 @@ use crate::store::{AdminStore, Result, RoomSummary, Totals};
 
 impl AdminStore for PgStore {
     fn all_users(&self) -> Result<Vec<(User, i64)>> {
-        let rows = self.query("SELECT id, login, name, \"desc\", created_at FROM users ORDER BY id", &[])?;
+        let rows = self.query(
+            "SELECT id, login, name, \"desc\", created_at FROM users ORDER BY id",
+            &[],
+        )?;
         Ok(rows.iter().map(|row| (user_at(row, 0), row.get(4))).collect())
     }
 
     fn set_pass_hash(&mut self, user_id: i64, pass_hash: &str) -> Result<bool> {
-        let n = self.execute("UPDATE users SET pass_hash = $2 WHERE id = $1", &[&user_id, &pass_hash])?;
+        let n = self.execute(
+            "UPDATE users SET pass_hash = $2 WHERE id = $1",
+            &[&user_id, &pass_hash],
+        )?;
         Ok(n > 0)
     }
 

@@ -10,7 +10,10 @@ use crate::store::{ConversationStore, Extras, Result};
 
 impl ConversationStore for PgStore {
     fn set_reply_to(&mut self, msg_id: i64, reply_to: i64) -> Result<()> {
-        self.execute("UPDATE messages SET reply_to = $2 WHERE id = $1", &[&msg_id, &reply_to])?;
+        self.execute(
+            "UPDATE messages SET reply_to = $2 WHERE id = $1",
+            &[&msg_id, &reply_to],
+        )?;
         Ok(())
     }
 

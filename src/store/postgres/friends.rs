@@ -20,7 +20,8 @@ impl FriendStore for PgStore {
             "DELETE FROM friend_refusals WHERE user_id = $1 AND refused_id = $2",
             &[&user_id, &friend_id],
         )?;
-        let insert = "INSERT INTO friends (user_id, friend_id, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        let insert =
+            "INSERT INTO friends (user_id, friend_id, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
         let n = self.execute(insert, &[&user_id, &friend_id, &now])?;
         self.execute(insert, &[&friend_id, &user_id, &now])?;
         Ok(n > 0)

@@ -12,7 +12,11 @@ pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name, m.reply_to";
 
 pub(super) fn message_from_row(row: &Row) -> Message {
-    let file = match (row.get::<_, Option<String>>(8), row.get::<_, Option<i64>>(9), row.get(10)) {
+    let file = match (
+        row.get::<_, Option<String>>(8),
+        row.get::<_, Option<i64>>(9),
+        row.get(10),
+    ) {
         (Some(name), Some(size), Some(stored_name)) => Some(StoredFile {
             name,
             size,
@@ -71,7 +75,14 @@ impl PgStore {
 }
 
 impl MessageStore for PgStore {
-    fn insert_message(&mut self, room_id: i64, user_id: i64, body: &str, msg_type: MsgType, now: i64) -> Result<(i64, i64)> {
+    fn insert_message(
+        &mut self,
+        room_id: i64,
+        user_id: i64,
+        body: &str,
+        msg_type: MsgType,
+        now: i64,
+    ) -> Result<(i64, i64)> {
         // The room's row lock orders the room's messages: the next number
         // and the date are drawn under it, and so is the id (the insert
         // reads the update's row), so ids increase in the room's order.
@@ -88,7 +99,9 @@ impl MessageStore for PgStore {
             &[&room_id, &user_id, &now, &body, &msg_type.code()],
         )?;
         let row = row.ok_or(Error::Conflict("the room was deleted"))?;
-        Ok((row.get(0), row.get(1)))
+        let date = row.get(1);
+        self.rooms.note_message(room_id, date, body.len());
+        Ok((row.get(0), date))
     }
 
     fn newest_date(&self, room_id: i64) -> Result<i64> {
@@ -100,7 +113,13 @@ impl MessageStore for PgStore {
             .get(0))
     }
 
-    fn insert_file_message(&mut self, room_id: i64, user_id: i64, file: &StoredFile, now: i64) -> Result<(i64, i64)> {
+    fn insert_file_message(
+        &mut self,
+        room_id: i64,
+        user_id: i64,
+        file: &StoredFile,
+        now: i64,
+    ) -> Result<(i64, i64)> {
         let (id, date) = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
         self.execute(
             "UPDATE messages SET file_name = $2, file_size = $3, stored_name = $4 WHERE id = $1",
@@ -118,7 +137,10 @@ impl MessageStore for PgStore {
     }
 
     fn all_stored_files(&self) -> Result<Vec<String>> {
-        let rows = self.query("SELECT stored_name FROM messages WHERE stored_name IS NOT NULL", &[])?;
+        let rows = self.query(
+            "SELECT stored_name FROM messages WHERE stored_name IS NOT NULL",
+            &[],
+        )?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -133,7 +155,9 @@ impl MessageStore for PgStore {
 
     fn message(&self, id: i64) -> Result<Option<Message>> {
         let row = self.query_opt(
-            &format!("SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1"),
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1"
+            ),
             &[&id],
         )?;
         Ok(row.as_ref().map(message_from_row))
@@ -143,6 +167,7 @@ impl MessageStore for PgStore {
         let Some(old) = self.lock_message(id)? else {
             return Ok(());
         };
+        self.rooms.forget(old.room_id);
         self.execute(
             "UPDATE messages SET body = $2, edited = true WHERE id = $1",
             &[&id, &body],
@@ -158,6 +183,7 @@ impl MessageStore for PgStore {
         let Some(doomed) = self.lock_message(id)? else {
             return Ok(());
         };
+        self.rooms.forget(doomed.room_id);
         self.execute(
             "UPDATE members SET gone_unseen = gone_unseen + 1, own_unseen = own_unseen - (user_id = $3)::int
              WHERE room_id = $1 AND last_read < $2",
@@ -185,6 +211,7 @@ impl MessageStore for PgStore {
     }
 
     fn clear_history(&mut self, room_id: i64) -> Result<usize> {
+        self.rooms.forget(room_id);
         // The room's lock first: no message of another node slips in between.
         self.execute("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", &[&room_id])?;
         self.execute(
@@ -196,12 +223,17 @@ impl MessageStore for PgStore {
             &[&room_id],
         )?;
         let n = self.execute("DELETE FROM messages WHERE room_id = $1", &[&room_id])?;
-        self.execute("UPDATE rooms SET msg_count = 0, power = 0 WHERE id = $1", &[&room_id])?;
+        self.execute(
+            "UPDATE rooms SET msg_count = 0, power = 0 WHERE id = $1",
+            &[&room_id],
+        )?;
         Ok(n as usize)
     }
 
     fn history(&self, room_id: i64, q: &HistoryQuery) -> Result<Vec<Message>> {
-        let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1");
+        let mut sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1"
+        );
         let limit = q.limit as i64;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&room_id];
         let bounds = [
@@ -220,7 +252,10 @@ impl MessageStore for PgStore {
         // Dates never decrease as ids increase, so both orders agree; ordering
         // by date lets a date-bounded page use the (room, date, id) index.
         if q.after_date.is_some() || q.before_date.is_some() {
-            sql.push_str(&format!(" ORDER BY m.date DESC, m.id DESC LIMIT ${}", params.len()));
+            sql.push_str(&format!(
+                " ORDER BY m.date DESC, m.id DESC LIMIT ${}",
+                params.len()
+            ));
         } else {
             sql.push_str(&format!(" ORDER BY m.id DESC LIMIT ${}", params.len()));
         }

@@ -34,10 +34,14 @@ use anyhow::{bail, Context};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 
+use super::room_cache::WriterRooms;
 use super::{Error, IndexPass, Result, SearchIndexStore, Storage, Transactions};
 
 /// The schema migrations, in order; the version is the position plus one.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_schema", include_str!("../../../db/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_schema",
+    include_str!("../../../db/postgres/0001_schema.sql"),
+)];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -125,6 +129,10 @@ pub struct PgStore {
     /// The batch's transaction can no longer commit (its connection broke,
     /// or a savepoint could not be rolled back to).
     lost: bool,
+    /// The writer's rooms, for one batch: other nodes change rooms too, so
+    /// each batch starts afresh (a batch of messages to one room then reads
+    /// the room once).
+    rooms: WriterRooms,
 }
 
 impl PgStore {
@@ -139,6 +147,7 @@ impl PgStore {
             opened: Cell::new(0),
             release: Cell::new(None),
             lost: false,
+            rooms: WriterRooms::default(),
         })
     }
 
@@ -164,7 +173,9 @@ impl PgStore {
             return Ok(statement.clone());
         }
         let statement = client.prepare(sql)?;
-        self.statements.borrow_mut().insert(sql.to_owned(), statement.clone());
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
@@ -236,6 +247,7 @@ impl Storage for PgStore {}
 impl Transactions for PgStore {
     fn enter_atomic(&mut self) -> Result<()> {
         self.depth += 1;
+        self.rooms.entered();
         Ok(())
     }
 
@@ -244,6 +256,7 @@ impl Transactions for PgStore {
         let level = self.depth;
         if self.opened.get() <= level {
             // No statement ran inside it: there is nothing to end.
+            self.rooms.left(!keep);
             return Ok(());
         }
         // Still counted as open while it ends: a connection that broke must
@@ -264,10 +277,13 @@ impl Transactions for PgStore {
             }
             (false, _) => {
                 self.release.set(None);
-                self.control(&format!("ROLLBACK TO SAVEPOINT s{level}; RELEASE SAVEPOINT s{level}"))
+                self.control(&format!(
+                    "ROLLBACK TO SAVEPOINT s{level}; RELEASE SAVEPOINT s{level}"
+                ))
             }
         };
         self.opened.set(level);
+        self.rooms.left(!keep || finished.is_err());
         if finished.is_err() {
             if level == 0 {
                 self.rollback_all();
@@ -284,6 +300,7 @@ impl Transactions for PgStore {
         }
         self.lost = false;
         self.depth = 1;
+        self.rooms.forget_all();
         Ok(())
     }
 
@@ -321,11 +338,13 @@ impl Transactions for PgStore {
         self.opened.set(0);
         self.release.set(None);
         self.lost = false;
+        self.rooms.rolled_back();
     }
 
-    /// Nothing to keep: another node's writes would make the copies stale,
-    /// and the database answers a room's row and members from its indexes.
-    fn keep_room_cache(&mut self) {}
+    /// Kept for one batch at a time (see `rooms`).
+    fn keep_room_cache(&mut self) {
+        self.rooms.keep();
+    }
 }
 
 /// PostgreSQL keeps its text index in the storing transaction: there is

@@ -8,9 +8,11 @@ use postgres::Row;
 use super::accounts::user_at;
 use super::{role_from, PgStore};
 use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType};
-use crate::store::{Audience, Departure, Result, RoomStore};
+use crate::store::room_cache::load_room_state;
+use crate::store::{Audience, Departure, Result, RoomState, RoomStore};
 
-const ROOM_COLUMNS: &str = "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count, r.power";
+const ROOM_COLUMNS: &str =
+    "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count, r.power";
 /// How many columns `ROOM_COLUMNS` names: queries' own columns follow.
 const ROOM_FIELDS: usize = 8;
 
@@ -28,7 +30,14 @@ fn room_from_row(row: &Row) -> Room {
 }
 
 impl RoomStore for PgStore {
-    fn create_room(&mut self, owner: i64, name: &str, desc: &str, room_type: RoomType, now: i64) -> Result<Room> {
+    fn create_room(
+        &mut self,
+        owner: i64,
+        name: &str,
+        desc: &str,
+        room_type: RoomType,
+        now: i64,
+    ) -> Result<Room> {
         let id: i64 = self
             .query_one(
                 "INSERT INTO rooms (name, name_fold, \"desc\", room_type, owner_id, created_at)
@@ -50,7 +59,10 @@ impl RoomStore for PgStore {
     }
 
     fn room(&self, room_id: i64) -> Result<Option<Room>> {
-        let row = self.query_opt(&format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = $1"), &[&room_id])?;
+        let row = self.query_opt(
+            &format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = $1"),
+            &[&room_id],
+        )?;
         Ok(row.as_ref().map(room_from_row))
     }
 
@@ -88,6 +100,7 @@ impl RoomStore for PgStore {
     }
 
     fn add_member(&mut self, room_id: i64, user_id: i64, role: Role, now: i64) -> Result<bool> {
+        self.rooms.forget(room_id);
         let n = self.execute(
             "INSERT INTO members (room_id, user_id, role, joined_at, last_read, read_seq)
              VALUES ($1, $2, $3, $4,
@@ -100,6 +113,7 @@ impl RoomStore for PgStore {
     }
 
     fn remove_member(&mut self, room_id: i64, user_id: i64) -> Result<bool> {
+        self.rooms.forget(room_id);
         let n = self.execute(
             "DELETE FROM members WHERE room_id = $1 AND user_id = $2",
             &[&room_id, &user_id],
@@ -108,12 +122,16 @@ impl RoomStore for PgStore {
     }
 
     fn set_role(&mut self, room_id: i64, user_id: i64, role: Role) -> Result<()> {
+        self.rooms.forget(room_id);
         self.execute(
             "UPDATE members SET role = $3 WHERE room_id = $1 AND user_id = $2",
             &[&room_id, &user_id, &role.code()],
         )?;
         if role == Role::Owner {
-            self.execute("UPDATE rooms SET owner_id = $2 WHERE id = $1", &[&room_id, &user_id])?;
+            self.execute(
+                "UPDATE rooms SET owner_id = $2 WHERE id = $1",
+                &[&room_id, &user_id],
+            )?;
         }
         Ok(())
     }
@@ -142,11 +160,13 @@ impl RoomStore for PgStore {
     }
 
     fn delete_room(&mut self, room_id: i64) -> Result<()> {
+        self.rooms.forget(room_id);
         self.execute("DELETE FROM rooms WHERE id = $1", &[&room_id])?;
         Ok(())
     }
 
     fn rename_room(&mut self, room_id: i64, name: &str) -> Result<()> {
+        self.rooms.forget(room_id);
         self.execute(
             "UPDATE rooms SET name = $2, name_fold = $3 WHERE id = $1",
             &[&room_id, &name, &fold_name(name)],
@@ -155,11 +175,17 @@ impl RoomStore for PgStore {
     }
 
     fn set_room_desc(&mut self, room_id: i64, desc: &str) -> Result<()> {
+        self.rooms.forget(room_id);
         self.execute("UPDATE rooms SET \"desc\" = $2 WHERE id = $1", &[&room_id, &desc])?;
         Ok(())
     }
 
-    fn search_global_rooms(&self, prefix_fold: &str, user_id: i64, limit: usize) -> Result<Vec<(Room, Option<Role>)>> {
+    fn search_global_rooms(
+        &self,
+        prefix_fold: &str,
+        user_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(Room, Option<Role>)>> {
         // A byte-wise range on the folded-name index (text_pattern_ops):
         // every name with the prefix sorts below the prefix followed by the
         // highest code point, whose UTF-8 bytes sort last.
@@ -206,8 +232,14 @@ impl RoomStore for PgStore {
     }
 
     fn member_roles(&self, room_id: i64) -> Result<Vec<(i64, Role)>> {
-        let rows = self.query("SELECT user_id, role FROM members WHERE room_id = $1", &[&room_id])?;
-        Ok(rows.iter().map(|row| (row.get(0), role_from(row.get(1)))).collect())
+        let rows = self.query(
+            "SELECT user_id, role FROM members WHERE room_id = $1",
+            &[&room_id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), role_from(row.get(1))))
+            .collect())
     }
 
     fn member_ids(&self, room_id: i64) -> Result<Vec<i64>> {
@@ -219,6 +251,11 @@ impl RoomStore for PgStore {
     }
 
     fn room_and_role(&mut self, room_id: i64, user_id: i64) -> Result<Option<(Room, Option<Role>)>> {
+        if self.rooms.kept() {
+            return Ok(self
+                .cached_room(room_id)?
+                .map(|state| (state.room.clone(), state.role_of(user_id))));
+        }
         // One round trip: every message asks this first.
         let row = self.query_opt(
             &format!(
@@ -234,6 +271,28 @@ impl RoomStore for PgStore {
     }
 
     fn audience(&mut self, room_id: i64) -> Result<Audience> {
+        if self.rooms.kept() {
+            return Ok(self
+                .cached_room(room_id)?
+                .map_or_else(|| Arc::new(Vec::new()), RoomState::audience));
+        }
         Ok(Arc::new(self.member_ids(room_id)?))
+    }
+}
+
+impl PgStore {
+    /// The batch's cached state of a room, loaded on a miss; `None` for
+    /// stores without a cache and for rooms that do not exist.
+    fn cached_room(&mut self, room_id: i64) -> Result<Option<&RoomState>> {
+        if !self.rooms.kept() {
+            return Ok(None);
+        }
+        if self.rooms.get(room_id).is_none() {
+            let Some(state) = load_room_state(self, room_id)? else {
+                return Ok(None);
+            };
+            self.rooms.insert(state);
+        }
+        Ok(self.rooms.get(room_id))
     }
 }

@@ -76,7 +76,7 @@ impl MessageStore for SqliteStore {
         msg_type: MsgType,
         now: i64,
     ) -> Result<(i64, i64)> {
-        let newest = match self.rooms.as_ref().and_then(|c| c.get(room_id)) {
+        let newest = match self.rooms.get(room_id) {
             Some(state) => state.newest_date,
             None => self.newest_date(room_id)?,
         };
@@ -87,9 +87,7 @@ impl MessageStore for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, (SELECT last_seq + 1 FROM rooms WHERE id = ?1))",
             )?
             .execute(params![room_id, user_id, date, body, msg_type.code()])?;
-        if let Some(cache) = &mut self.rooms {
-            cache.note_message(room_id, date, body.len());
-        }
+        self.rooms.note_message(room_id, date, body.len());
         Ok((self.conn.last_insert_rowid(), date))
     }
 

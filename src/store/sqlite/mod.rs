@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rusqlite::Connection;
 
-use super::room_cache::RoomCache;
+use super::room_cache::WriterRooms;
 use super::{Result, Storage, Transactions};
 use crate::config::Durability;
 
@@ -75,10 +75,8 @@ pub struct SqliteStore {
     conn: Connection,
     /// Open transactions and savepoints (`atomically` nests).
     depth: u32,
-    /// The room cache's change count when each open `enter_atomic` began.
-    cache_marks: Vec<u64>,
     /// Rooms in memory: kept by the writer's store only, which sees every write.
-    rooms: Option<RoomCache>,
+    rooms: WriterRooms,
     /// SQLite's count of commits by other connections, when last looked at.
     data_version: Option<i64>,
 }
@@ -128,8 +126,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             depth: 0,
-            cache_marks: Vec::new(),
-            rooms: None,
+            rooms: WriterRooms::default(),
             data_version: None,
         })
     }
@@ -141,21 +138,9 @@ impl SqliteStore {
         self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
-    fn cache_changes(&self) -> u64 {
-        self.rooms.as_ref().map_or(0, RoomCache::changes)
-    }
-
-    fn forget_rooms(&mut self) {
-        if let Some(cache) = &mut self.rooms {
-            cache.clear();
-        }
-    }
-
     /// Tells the cache that a room changed in a way it does not follow.
     fn forget_room(&mut self, room_id: i64) {
-        if let Some(cache) = &mut self.rooms {
-            cache.forget(room_id);
-        }
+        self.rooms.forget(room_id);
     }
 
     /// Opens a read-only connection, for the read workers and the hashing
@@ -172,8 +157,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             depth: 0,
-            cache_marks: Vec::new(),
-            rooms: None,
+            rooms: WriterRooms::default(),
             data_version: None,
         })
     }
@@ -214,14 +198,13 @@ impl Transactions for SqliteStore {
             self.control(&format!("SAVEPOINT s{}", self.depth))?;
         }
         self.depth += 1;
-        self.cache_marks.push(self.cache_changes());
+        self.rooms.entered();
         Ok(())
     }
 
     fn leave_atomic(&mut self, keep: bool) -> Result<()> {
         self.depth = self.depth.saturating_sub(1);
         let level = self.depth;
-        let mark = self.cache_marks.pop().unwrap_or(0);
         let finished = match (keep, level) {
             (true, 0) => self.conn.execute_batch("COMMIT"),
             (true, _) => self.control(&format!("RELEASE s{level}")),
@@ -230,10 +213,7 @@ impl Transactions for SqliteStore {
                 .conn
                 .execute_batch(&format!("ROLLBACK TO s{level}; RELEASE s{level}")),
         };
-        let undone = !keep || finished.is_err();
-        if undone && self.cache_changes() != mark {
-            self.forget_rooms();
-        }
+        self.rooms.left(!keep || finished.is_err());
         if finished.is_err() && keep && level == 0 {
             self.rollback_all();
         }
@@ -248,10 +228,10 @@ impl Transactions for SqliteStore {
         self.depth = 1;
         // Another process (`parleyd admin`, a restore) may have changed the
         // database: then what the cache remembers may be stale.
-        if self.rooms.is_some() {
+        if self.rooms.kept() {
             let version: i64 = self.conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
             if self.data_version.replace(version).is_some_and(|v| v != version) {
-                self.forget_rooms();
+                self.rooms.forget_all();
             }
         }
         Ok(())
@@ -280,13 +260,13 @@ impl Transactions for SqliteStore {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.depth = 0;
-        self.forget_rooms();
+        self.rooms.rolled_back();
     }
 
     /// Keeps rooms in memory (the writer's store only: any other would not
     /// see the writes that make its copies stale).
     fn keep_room_cache(&mut self) {
-        self.rooms = Some(RoomCache::default());
+        self.rooms.keep();
     }
 }
 

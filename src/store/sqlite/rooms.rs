@@ -9,7 +9,8 @@ use super::SqliteStore;
 use std::sync::Arc;
 
 use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType};
-use crate::store::{Audience, Departure, MessageStore, Result, RoomState, RoomStore};
+use crate::store::room_cache::load_room_state;
+use crate::store::{Audience, Departure, Result, RoomState, RoomStore};
 
 const ROOM_COLUMNS: &str =
     "r.id, r.name, r.\"desc\", r.room_type, r.owner_id, r.created_at, r.msg_count, r.power";
@@ -254,11 +255,8 @@ impl RoomStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The room and the user's role in it (`Banned` included, `None` for
-    /// non-members); `None` if the room does not exist. From memory in the
-    /// writer, two indexed reads elsewhere.
     fn room_and_role(&mut self, room_id: i64, user_id: i64) -> Result<Option<(Room, Option<Role>)>> {
-        if self.rooms.is_some() {
+        if self.rooms.kept() {
             return Ok(self
                 .cached_room(room_id)?
                 .map(|state| (state.room.clone(), state.role_of(user_id))));
@@ -270,9 +268,8 @@ impl RoomStore for SqliteStore {
         Ok(Some((room, role)))
     }
 
-    /// The room's current members (banned excluded): who its pushes reach.
     fn audience(&mut self, room_id: i64) -> Result<Audience> {
-        if self.rooms.is_some() {
+        if self.rooms.kept() {
             return Ok(self
                 .cached_room(room_id)?
                 .map_or_else(|| Arc::new(Vec::new()), RoomState::audience));
@@ -285,27 +282,16 @@ impl SqliteStore {
     /// The writer's cached state of a room, loaded on a miss; `None` for
     /// stores without a cache and for rooms that do not exist.
     fn cached_room(&mut self, room_id: i64) -> Result<Option<&RoomState>> {
-        let Some(cache) = &self.rooms else {
+        if !self.rooms.kept() {
             return Ok(None);
-        };
-        if cache.get(room_id).is_none() {
-            let Some(state) = self.load_room_state(room_id)? else {
+        }
+        if self.rooms.get(room_id).is_none() {
+            let Some(state) = load_room_state(self, room_id)? else {
                 return Ok(None);
             };
-            if let Some(cache) = &mut self.rooms {
-                cache.insert(state);
-            }
+            self.rooms.insert(state);
         }
-        Ok(self.rooms.as_ref().and_then(|c| c.get(room_id)))
-    }
-
-    fn load_room_state(&self, room_id: i64) -> Result<Option<RoomState>> {
-        let Some(room) = self.room(room_id)? else {
-            return Ok(None);
-        };
-        let newest_date = self.newest_date(room_id)?;
-        let roles = self.member_roles(room_id)?;
-        Ok(Some(RoomState::new(room, newest_date, roles)))
+        Ok(self.rooms.get(room_id))
     }
 }
 
