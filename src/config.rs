@@ -145,6 +145,13 @@ pub struct Config {
     /// rather than in SQLite in the data directory, so that several nodes
     /// can serve it; builds with the `postgres` feature only.
     pub cluster_store: Option<String>,
+    /// Tell the other nodes of the cluster over this NATS server
+    /// (`nats://127.0.0.1:4222`); needs `cluster_store` and a build with the
+    /// `cluster` feature.
+    pub cluster_bus: Option<String>,
+    /// The cluster's subject prefix on the bus, so several clusters may
+    /// share one NATS server.
+    pub cluster_subject: String,
 }
 
 impl Default for Config {
@@ -161,6 +168,8 @@ impl Default for Config {
             ngobrol_amqp: None,
             ngobrol_queue: "ngobrol".into(),
             cluster_store: None,
+            cluster_bus: None,
+            cluster_subject: "parley".into(),
             data_dir: PathBuf::from("parley-data"),
             workers: 2 * cores,
             log_level: "info".into(),
@@ -257,6 +266,30 @@ impl Config {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 bail!("cluster_store {url:?} is not a URL like postgres://parley@127.0.0.1/parley");
             }
+        }
+        if let Some(url) = &self.cluster_bus {
+            if !cfg!(feature = "cluster") {
+                bail!("cluster_bus needs a parleyd built with the cluster feature (cargo build --features cluster)");
+            }
+            if !url.starts_with("nats://") {
+                bail!("cluster_bus {url:?} is not a URL like nats://127.0.0.1:4222");
+            }
+            if self.cluster_store.is_none() {
+                bail!(
+                    "cluster_bus needs cluster_store: the nodes of a cluster share one PostgreSQL database"
+                );
+            }
+        }
+        let subject_ok = !self.cluster_subject.is_empty()
+            && self.cluster_subject.len() <= 100
+            && self.cluster_subject.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+        if !subject_ok {
+            bail!("cluster_subject must be dot-separated words of letters, digits, - and _ (like parley or team.chat)");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::cluster::sequencer::Gap;
 use crate::compat::Dialect;
 use crate::disk::QuotaReservation;
 use crate::error::Error;
@@ -65,6 +66,9 @@ pub enum Task {
     StoreUpload { conn: ConnId, upload: StoreUpload },
     /// Periodic upkeep: expired tokens go, the disk's ballast comes back.
     Maintenance,
+    /// Stored messages of a room that this node of a cluster did not hear
+    /// of: read them from the store for delivery in their place.
+    FillGap(Gap),
     /// A search is about to run: index every stored message now, then say
     /// so on the channel (see [`WriteQueue::catch_up_search`]).
     IndexSearch(Sender<()>),
@@ -79,7 +83,11 @@ impl Task {
             Task::Request(job) => job.conn,
             Task::CreateAccount(account) => account.conn,
             Task::IssueToken { conn, .. } | Task::StoreUpload { conn, .. } => *conn,
-            Task::Presence { .. } | Task::Maintenance | Task::IndexSearch(_) | Task::Stop => NO_CONN,
+            Task::Presence { .. }
+            | Task::Maintenance
+            | Task::FillGap(_)
+            | Task::IndexSearch(_)
+            | Task::Stop => NO_CONN,
         }
     }
 
@@ -92,6 +100,7 @@ impl Task {
             Task::Presence { .. } => Kind::Presence,
             Task::StoreUpload { .. } => Kind::UploadFile,
             Task::IndexSearch(_) => Kind::SearchMsgs,
+            Task::FillGap(_) => Kind::Msg,
             Task::Maintenance | Task::Stop => Kind::Token,
         }
     }
@@ -165,6 +174,17 @@ pub struct Push {
     /// When true this push is the request's answer: the requesting
     /// connection's copy carries the request's `req_id`.
     pub answers_request: bool,
+    /// For a stored message: its room and number there. The nodes of a
+    /// cluster deliver a room's messages in that order.
+    pub order: Option<RoomOrder>,
+}
+
+/// A stored message's place in its room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomOrder {
+    pub room_id: i64,
+    /// The room's message number (`Stored::seq`).
+    pub seq: i64,
 }
 
 impl Push {
@@ -174,6 +194,7 @@ impl Push {
             to,
             msg,
             answers_request: true,
+            order: None,
         }
     }
 
@@ -183,6 +204,7 @@ impl Push {
             to,
             msg,
             answers_request: false,
+            order: None,
         }
     }
 }
@@ -235,6 +257,15 @@ pub struct Outcome {
     pub remove_files: Vec<String>,
     /// The upkeep has more to do: ask for it again soon.
     pub again: bool,
+    /// A gap in a room's messages, read from the store (`Task::FillGap`).
+    pub gap: Option<FilledGap>,
+}
+
+/// The messages the store still has of a gap, as pushes in their order.
+#[derive(Debug)]
+pub struct FilledGap {
+    pub gap: Gap,
+    pub pushes: Vec<Push>,
 }
 
 impl Outcome {

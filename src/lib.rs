@@ -34,6 +34,7 @@ pub mod backup;
 pub mod checkpointer;
 pub mod client;
 pub mod client_stream;
+pub mod cluster;
 pub mod compat;
 pub mod config;
 pub mod conn;

@@ -29,6 +29,8 @@ OPTIONS:
   --cluster-store URL  keep everything in PostgreSQL, e.g.
                      postgres://postgres@127.0.0.1/parley, so several nodes
                      can serve one group (builds with the postgres feature)
+  --cluster-bus URL  tell the other nodes over NATS, e.g. nats://127.0.0.1:4222
+                     (needs --cluster-store; builds with the cluster feature)
   --log-file FILE    log to FILE (reopened on SIGHUP) rather than standard error
   --data DIR         data directory: database and files (default ./parley-data)
   --workers N        read worker threads (default 2 x cores)
@@ -65,6 +67,7 @@ struct Flags {
     metrics: Option<String>,
     ngobrol_amqp: Option<String>,
     cluster_store: Option<String>,
+    cluster_bus: Option<String>,
     web: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -148,6 +151,7 @@ fn parse_flags() -> anyhow::Result<Parsed> {
             Long("metrics") => flags.metrics = Some(parser.value()?.string()?),
             Long("ngobrol-amqp") => flags.ngobrol_amqp = Some(parser.value()?.string()?),
             Long("cluster-store") => flags.cluster_store = Some(parser.value()?.string()?),
+            Long("cluster-bus") => flags.cluster_bus = Some(parser.value()?.string()?),
             Long("web") => flags.web = Some(parser.value()?.string()?),
             Long("tls-cert") => flags.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => flags.tls_key = Some(parser.value()?.into()),
@@ -196,6 +200,9 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
     }
     if let Some(url) = flags.cluster_store {
         config.cluster_store = Some(url);
+    }
+    if let Some(url) = flags.cluster_bus {
+        config.cluster_bus = Some(url);
     }
     if let Some(cert) = flags.tls_cert {
         config.tls_cert = Some(cert);

@@ -95,6 +95,32 @@ fn make_private(db_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Joins the other nodes over the bus, when one is configured.
+#[cfg(feature = "cluster")]
+fn join_cluster(config: &Config, waker: Arc<Waker>) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
+    use crate::cluster::bus::{Bus, BusSettings};
+    let Some(url) = &config.cluster_bus else {
+        return Ok(None);
+    };
+    let settings = BusSettings {
+        url: url.clone(),
+        prefix: config.cluster_subject.clone(),
+    };
+    // What arrives waits here for the reactor; past this, it is dropped
+    // (stored messages come back from the store as gaps).
+    let (events_tx, events_rx) = crossbeam_channel::bounded(65_536);
+    let bus = Bus::start(settings, events_tx, waker)?;
+    Ok(Some(crate::reactor::NodeLink::new(bus, events_rx)))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn join_cluster(config: &Config, _waker: Arc<Waker>) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
+    if config.cluster_bus.is_some() {
+        bail!("cluster_bus needs a parleyd built with the cluster feature");
+    }
+    Ok(None)
+}
+
 /// Opens (and first migrates) the SQLite database in the data directory:
 /// read-only connections for the workers and the hashing threads, then the
 /// writer's (last). Every connection is opened before any thread starts, so
@@ -445,6 +471,7 @@ impl Server {
             file_tasks: file_tx,
             file_events: file_event_rx,
             local: self.local_arrivals,
+            cluster: join_cluster(&config, self.waker.clone())?,
         };
         let files_dir = files::files_dir(&config.data_dir);
         let web = self.web_listener.map(|socket| Listener {

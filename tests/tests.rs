@@ -47,3 +47,6 @@ mod monitoring;
 // The ngobrol bridge against the real RabbitMQ broker (with the ngobrol feature).
 #[cfg(feature = "ngobrol")]
 mod ngobrol;
+// Three nodes on PostgreSQL and NATS (with the cluster feature).
+#[cfg(feature = "cluster")]
+mod cluster;

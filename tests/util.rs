@@ -61,11 +61,17 @@ pub fn test_config(data_dir: &Path) -> Config {
 /// tests the PostgreSQL store.
 pub fn postgres_for(data_dir: &Path) -> Option<String> {
     let base = std::env::var("PARLEY_TEST_POSTGRES").ok()?;
+    Some(postgres_database(&base, data_dir))
+}
+
+/// A PostgreSQL database on the server at `base`, named after `dir` (made
+/// if it does not exist yet); returns its URL.
+pub fn postgres_database(base: &str, dir: &Path) -> String {
     let base = base.trim_end_matches('/');
-    let digest = sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes());
+    let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
     let name = format!("parley_test_{}", hex::encode(&digest[..8]));
-    let mut admin = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
-        .expect("PARLEY_TEST_POSTGRES answers");
+    let mut admin =
+        postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls).expect("PostgreSQL answers");
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .expect("listing databases")
@@ -75,7 +81,7 @@ pub fn postgres_for(data_dir: &Path) -> Option<String> {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("creating a test database");
     }
-    Some(format!("{base}/{name}"))
+    format!("{base}/{name}")
 }
 
 /// Whether the suite runs against PostgreSQL (tests of SQLite's own files

@@ -81,6 +81,8 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_room ON messages(room_id, id);
 CREATE INDEX messages_by_room_date ON messages(room_id, date, id);
+-- A cluster node fills a gap in what it heard by numbers.
+CREATE INDEX messages_by_room_seq ON messages(room_id, seq);
 CREATE INDEX messages_by_date ON messages(date);
 CREATE INDEX messages_by_author_files ON messages(user_id) WHERE stored_name IS NOT NULL;
 -- Text messages' words, folded; searched by word prefix (`word:*`). The

@@ -5,7 +5,7 @@
 //! upload is safely on disk.
 
 use super::message::{may_post, message_body, store_message, with_room_power};
-use super::room::{broadcast, membership};
+use super::room::{broadcast_message, membership};
 use super::Ctx;
 use crate::auth;
 use crate::disk::SpaceRefusal;
@@ -102,7 +102,7 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         stored_name: req.stored_name,
     };
     let stored = ctx.store.atomically(|s| {
-        let (id, date) = store_message(
+        let stored = store_message(
             s,
             req.room_id,
             req.user_id,
@@ -114,9 +114,9 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
             .user_by_id(req.user_id)?
             .map(|u| u.login)
             .ok_or_else(|| Error::Internal(format!("uploader {} does not exist", req.user_id)))?;
-        Ok::<_, Error>((id, date, login))
+        Ok::<_, Error>((stored, login))
     });
-    let (id, date, login) = match stored {
+    let (stored, login) = match stored {
         Ok(stored) => stored,
         Err(e) => {
             files::remove_stored(&dir, &file.stored_name);
@@ -124,21 +124,21 @@ pub fn store_upload(ctx: &mut Ctx, req: StoreUpload) -> Result<Outcome> {
         }
     };
     let msg = Message {
-        id,
+        id: stored.id,
         room_id: req.room_id,
         user_id: req.user_id,
         login,
-        date,
+        date: stored.date,
         body: file.name.clone(),
         msg_type: MsgType::File,
         edited: false,
         file: Some(file),
         reply_to: 0,
     };
-    let sent = broadcast(
+    let sent = broadcast_message(
         ctx,
         req.room_id,
-        Kind::Msg,
+        stored.seq,
         message_body(msg, Default::default(), false),
     )?;
     with_room_power(ctx, req.room_id, sent)

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use super::mentions::mentioned_logins;
-use super::room::{broadcast, membership};
+use super::room::{broadcast, broadcast_message, membership};
 use super::{validate, Ctx};
+use crate::cluster::sequencer::Gap;
 use crate::compat;
 use crate::error::{Error, Result};
-use crate::job::{Outcome, Push};
+use crate::job::{FilledGap, Outcome, Push, RoomOrder};
 use crate::model::now_ms;
 use crate::model::{Message, MsgType, Room, RoomType, StoredFile};
 use crate::protocol::{
@@ -15,7 +16,7 @@ use crate::protocol::{
     MessagesBody, MsgRefBody, Outgoing, ReactionCount, ReplyPreview, RoomIdBody, RoomPowerBody, RoomRef,
     SearchBody, SearchMsgs, SendMsg,
 };
-use crate::store::{Extras, HistoryQuery, SearchScope, Store};
+use crate::store::{Extras, HistoryQuery, SearchScope, Store, Stored};
 
 /// Most messages one round of retention deletes (a short transaction: chat
 /// waits for it no longer than for an ordinary batch).
@@ -128,6 +129,36 @@ pub fn with_room_power(ctx: &mut Ctx, room_id: i64, mut outcome: Outcome) -> Res
     Ok(outcome)
 }
 
+/// A gap in what this node of a cluster heard of a room: the messages the
+/// store still has, as pushes to the room's members in their order.
+pub fn fill_gap(ctx: &mut Ctx, gap: Gap) -> Result<Outcome> {
+    let found = ctx.store.messages_by_seq(gap.room_id, gap.after, gap.before)?;
+    let audience = super::room::audience(ctx, gap.room_id)?;
+    let seqs: Vec<i64> = found.iter().map(|(seq, _)| *seq).collect();
+    let msgs: Vec<Message> = found.into_iter().map(|(_, msg)| msg).collect();
+    let mut extras = ctx.store.extras(&msgs, 0)?;
+    let pushes = msgs
+        .into_iter()
+        .zip(seqs)
+        .map(|(msg, seq)| {
+            let extra = extras.remove(&msg.id).unwrap_or_default();
+            let mut push = Push::notice(
+                audience.clone(),
+                Outgoing::new(Kind::Msg, message_body(msg, extra, false)),
+            );
+            push.order = Some(RoomOrder {
+                room_id: gap.room_id,
+                seq,
+            });
+            push
+        })
+        .collect();
+    Ok(Outcome {
+        gap: Some(FilledGap { gap, pushes }),
+        ..Outcome::default()
+    })
+}
+
 /// Beyond membership: in a direct-message room, only while still friends.
 pub fn may_post(store: &Store, room: &Room, user_id: i64) -> Result<()> {
     if room.room_type != RoomType::Direct {
@@ -147,7 +178,7 @@ pub fn may_post(store: &Store, room: &Room, user_id: i64) -> Result<()> {
 }
 
 /// Stores a message (a file's, with `file`) from a member who may post in
-/// the room; returns its id and its date. Call inside `atomically`: on the
+/// the room; returns where it landed. Call inside `atomically`: on the
 /// writer the room comes from memory.
 pub fn store_message(
     s: &mut Store,
@@ -156,7 +187,7 @@ pub fn store_message(
     text: &str,
     msg_type: MsgType,
     file: Option<&StoredFile>,
-) -> Result<(i64, i64)> {
+) -> Result<Stored> {
     let (room, _) = membership(s, room_id, user_id)?;
     may_post(s, &room, user_id)?;
     let stored = match file {
@@ -212,8 +243,9 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
     } else {
         Vec::new()
     };
-    let (message_id, date, reply_preview, mentions) = ctx.store.atomically(|s| {
-        let (id, date) = store_message(s, req.room_id, session.user_id, text, msg_type, None)?;
+    let (stored, reply_preview, mentions) = ctx.store.atomically(|s| {
+        let stored = store_message(s, req.room_id, session.user_id, text, msg_type, None)?;
+        let id = stored.id;
         let preview = match reply_to {
             Some(original) => {
                 let preview = s.reply_preview(req.room_id, original)?.ok_or_else(|| {
@@ -231,14 +263,14 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
             s.insert_mentions(id, req.room_id, &users)?;
             users
         };
-        Ok::<_, Error>((id, date, preview, mentions))
+        Ok::<_, Error>((stored, preview, mentions))
     })?;
     let body = MessageBody {
-        message_id,
+        message_id: stored.id,
         room_id: req.room_id,
         user_id: session.user_id,
         login: session.login,
-        date,
+        date: stored.date,
         message: MessageText::plain(text),
         msg_type,
         edited: false,
@@ -255,7 +287,7 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
         my_reactions: None,
         mentions,
     };
-    let sent = broadcast(ctx, req.room_id, Kind::Msg, body)?;
+    let sent = broadcast_message(ctx, req.room_id, stored.seq, body)?;
     with_room_power(ctx, req.room_id, sent)
 }
 

@@ -179,6 +179,7 @@ pub fn handle_task(task: Task, store: &mut Store, shared: &Shared) -> Outcome {
         Task::Presence { user_id, online } => friend::announce_presence(&mut ctx, user_id, online),
         Task::StoreUpload { upload, .. } => file::store_upload(&mut ctx, upload),
         Task::Maintenance => maintenance(&mut ctx),
+        Task::FillGap(gap) => message::fill_gap(&mut ctx, gap),
         // The writer answers these itself (it indexes for search).
         Task::IndexSearch(_) | Task::Stop => Ok(Outcome::default()),
     };

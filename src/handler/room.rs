@@ -7,12 +7,12 @@ use std::sync::Arc;
 use super::{validate, Ctx};
 use crate::compat;
 use crate::error::{Error, Result};
-use crate::job::{Outcome, Push};
+use crate::job::{Outcome, Push, RoomOrder};
 use crate::model::{fold_name, now_ms, Role, Room, RoomType};
 use crate::protocol::{
     AddMember, ErrorCode, GetRooms, Kind, LeaveBody, MemberAction, MemberActionBody, MemberBody, MembersBody,
-    NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody, RoomNameBody,
-    RoomRef, RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
+    MessageBody, NewMemberBody, NewRoom, Outgoing, PeerBody, RoleBody, RoomBody, RoomDescBody, RoomIdBody,
+    RoomNameBody, RoomRef, RoomsBody, SearchCh, SetRole, UpdRoomDesc, UpdRoomName,
 };
 use crate::store::{Audience, Departure, Store};
 
@@ -67,6 +67,15 @@ pub fn broadcast<T: serde::Serialize + Send + Sync + 'static>(
         audience(ctx, room_id)?,
         Outgoing::new(kind, body),
     )]))
+}
+
+/// A stored message to every member (the answer to its sender), marked
+/// with its place in the room: the nodes of a cluster deliver a room's
+/// messages in that order.
+pub fn broadcast_message(ctx: &mut Ctx, room_id: i64, seq: i64, body: MessageBody) -> Result<Outcome> {
+    let mut push = Push::answer(audience(ctx, room_id)?, Outgoing::new(Kind::Msg, body));
+    push.order = Some(RoomOrder { room_id, seq });
+    Ok(Outcome::pushes(vec![push]))
 }
 
 /// Just these users.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::kinds::{with_dialect, ErrorCode, Kind};
+use super::kinds::{with_dialect, writing_dialect, ErrorCode, Kind};
 use super::replies::ErrorBody;
 use super::requests::ReqId;
 use crate::compat::Dialect;
@@ -150,6 +150,33 @@ impl Outgoing {
         }
         line.extend_from_slice(b"}\n");
         line
+    }
+
+    /// The body's fields as written for `dialect` (a JSON object; `{}` for
+    /// none): with [`Outgoing::prewritten`], how a message travels to the
+    /// other nodes of a cluster.
+    pub fn body_json(&self, dialect: Dialect) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        match &self.body {
+            Some(body) if with_dialect(dialect, || body(&mut out)).is_ok() => out,
+            _ => b"{}".to_vec(),
+        }
+    }
+
+    /// A message whose body was written elsewhere, once per dialect (see
+    /// [`Outgoing::body_json`]).
+    pub fn prewritten(kind: Kind, names: Vec<u8>, codes: Vec<u8>) -> Outgoing {
+        Outgoing {
+            kind,
+            body: Some(Arc::new(move |out: &mut Vec<u8>| {
+                out.extend_from_slice(match writing_dialect() {
+                    Dialect::Names => &names,
+                    Dialect::Codes => &codes,
+                });
+                Ok(())
+            })),
+            error: None,
+        }
     }
 
     /// The message as a JSON value, as a connection of `dialect` reads it.

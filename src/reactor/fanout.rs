@@ -19,6 +19,11 @@ impl Reactor {
             self.jobs_out = self.jobs_out.saturating_sub(1);
             self.complete(completion, &mut touched);
         }
+        self.serve_touched(touched);
+    }
+
+    /// Serves each connection a pass touched, once.
+    pub(super) fn serve_touched(&mut self, mut touched: Vec<Token>) {
         touched.sort_unstable();
         touched.dedup();
         for token in touched {
@@ -40,6 +45,7 @@ impl Reactor {
             deferred: _,
             remove_files: _,
             again,
+            gap,
         } = completion.outcome;
         if again {
             self.maintain_soon();
@@ -83,16 +89,26 @@ impl Reactor {
             None => None,
         };
         if let Some(revoke) = revoke {
+            self.publish_revoke(&revoke);
             self.revoke(token, revoke, touched);
         }
         for push in pushes {
-            self.fan_out(token, push, req_id.as_ref(), touched);
+            self.route_push(token, push, req_id.as_ref(), touched);
+        }
+        if let Some(filled) = gap {
+            self.gap_filled(filled, touched);
         }
     }
 
     /// Sends a push to every online connection of its recipients. The line is
     /// encoded once per dialect; only the requester's copy differs (req_id).
-    fn fan_out(&mut self, requester: Token, push: Push, req_id: Option<&ReqId>, touched: &mut Vec<Token>) {
+    pub(super) fn fan_out(
+        &mut self,
+        requester: Token,
+        push: Push,
+        req_id: Option<&ReqId>,
+        touched: &mut Vec<Token>,
+    ) {
         let code = push.msg.kind.code();
         // Room power is for old clients only: with none online, nobody takes it.
         if code == compat::UPD_ROOM_POWR && self.old_clients.is_empty() {

@@ -15,6 +15,7 @@
 //! presence) and `transfers` (file bytes and the file thread).
 
 mod accept;
+mod cluster;
 mod fanout;
 mod service;
 mod sessions;
@@ -42,6 +43,7 @@ use crate::throttle::{AuthGate, AuthRates};
 use crate::tls::ServerTls;
 use crate::transfer::Upload;
 use crate::web::WebSite;
+pub use cluster::NodeLink;
 
 pub const LISTENER: Token = Token(0);
 /// The optional plaintext listener beside a TLS one.
@@ -123,6 +125,8 @@ pub struct Links {
     pub file_events: Receiver<FileEvent>,
     /// Connections of the front ends inside the server (`local`).
     pub local: LocalArrivals,
+    /// The other nodes of a cluster, if this node is one.
+    pub cluster: Option<NodeLink>,
 }
 
 pub struct Reactor {
@@ -191,6 +195,8 @@ pub struct Reactor {
     /// Logged-in connections of old (integer-dialect) clients: pushes only
     /// they take are not even encoded while there are none.
     old_clients: HashSet<Token>,
+    /// The other nodes of a cluster, if this node is one.
+    cluster: Option<NodeLink>,
 }
 
 /// How often the writer does its upkeep (expired tokens, the disk's
@@ -224,6 +230,7 @@ impl Reactor {
             file_tasks,
             file_events,
             local,
+            cluster,
         } = links;
         let mut listeners: Vec<(Token, Listener)> = [LISTENER, PLAIN_LISTENER, WEB_LISTENER]
             .into_iter()
@@ -271,6 +278,7 @@ impl Reactor {
             presence_out: PresenceCoalescer::default(),
             local,
             old_clients: HashSet::new(),
+            cluster,
         })
     }
 
@@ -303,6 +311,8 @@ impl Reactor {
             }
             // Completions are drained on every pass: wakes can merge.
             self.drain_completions();
+            self.drain_bus();
+            self.ask_for_gaps();
             self.drain_file_events();
             // A connection may have used up several turns this pass (its
             // event, a completion): it comes back once, not once per turn.
@@ -348,11 +358,20 @@ impl Reactor {
             .then(|| now + Duration::from_millis(100));
         let purge = Some(self.next_maintenance);
         let presence = self.presence_out.next_due();
-        [login, drain, transfers, self.accept_retry_at, purge, presence]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t.saturating_duration_since(now))
+        let gap = self.next_gap_due();
+        [
+            login,
+            drain,
+            transfers,
+            self.accept_retry_at,
+            purge,
+            presence,
+            gap,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_duration_since(now))
     }
 
     /// Every [`MAINTENANCE_EVERY`], a worker deletes expired tokens and

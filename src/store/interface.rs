@@ -69,6 +69,16 @@ pub enum SearchScope {
     RoomsOf(i64),
 }
 
+/// Where a stored message landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub date: i64,
+    /// Its number in its room (1, 2, 3...: numbers are never reused), in
+    /// the order the room's messages were committed.
+    pub seq: i64,
+}
+
 /// What a member's leaving did to the room.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Departure {
@@ -231,7 +241,7 @@ pub trait MessageStore {
         body: &str,
         msg_type: MsgType,
         now: i64,
-    ) -> Result<(i64, i64)>;
+    ) -> Result<Stored>;
 
     /// The newest message's date in a room, 0 when it has none.
     fn newest_date(&self, room_id: i64) -> Result<i64>;
@@ -244,7 +254,7 @@ pub trait MessageStore {
         user_id: i64,
         file: &StoredFile,
         now: i64,
-    ) -> Result<(i64, i64)>;
+    ) -> Result<Stored>;
 
     /// Stored names of the files in a room (to remove with its history).
     fn stored_files_in_room(&self, room_id: i64) -> Result<Vec<String>>;
@@ -289,6 +299,11 @@ pub trait MessageStore {
     /// counters are moved with it: this counts only the messages the marker
     /// passes over, so each message is counted at most once per member.
     /// Call inside `atomically`.
+    /// The stored messages of a room numbered after `after` and before
+    /// `before`, with their numbers, in order (a cluster node fills a gap
+    /// in what it heard with them).
+    fn messages_by_seq(&self, room_id: i64, after: i64, before: i64) -> Result<Vec<(i64, Message)>>;
+
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64>;
 }
 

@@ -6,10 +6,12 @@ use postgres::Row;
 
 use super::PgStore;
 use crate::model::{Message, MsgType, Role, StoredFile};
-use crate::store::{Error, HistoryQuery, MessageStore, Result, SearchScope, MAX_SEARCH_WORDS};
+use crate::store::{Error, HistoryQuery, MessageStore, Result, SearchScope, Stored, MAX_SEARCH_WORDS};
 
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name, m.reply_to";
+/// How many columns `MESSAGE_COLUMNS` names: queries' own columns follow.
+const MESSAGE_FIELDS: usize = 12;
 
 pub(super) fn message_from_row(row: &Row) -> Message {
     let file = match (
@@ -82,7 +84,7 @@ impl MessageStore for PgStore {
         body: &str,
         msg_type: MsgType,
         now: i64,
-    ) -> Result<(i64, i64)> {
+    ) -> Result<Stored> {
         // The room's row lock orders the room's messages: the next number
         // and the date are drawn under it, and so is the id (the insert
         // reads the update's row), so ids increase in the room's order.
@@ -95,13 +97,17 @@ impl MessageStore for PgStore {
                  UPDATE members SET own_unseen = own_unseen + 1 WHERE room_id = $1 AND user_id = $2)
              INSERT INTO messages (room_id, user_id, date, body, msg_type, seq)
              SELECT $1, $2, r.last_date, $4, $5, r.last_seq FROM r
-             RETURNING id, date",
+             RETURNING id, date, seq",
             &[&room_id, &user_id, &now, &body, &msg_type.code()],
         )?;
         let row = row.ok_or(Error::Conflict("the room was deleted"))?;
-        let date = row.get(1);
-        self.rooms.note_message(room_id, date, body.len());
-        Ok((row.get(0), date))
+        let stored = Stored {
+            id: row.get(0),
+            date: row.get(1),
+            seq: row.get(2),
+        };
+        self.rooms.note_message(room_id, stored.date, body.len());
+        Ok(stored)
     }
 
     fn newest_date(&self, room_id: i64) -> Result<i64> {
@@ -119,13 +125,13 @@ impl MessageStore for PgStore {
         user_id: i64,
         file: &StoredFile,
         now: i64,
-    ) -> Result<(i64, i64)> {
-        let (id, date) = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
+    ) -> Result<Stored> {
+        let stored = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
         self.execute(
             "UPDATE messages SET file_name = $2, file_size = $3, stored_name = $4 WHERE id = $1",
-            &[&id, &file.name, &file.size, &file.stored_name],
+            &[&stored.id, &file.name, &file.size, &file.stored_name],
         )?;
-        Ok((id, date))
+        Ok(stored)
     }
 
     fn stored_files_in_room(&self, room_id: i64) -> Result<Vec<String>> {
@@ -286,6 +292,20 @@ impl MessageStore for PgStore {
         );
         let rows = self.query(&sql, &params)?;
         Ok(rows.iter().map(message_from_row).collect())
+    }
+
+    fn messages_by_seq(&self, room_id: i64, after: i64, before: i64) -> Result<Vec<(i64, Message)>> {
+        let rows = self.query(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS}, m.seq FROM messages m JOIN users u ON u.id = m.user_id
+                 WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3 ORDER BY m.seq"
+            ),
+            &[&room_id, &after, &before],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(MESSAGE_FIELDS), message_from_row(row)))
+            .collect())
     }
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {

@@ -5,10 +5,14 @@ use rusqlite::{params, OptionalExtension};
 
 use super::SqliteStore;
 use crate::model::{Message, MsgType, Role, StoredFile};
-use crate::store::{HistoryQuery, MessageStore, Result, SearchIndexStore, SearchScope, MAX_SEARCH_WORDS};
+use crate::store::{
+    HistoryQuery, MessageStore, Result, SearchIndexStore, SearchScope, Stored, MAX_SEARCH_WORDS,
+};
 
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.room_id, m.user_id, u.login, m.date, m.body, m.msg_type, m.edited, m.file_name, m.file_size, m.stored_name, m.reply_to";
+/// How many columns `MESSAGE_COLUMNS` names: queries' own columns follow.
+const MESSAGE_FIELDS: usize = 12;
 
 pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -75,20 +79,24 @@ impl MessageStore for SqliteStore {
         body: &str,
         msg_type: MsgType,
         now: i64,
-    ) -> Result<(i64, i64)> {
+    ) -> Result<Stored> {
         let newest = match self.rooms.get(room_id) {
             Some(state) => state.newest_date,
             None => self.newest_date(room_id)?,
         };
         let date = newest.max(now);
-        self.conn
+        let (id, seq) = self
+            .conn
             .prepare_cached(
                 "INSERT INTO messages (room_id, user_id, date, body, msg_type, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT last_seq + 1 FROM rooms WHERE id = ?1))",
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT last_seq + 1 FROM rooms WHERE id = ?1))
+                 RETURNING id, seq",
             )?
-            .execute(params![room_id, user_id, date, body, msg_type.code()])?;
+            .query_row(params![room_id, user_id, date, body, msg_type.code()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
         self.rooms.note_message(room_id, date, body.len());
-        Ok((self.conn.last_insert_rowid(), date))
+        Ok(Stored { id, date, seq })
     }
 
     fn newest_date(&self, room_id: i64) -> Result<i64> {
@@ -105,14 +113,14 @@ impl MessageStore for SqliteStore {
         user_id: i64,
         file: &StoredFile,
         now: i64,
-    ) -> Result<(i64, i64)> {
-        let (id, date) = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
+    ) -> Result<Stored> {
+        let stored = self.insert_message(room_id, user_id, &file.name, MsgType::File, now)?;
         self.conn
             .prepare_cached(
                 "UPDATE messages SET file_name = ?2, file_size = ?3, stored_name = ?4 WHERE id = ?1",
             )?
-            .execute(params![id, file.name, file.size, file.stored_name])?;
-        Ok((id, date))
+            .execute(params![stored.id, file.name, file.size, file.stored_name])?;
+        Ok(stored)
     }
 
     fn stored_files_in_room(&self, room_id: i64) -> Result<Vec<String>> {
@@ -286,6 +294,17 @@ impl MessageStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn messages_by_seq(&self, room_id: i64, after: i64, before: i64) -> Result<Vec<(i64, Message)>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS}, m.seq FROM messages m JOIN users u ON u.id = m.user_id
+             WHERE m.room_id = ?1 AND m.seq > ?2 AND m.seq < ?3 ORDER BY m.seq"
+        ))?;
+        let rows = stmt.query_map(params![room_id, after, before], |row| {
+            Ok((row.get(MESSAGE_FIELDS)?, message_from_row(row)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {
         let (old_last, old_seq): (i64, i64) = self
             .conn
@@ -399,8 +418,12 @@ mod tests {
     #[test]
     fn dates_never_go_back_and_power_counts() {
         let (_dir, mut s, user, room) = setup();
-        let (a, _) = s.insert_message(room, user, "one", MsgType::Text, 1000).unwrap();
-        let (b, date) = s.insert_message(room, user, "two", MsgType::Text, 900).unwrap();
+        let a = s
+            .insert_message(room, user, "one", MsgType::Text, 1000)
+            .unwrap()
+            .id;
+        let crate::store::Stored { id: b, date, .. } =
+            s.insert_message(room, user, "two", MsgType::Text, 900).unwrap();
         assert_eq!(date, 1000);
         assert!(b > a);
         assert_eq!(s.message(b).unwrap().unwrap().date, 1000);
@@ -472,9 +495,15 @@ mod tests {
         let (_dir, mut s, user, room) = setup();
         s.keep_room_cache();
         let power = |s: &mut SqliteStore| s.room_and_role(room, user).unwrap().unwrap().0.power;
-        let (a, _) = s.insert_message(room, user, "héllo", MsgType::Text, 1).unwrap();
+        let a = s
+            .insert_message(room, user, "héllo", MsgType::Text, 1)
+            .unwrap()
+            .id;
         assert_eq!(power(&mut s), 6, "bytes, not characters");
-        let (b, _) = s.insert_message(room, user, "abc", MsgType::Sticker, 2).unwrap();
+        let b = s
+            .insert_message(room, user, "abc", MsgType::Sticker, 2)
+            .unwrap()
+            .id;
         assert_eq!(power(&mut s), 9);
         s.edit_message(a, "hi").unwrap();
         assert_eq!(power(&mut s), 5, "an edit counts the difference");
@@ -488,9 +517,10 @@ mod tests {
     #[test]
     fn fts_follows_edits_deletes_and_room_deletion() {
         let (_dir, mut s, user, room) = setup();
-        let (id, _) = s
+        let id = s
             .insert_message(room, user, "hello world", MsgType::Text, 1)
-            .unwrap();
+            .unwrap()
+            .id;
         s.insert_message(room, user, "hello sticker", MsgType::Sticker, 2)
             .unwrap();
         s.index_stored_messages(1000).unwrap();

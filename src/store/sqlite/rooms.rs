@@ -388,10 +388,13 @@ mod tests {
             ids.push(
                 s.insert_message(room.id, u[0], &format!("m{i}"), MsgType::Text, 3)
                     .unwrap()
-                    .0,
+                    .id,
             );
         }
-        let (own, _) = s.insert_message(room.id, u[1], "mine", MsgType::Text, 3).unwrap();
+        let own = s
+            .insert_message(room.id, u[1], "mine", MsgType::Text, 3)
+            .unwrap()
+            .id;
         assert_eq!(unread(&s, u[1]), 5, "one's own messages are not unread");
         assert_eq!(unread(&s, u[0]), 1);
         // Deleting an unread message, one's own, and a read one.
@@ -416,9 +419,10 @@ mod tests {
         // Clearing the history leaves nothing unread.
         s.clear_history(room.id).unwrap();
         assert_eq!((unread(&s, u[1]), unread(&s, u[2])), (0, 0));
-        let (after, _) = s
+        let after = s
             .insert_message(room.id, u[0], "after", MsgType::Text, 6)
-            .unwrap();
+            .unwrap()
+            .id;
         assert_eq!(unread(&s, u[1]), 1);
         s.mark_read(room.id, u[1], after).unwrap();
         assert_eq!(unread(&s, u[1]), 0);

@@ -148,7 +148,7 @@ mod tests {
                 store
                     .atomically(|s| s.insert_message(room, user, &text, MsgType::Text, 5))
                     .unwrap()
-                    .0
+                    .id
             })
             .collect();
         store.index_stored_messages(1000).unwrap();
@@ -169,9 +169,10 @@ mod tests {
         let (_dir, mut store, user, room) = store_with_room();
         let mut ids = Vec::new();
         for text in ["apple one", "apple two", "banana", "apple three"] {
-            let (id, _) = store
+            let id = store
                 .atomically(|s| s.insert_message(room, user, text, MsgType::Text, 5))
-                .unwrap();
+                .unwrap()
+                .id;
             ids.push(id);
         }
         assert!(store.search_is_behind().unwrap());

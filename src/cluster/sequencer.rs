@@ -1,0 +1,221 @@
+//! The per-room order of stored messages on one node of a cluster.
+//!
+//! Every stored message has its room's next number (`seq`), drawn in the
+//! storing transaction. Messages reach a node from its own writer and, over
+//! the bus, from the others, in no particular order between the two: the
+//! sequencer holds a message until every earlier number of its room has
+//! been delivered. A number that does not come within [`GAP_WAIT`] (its bus
+//! message was lost, or its node died between commit and publishing) is
+//! asked of the store; what the store answers is delivered in its place,
+//! and a number the store no longer has (the message was deleted) is passed
+//! over. A number below the room's next has been delivered already (the
+//! store answered before the bus did): it is dropped.
+//!
+//! The first message a node sees of a room sets where that room starts:
+//! a node learns nothing of what was stored before it started listening
+//! (its clients catch up with history cursors when they connect).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How long a missing number is waited for before the store is asked.
+pub const GAP_WAIT: Duration = Duration::from_millis(200);
+/// Held messages past which a room's gap is asked of the store at once.
+const MAX_HELD_PER_ROOM: usize = 10_000;
+/// Rooms remembered; past this, rooms holding nothing are forgotten.
+const MAX_ROOMS: usize = 200_000;
+
+/// The messages of rooms, in order.
+pub struct Sequencer<T> {
+    rooms: HashMap<i64, RoomLine<T>>,
+    gap_wait: Duration,
+}
+
+/// One room: the next number to deliver, and what waits for it.
+struct RoomLine<T> {
+    next: i64,
+    held: BTreeMap<i64, T>,
+    /// When the oldest gap began; `None` while nothing is held.
+    gap_since: Option<Instant>,
+    /// The store was asked for the gap and has not answered.
+    asked: bool,
+}
+
+/// Numbers a room is missing: `after` < seq < `before`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub room_id: i64,
+    pub after: i64,
+    pub before: i64,
+}
+
+impl<T> Default for Sequencer<T> {
+    fn default() -> Self {
+        Sequencer::with_wait(GAP_WAIT)
+    }
+}
+
+impl<T> Sequencer<T> {
+    pub fn with_wait(gap_wait: Duration) -> Sequencer<T> {
+        Sequencer {
+            rooms: HashMap::new(),
+            gap_wait,
+        }
+    }
+
+    /// Takes message `seq` of a room; returns what may be delivered now, in order.
+    pub fn offer(&mut self, room_id: i64, seq: i64, item: T, now: Instant) -> Vec<T> {
+        if !self.rooms.contains_key(&room_id) && self.rooms.len() >= MAX_ROOMS {
+            self.rooms.retain(|_, line| !line.held.is_empty());
+        }
+        let line = self.rooms.entry(room_id).or_insert_with(|| RoomLine {
+            next: seq,
+            held: BTreeMap::new(),
+            gap_since: None,
+            asked: false,
+        });
+        if seq < line.next {
+            return Vec::new();
+        }
+        line.held.insert(seq, item);
+        let ready = line.release();
+        if !line.held.is_empty() && line.gap_since.is_none() {
+            line.gap_since = Some(now);
+        }
+        ready
+    }
+
+    /// The gaps waited for long enough (or holding too much), each asked once.
+    pub fn due_gaps(&mut self, now: Instant) -> Vec<Gap> {
+        let mut due = Vec::new();
+        for (&room_id, line) in &mut self.rooms {
+            let Some(since) = line.gap_since else { continue };
+            if line.asked || (now < since + self.gap_wait && line.held.len() < MAX_HELD_PER_ROOM) {
+                continue;
+            }
+            if let Some((&first_held, _)) = line.held.first_key_value() {
+                line.asked = true;
+                due.push(Gap {
+                    room_id,
+                    after: line.next - 1,
+                    before: first_held,
+                });
+            }
+        }
+        due
+    }
+
+    /// The store's answer to `gap`: the messages it still has, in order.
+    /// They are delivered, the gap is passed over, and what waited behind it
+    /// follows; returns all of it in order.
+    pub fn filled(&mut self, gap: Gap, found: Vec<(i64, T)>, now: Instant) -> Vec<T> {
+        let Some(line) = self.rooms.get_mut(&gap.room_id) else {
+            return Vec::new();
+        };
+        line.asked = false;
+        let mut ready = Vec::new();
+        for (seq, item) in found {
+            if seq >= line.next && seq < gap.before {
+                ready.push(item);
+                line.next = seq + 1;
+            }
+        }
+        // What the store no longer has is passed over.
+        line.next = line.next.max(gap.before);
+        ready.extend(line.release());
+        line.gap_since = (!line.held.is_empty()).then_some(now);
+        ready
+    }
+
+    /// When the next gap falls due, if one is waiting.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.rooms
+            .values()
+            .filter(|line| !line.asked)
+            .filter_map(|line| line.gap_since)
+            .min()
+            .map(|since| since + self.gap_wait)
+    }
+}
+
+impl<T> RoomLine<T> {
+    /// Takes out the held messages that now follow without a gap.
+    fn release(&mut self) -> Vec<T> {
+        let mut ready = Vec::new();
+        while let Some(item) = self.held.remove(&self.next) {
+            ready.push(item);
+            self.next += 1;
+        }
+        if self.held.is_empty() {
+            self.gap_since = None;
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_passes_through_and_repeats_are_dropped() {
+        let now = Instant::now();
+        let mut s = Sequencer::default();
+        assert_eq!(s.offer(1, 5, "a", now), vec!["a"]);
+        assert_eq!(s.offer(1, 6, "b", now), vec!["b"]);
+        assert_eq!(s.offer(1, 6, "b again", now), Vec::<&str>::new());
+        assert_eq!(s.offer(2, 1, "other room", now), vec!["other room"]);
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_late_message_releases_those_behind_it() {
+        let now = Instant::now();
+        let mut s = Sequencer::default();
+        s.offer(1, 1, 1, now);
+        assert!(s.offer(1, 3, 3, now).is_empty());
+        assert!(s.offer(1, 4, 4, now).is_empty());
+        assert_eq!(s.next_due(), Some(now + GAP_WAIT));
+        assert!(s.due_gaps(now).is_empty(), "not yet");
+        assert_eq!(s.offer(1, 2, 2, now), vec![2, 3, 4]);
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_gap_is_asked_of_the_store_once_and_filled() {
+        let now = Instant::now();
+        let mut s = Sequencer::default();
+        s.offer(7, 10, 10, now);
+        s.offer(7, 14, 14, now);
+        let later = now + GAP_WAIT;
+        let gaps = s.due_gaps(later);
+        assert_eq!(
+            gaps,
+            vec![Gap {
+                room_id: 7,
+                after: 10,
+                before: 14
+            }]
+        );
+        assert!(s.due_gaps(later).is_empty(), "asked once");
+        // 12 was deleted meanwhile: the store has 11 and 13.
+        assert_eq!(
+            s.filled(gaps[0], vec![(11, 11), (13, 13)], later),
+            vec![11, 13, 14]
+        );
+        // The bus's late copies are dropped.
+        assert!(s.offer(7, 12, 12, later).is_empty());
+        assert_eq!(s.offer(7, 15, 15, later), vec![15]);
+    }
+
+    #[test]
+    fn a_flood_behind_a_gap_is_asked_for_at_once() {
+        let now = Instant::now();
+        let mut s = Sequencer::default();
+        s.offer(1, 1, 0, now);
+        for seq in 3..(3 + MAX_HELD_PER_ROOM as i64) {
+            s.offer(1, seq, 0, now);
+        }
+        assert_eq!(s.due_gaps(now).len(), 1);
+    }
+}

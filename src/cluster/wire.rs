@@ -1,0 +1,124 @@
+//! What nodes tell each other: pushes (with a stored message's place in its
+//! room) and revoked tokens, as JSON. A push carries its body written for
+//! both dialects, so the receiving node sends exactly what the first did.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::RoomOrder;
+use crate::protocol::{Dialect, Kind, Outgoing};
+
+/// One bus message: which node sent it, and what happened.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sending node's id: a node ignores its own messages.
+    pub node: String,
+    pub event: Event,
+}
+
+/// What a node tells the others.
+// Externally tagged: the raw bodies cannot pass through serde's buffering
+// of internally tagged enums.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A push for every online connection of these users.
+    Push {
+        to: Vec<i64>,
+        msg: WireMessage,
+        /// For a stored message: its room and number there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_seq: Option<(i64, i64)>,
+    },
+    /// A token was revoked: its connections are told and logged out.
+    Revoke {
+        user_id: i64,
+        /// The token's hash, in hex.
+        token_hash: String,
+        notice: WireMessage,
+    },
+}
+
+/// A message from the server, written once per dialect.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireMessage {
+    /// The kind's code.
+    pub kind: i64,
+    /// The body's fields for clients that read names.
+    pub names: Box<serde_json::value::RawValue>,
+    /// The body's fields for clients that read codes.
+    pub codes: Box<serde_json::value::RawValue>,
+}
+
+impl WireMessage {
+    pub fn from_outgoing(msg: &Outgoing) -> Option<WireMessage> {
+        let raw = |dialect| {
+            serde_json::value::RawValue::from_string(String::from_utf8(msg.body_json(dialect)).ok()?).ok()
+        };
+        Some(WireMessage {
+            kind: msg.kind.code(),
+            names: raw(Dialect::Names)?,
+            codes: raw(Dialect::Codes)?,
+        })
+    }
+
+    /// The message again; `None` for a kind this node does not know.
+    pub fn to_outgoing(&self) -> Option<Outgoing> {
+        let kind = Kind::from_code(self.kind)?;
+        Some(Outgoing::prewritten(
+            kind,
+            self.names.get().as_bytes().to_vec(),
+            self.codes.get().as_bytes().to_vec(),
+        ))
+    }
+}
+
+impl Event {
+    /// The place of a push's stored message, as the sequencer takes it.
+    pub fn order(room_seq: Option<(i64, i64)>) -> Option<RoomOrder> {
+        room_seq.map(|(room_id, seq)| RoomOrder { room_id, seq })
+    }
+}
+
+/// Encodes an envelope for the bus.
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    serde_json::to_vec(envelope).unwrap_or_default()
+}
+
+/// Decodes a bus message; `None` (and nothing else) for one that is not ours.
+pub fn decode(bytes: &[u8]) -> Option<Envelope> {
+    serde_json::from_slice(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::RoomIdBody;
+
+    #[test]
+    fn a_push_arrives_as_it_left_in_both_dialects() {
+        let msg = Outgoing::new(Kind::DelRoom, RoomIdBody { room_id: 7 });
+        let envelope = Envelope {
+            node: "a".into(),
+            event: Event::Push {
+                to: vec![1, 2],
+                msg: WireMessage::from_outgoing(&msg).unwrap(),
+                room_seq: Some((7, 3)),
+            },
+        };
+        let back = decode(&encode(&envelope)).unwrap();
+        let Event::Push {
+            to,
+            msg: wire,
+            room_seq,
+        } = back.event
+        else {
+            panic!("a push");
+        };
+        assert_eq!((to, room_seq), (vec![1, 2], Some((7, 3))));
+        let again = wire.to_outgoing().unwrap();
+        for dialect in [Dialect::Names, Dialect::Codes] {
+            assert_eq!(again.encode(dialect, None), msg.encode(dialect, None));
+        }
+        assert!(decode(b"not json").is_none());
+    }
+}

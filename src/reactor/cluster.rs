@@ -1,0 +1,183 @@
+//! The reactor's side of a cluster: what its connections are told goes to
+//! the other nodes too, what the other nodes tell theirs reaches this
+//! node's, and stored messages reach every connection in their room's
+//! order (the sequencer holds one until those before it were delivered,
+//! and asks the store for those that do not come).
+
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use mio::Token;
+
+use super::Reactor;
+use crate::cluster::sequencer::Sequencer;
+use crate::cluster::wire::{Envelope, Event};
+use crate::job::{FilledGap, Push, Revoke, Task, NO_CONN};
+use crate::protocol::ReqId;
+
+/// Pushes from the bus answer no connection of this node.
+const NO_REQUESTER: Token = Token(NO_CONN as usize);
+
+/// A push held until its room's earlier messages were delivered.
+pub(super) struct Held {
+    push: Push,
+    requester: Token,
+    req_id: Option<ReqId>,
+}
+
+/// This node's link to the others.
+pub struct NodeLink {
+    #[cfg(feature = "cluster")]
+    bus: crate::cluster::bus::Bus,
+    events: Receiver<Envelope>,
+    sequencer: Sequencer<Held>,
+}
+
+impl NodeLink {
+    /// The link over `bus`, whose other nodes' messages arrive on `events`.
+    #[cfg(feature = "cluster")]
+    pub fn new(bus: crate::cluster::bus::Bus, events: Receiver<Envelope>) -> NodeLink {
+        NodeLink {
+            bus,
+            events,
+            sequencer: Sequencer::default(),
+        }
+    }
+}
+
+impl Reactor {
+    /// Sends a push made on this node: to the other nodes, and to this
+    /// node's connections (a stored message in its room's order).
+    pub(super) fn route_push(
+        &mut self,
+        requester: Token,
+        push: Push,
+        req_id: Option<&ReqId>,
+        touched: &mut Vec<Token>,
+    ) {
+        match &self.cluster {
+            None => self.fan_out(requester, push, req_id, touched),
+            Some(_link) => {
+                #[cfg(feature = "cluster")]
+                _link.bus.publish_push(&push);
+                let held = Held {
+                    push,
+                    requester,
+                    req_id: req_id.cloned(),
+                };
+                self.in_room_order(held, touched);
+            }
+        }
+    }
+
+    /// A token revoked on this node is revoked on the others too.
+    pub(super) fn publish_revoke(&self, _revoke: &Revoke) {
+        #[cfg(feature = "cluster")]
+        if let Some(link) = &self.cluster {
+            link.bus
+                .publish_revoke(_revoke.user_id, _revoke.token_hash, &_revoke.notice);
+        }
+    }
+
+    /// Delivers a push now, or (a stored message) once its room's earlier
+    /// messages were.
+    fn in_room_order(&mut self, held: Held, touched: &mut Vec<Token>) {
+        let ready = match (&mut self.cluster, held.push.order) {
+            (Some(link), Some(order)) => link
+                .sequencer
+                .offer(order.room_id, order.seq, held, Instant::now()),
+            _ => vec![held],
+        };
+        for held in ready {
+            self.fan_out(held.requester, held.push, held.req_id.as_ref(), touched);
+        }
+    }
+
+    /// Delivers what the other nodes published, then serves the
+    /// connections it touched.
+    pub(super) fn drain_bus(&mut self) {
+        let Some(link) = &self.cluster else { return };
+        let envelopes: Vec<Envelope> = link.events.try_iter().collect();
+        if envelopes.is_empty() {
+            return;
+        }
+        let mut touched = Vec::new();
+        for envelope in envelopes {
+            match envelope.event {
+                Event::Push { to, msg, room_seq } => {
+                    let Some(msg) = msg.to_outgoing() else { continue };
+                    let mut push = Push::notice(to.into(), msg);
+                    push.order = Event::order(room_seq);
+                    let held = Held {
+                        push,
+                        requester: NO_REQUESTER,
+                        req_id: None,
+                    };
+                    self.in_room_order(held, &mut touched);
+                }
+                Event::Revoke {
+                    user_id,
+                    token_hash,
+                    notice,
+                } => {
+                    let (Some(notice), Ok(hash)) = (notice.to_outgoing(), hex::decode(&token_hash)) else {
+                        continue;
+                    };
+                    let Ok(token_hash) = <[u8; 32]>::try_from(hash) else {
+                        continue;
+                    };
+                    let revoke = Revoke {
+                        user_id,
+                        token_hash,
+                        notice,
+                    };
+                    self.revoke(NO_REQUESTER, revoke, &mut touched);
+                }
+            }
+        }
+        self.serve_touched(touched);
+    }
+
+    /// Asks the store for the gaps that waited long enough.
+    pub(super) fn ask_for_gaps(&mut self) {
+        let Some(link) = &mut self.cluster else { return };
+        for gap in link.sequencer.due_gaps(Instant::now()) {
+            log::debug!(
+                "room {}: messages {}..{} did not come over the bus; reading them from the store",
+                gap.room_id,
+                gap.after + 1,
+                gap.before - 1
+            );
+            self.write(Task::FillGap(gap));
+        }
+    }
+
+    /// The store's answer to a gap: delivered in place of what did not come.
+    pub(super) fn gap_filled(&mut self, filled: FilledGap, touched: &mut Vec<Token>) {
+        let Some(link) = &mut self.cluster else { return };
+        let found = filled
+            .pushes
+            .into_iter()
+            .filter_map(|push| {
+                let seq = push.order?.seq;
+                Some((
+                    seq,
+                    Held {
+                        push,
+                        requester: NO_REQUESTER,
+                        req_id: None,
+                    },
+                ))
+            })
+            .collect();
+        let ready = link.sequencer.filled(filled.gap, found, Instant::now());
+        for held in ready {
+            self.fan_out(held.requester, held.push, held.req_id.as_ref(), touched);
+        }
+    }
+
+    /// When the next gap falls due.
+    pub(super) fn next_gap_due(&self) -> Option<Instant> {
+        self.cluster.as_ref().and_then(|link| link.sequencer.next_due())
+    }
+}

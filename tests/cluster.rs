@@ -1,0 +1,309 @@
+//! Several nodes as one server (design.md §9): three `parleyd` processes on
+//! one PostgreSQL database (127.0.0.1:5432) and one NATS bus (the machine's
+//! at 127.0.0.1:4222, or a private `nats-server` for the test that restarts
+//! it). Every test has a database and a bus subject of its own.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parley::client::Client;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::util::{assert_type, on_postgres, postgres_database, spawn_parleyd_with, Stop};
+
+/// The machine's NATS server.
+const NATS: &str = "nats://127.0.0.1:4222";
+/// The PostgreSQL server the test databases live on.
+const POSTGRES: &str = "postgres://postgres@127.0.0.1";
+
+/// The cluster tests run in the SQLite pass of the suite only (they make
+/// their own PostgreSQL databases either way).
+fn skipped() -> bool {
+    if on_postgres() {
+        eprintln!("the cluster tests run in the suite's first pass");
+    }
+    on_postgres()
+}
+
+/// Nodes sharing one database and one bus subject.
+struct Cluster {
+    dir: TempDir,
+    store: String,
+    bus: String,
+    subject: String,
+    nodes: Vec<Option<Node>>,
+}
+
+struct Node {
+    addr: String,
+    process: Stop,
+}
+
+impl Cluster {
+    fn start(nodes: usize, bus: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let store = postgres_database(POSTGRES, dir.path());
+        // A subject of the test's own: tests run in parallel on one bus.
+        let subject = format!(
+            "parleytest.{}",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let mut cluster = Cluster {
+            dir,
+            store,
+            bus: bus.to_owned(),
+            subject,
+            nodes: Vec::new(),
+        };
+        for i in 0..nodes {
+            let node = cluster.spawn(i);
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    fn spawn(&self, i: usize) -> Node {
+        let dir = self.node_dir(i);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("parley.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "cluster_store = {:?}\ncluster_bus = {:?}\ncluster_subject = {:?}\nweb = \"off\"\n\
+                 sign_ups_per_addr_per_min = 1000000.0\nsign_up_burst_per_addr = 1000000\n\
+                 sign_ups_per_min = 1000000.0\nlog_ins_per_addr_per_min = 1000000.0\n\
+                 log_in_burst_per_addr = 1000000\nlog_ins_per_min = 1000000.0\nrooms_burst = 1000000\n\
+                 msg_rate_per_sec = 1000000.0\nmsg_burst = 1000000\nlog_level = \"debug\"\n",
+                self.store, self.bus, self.subject
+            ),
+        )
+        .unwrap();
+        let (child, addr) = spawn_parleyd_with(&dir.join("data"), &config, &dir.join("parleyd.log"));
+        Node {
+            addr,
+            process: Stop(child),
+        }
+    }
+
+    fn addr(&self, i: usize) -> &str {
+        &self.nodes[i].as_ref().expect("node running").addr
+    }
+
+    /// Kills node `i` as a crash would (SIGKILL).
+    fn kill(&mut self, i: usize) {
+        if let Some(mut node) = self.nodes[i].take() {
+            node.process.0.kill().unwrap();
+            node.process.0.wait().unwrap();
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.node_dir(i).join("parleyd.log")).unwrap_or_default()
+    }
+}
+
+/// A user of the cluster: a connection to one node and what it was sent.
+struct Member {
+    login: String,
+    token: String,
+    client: Client,
+    /// Message ids of the RQ_MSG pushes received, in arrival order.
+    seen: Vec<i64>,
+}
+
+impl Member {
+    fn sign_up(addr: &str, login: &str) -> Member {
+        let mut client = Client::connect(addr).unwrap();
+        let reply = client.sign_up(login, &format!("pw-{login}")).unwrap();
+        assert_type(&reply, "RQ_TOKEN");
+        Member {
+            login: login.to_owned(),
+            token: reply["token"].as_str().unwrap().to_owned(),
+            client,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A request and its answer (pushes that come first stay queued in
+    /// the client for `read_until`).
+    fn req(&mut self, msg: Value) -> Value {
+        self.client.request(msg).expect("answered")
+    }
+
+    /// Reads pushes until `want` messages were seen or `within` passed.
+    fn read_until(&mut self, want: usize, within: Duration) {
+        let start = Instant::now();
+        self.client.set_timeout(Duration::from_millis(200)).unwrap();
+        while self.seen.len() < want && start.elapsed() < within {
+            match self.client.recv() {
+                Ok(msg) => self.note(&msg),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("{}: {e}", self.login),
+            }
+        }
+    }
+
+    fn note(&mut self, msg: &Value) {
+        if msg["type"] == "RQ_MSG" && msg.get("req_id").is_none() {
+            self.seen.push(msg["message_id"].as_i64().unwrap());
+        }
+    }
+}
+
+/// Sends `n` messages from `member` into `room`, pipelined; returns the ids
+/// acknowledged, in order. Pushes read meanwhile are noted.
+fn send_burst(member: &mut Member, room: i64, n: usize, tag: &str) -> Vec<i64> {
+    let mut lines = String::new();
+    for i in 0..n {
+        lines.push_str(&format!(
+            "{}\n",
+            json!({"type": "RQ_MSG", "room_id": room, "message": format!("{tag} {i}"), "req_id": format!("{tag}-{i}")})
+        ));
+    }
+    member.client.send_raw(lines.as_bytes()).unwrap();
+    let mut acked = Vec::new();
+    member.client.set_timeout(Duration::from_secs(20)).unwrap();
+    while acked.len() < n {
+        let msg = member.client.recv().expect("every message answered");
+        match msg["req_id"].as_str() {
+            Some(id) if id.starts_with(&format!("{tag}-")) => {
+                assert_type(&msg, "RQ_MSG");
+                acked.push(msg["message_id"].as_i64().unwrap());
+            }
+            _ => member.note(&msg),
+        }
+    }
+    acked
+}
+
+/// Every member joins a new global room made by the first.
+fn shared_room(members: &mut [Member]) -> i64 {
+    let reply =
+        members[0].req(json!({"type": "RQ_NEW_ROOM", "name": "everyone", "room_type": "DB_GLOBAL_CHAT"}));
+    let room = reply["id"].as_i64().unwrap_or_else(|| panic!("{reply}"));
+    for member in &mut members[1..] {
+        let reply = member.req(json!({"type": "RQ_JOIN_ROOM", "room_id": room}));
+        assert!(reply["type"] != "RQ_ERROR_MSG", "{reply}");
+    }
+    room
+}
+
+/// Asserts `member` saw exactly `expected` (every id once), in id order.
+#[track_caller]
+fn saw_all_in_order(member: &Member, expected: &HashSet<i64>) {
+    let seen: HashSet<i64> = member.seen.iter().copied().collect();
+    assert_eq!(
+        seen.len(),
+        member.seen.len(),
+        "{} saw a message twice",
+        member.login
+    );
+    let missing: Vec<_> = expected.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} missed {} messages: {missing:?}",
+        member.login,
+        missing.len()
+    );
+    let extra: Vec<_> = seen.difference(expected).collect();
+    assert!(
+        extra.is_empty(),
+        "{} saw unexpected messages {extra:?}",
+        member.login
+    );
+    assert!(
+        member.seen.windows(2).all(|w| w[0] < w[1]),
+        "{} saw the room's messages out of order",
+        member.login
+    );
+}
+
+/// The room's whole history, read from node `addr` as the user of
+/// `token`, oldest first.
+fn history(addr: &str, token: &str, room: i64) -> Vec<i64> {
+    let mut client = Client::connect(addr).unwrap();
+    assert_type(&client.resume(token).unwrap(), "RQ_TOKEN");
+    let mut ids = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let mut req = json!({"type": "RQ_OLD_MSGS", "room_id": room, "limit": 100});
+        if let Some(b) = before {
+            req["before_id"] = json!(b);
+        }
+        let page = client.request(req).unwrap();
+        let page_ids = crate::util::message_ids(&page, "messages");
+        if page_ids.is_empty() {
+            break;
+        }
+        before = page_ids.iter().min().copied();
+        ids.extend(page_ids);
+    }
+    ids.sort_unstable();
+    ids
+}
+
+/// Sends `per_member` messages from every member at once, each on its own
+/// node; returns the members with the ids each had acknowledged.
+fn everyone_sends(
+    members: Vec<Member>,
+    room: i64,
+    per_member: usize,
+    round: &str,
+) -> Vec<(Member, HashSet<i64>)> {
+    let handles: Vec<_> = members
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut member)| {
+            let tag = format!("{round}m{i}");
+            thread::spawn(move || {
+                let acked = send_burst(&mut member, room, per_member, &tag);
+                (member, acked.into_iter().collect())
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn users_on_three_nodes_chat_and_every_push_arrives_once_in_order() {
+    if skipped() {
+        return;
+    }
+    let cluster = Cluster::start(3, NATS);
+    let mut members: Vec<Member> = (0..6)
+        .map(|i| Member::sign_up(cluster.addr(i % 3), &format!("user{i}")))
+        .collect();
+    let room = shared_room(&mut members);
+    let per_member = 40;
+    let sent = everyone_sends(members, room, per_member, "a");
+    let all: HashSet<i64> = sent.iter().flat_map(|(_, acked)| acked.iter().copied()).collect();
+    assert_eq!(all.len(), 6 * per_member);
+    let stored = history(cluster.addr(1), &sent[0].0.token, room);
+    assert_eq!(stored.len(), all.len(), "every acknowledged message stored once");
+    assert_eq!(stored.iter().copied().collect::<HashSet<_>>(), all);
+    // Each hears everyone else's messages, once each, in the room's order
+    // (its own came back as the answers).
+    for (mut member, own) in sent {
+        member.read_until(all.len() - own.len(), Duration::from_secs(20));
+        let others: HashSet<i64> = all.difference(&own).copied().collect();
+        saw_all_in_order(&member, &others);
+    }
+    for i in 0..3 {
+        assert!(!cluster.log(i).contains("panicked"), "node {i} panicked");
+    }
+}
