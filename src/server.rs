@@ -96,8 +96,15 @@ fn make_private(db_path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Joins the other nodes over the bus, when one is configured.
+/// `start_id` is the newest message id, read before the node listens: what
+/// is stored after it reaches this node over the bus or from the store
+/// (see `cluster::sequencer`).
 #[cfg(feature = "cluster")]
-fn join_cluster(config: &Config, waker: Arc<Waker>) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
+fn join_cluster(
+    config: &Config,
+    waker: Arc<Waker>,
+    start_id: i64,
+) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
     use crate::cluster::bus::{Bus, BusSettings};
     let Some(url) = &config.cluster_bus else {
         return Ok(None);
@@ -110,11 +117,15 @@ fn join_cluster(config: &Config, waker: Arc<Waker>) -> anyhow::Result<Option<cra
     // (stored messages come back from the store as gaps).
     let (events_tx, events_rx) = crossbeam_channel::bounded(65_536);
     let bus = Bus::start(settings, events_tx, waker)?;
-    Ok(Some(crate::reactor::NodeLink::new(bus, events_rx)))
+    Ok(Some(crate::reactor::NodeLink::new(bus, events_rx, start_id)))
 }
 
 #[cfg(not(feature = "cluster"))]
-fn join_cluster(config: &Config, _waker: Arc<Waker>) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
+fn join_cluster(
+    config: &Config,
+    _waker: Arc<Waker>,
+    _start_id: i64,
+) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
     if config.cluster_bus.is_some() {
         bail!("cluster_bus needs a parleyd built with the cluster feature");
     }
@@ -353,6 +364,7 @@ impl Server {
         );
 
         let mut stores = self.stores;
+        let start_id = stores[0].newest_message_id()?;
         let writer_store = stores.pop().context("no store for the writer")?;
         // PostgreSQL checkpoints by itself.
         let checkpointer = match config.cluster_store {
@@ -471,7 +483,7 @@ impl Server {
             file_tasks: file_tx,
             file_events: file_event_rx,
             local: self.local_arrivals,
-            cluster: join_cluster(&config, self.waker.clone())?,
+            cluster: join_cluster(&config, self.waker.clone(), start_id)?,
         };
         let files_dir = files::files_dir(&config.data_dir);
         let web = self.web_listener.map(|socket| Listener {

@@ -108,6 +108,12 @@ impl Cluster {
         }
     }
 
+    fn log_tail(&self, i: usize, lines: usize) -> String {
+        let log = self.log(i);
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.node_dir(i).join("parleyd.log")).unwrap_or_default()
     }
@@ -123,6 +129,17 @@ struct Member {
 }
 
 impl Member {
+    /// Stands in for a member moved elsewhere.
+    fn placeholder() -> Member {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Member {
+            login: String::new(),
+            token: String::new(),
+            client: Client::connect(listener.local_addr().unwrap()).unwrap(),
+            seen: Vec::new(),
+        }
+    }
+
     fn sign_up(addr: &str, login: &str) -> Member {
         let mut client = Client::connect(addr).unwrap();
         let reply = client.sign_up(login, &format!("pw-{login}")).unwrap();
@@ -158,6 +175,24 @@ impl Member {
         }
     }
 
+    /// Reads pushes until message `id` was among them, or `within` passed.
+    fn heard_within(&mut self, id: i64, within: Duration) -> bool {
+        let start = Instant::now();
+        self.client.set_timeout(Duration::from_millis(100)).unwrap();
+        while !self.seen.contains(&id) && start.elapsed() < within {
+            match self.client.recv() {
+                Ok(msg) => self.note(&msg),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("{}: {e}", self.login),
+            }
+        }
+        self.seen.contains(&id)
+    }
+
     fn note(&mut self, msg: &Value) {
         if msg["type"] == "RQ_MSG" && msg.get("req_id").is_none() {
             self.seen.push(msg["message_id"].as_i64().unwrap());
@@ -189,6 +224,41 @@ fn send_burst(member: &mut Member, room: i64, n: usize, tag: &str) -> Vec<i64> {
         }
     }
     acked
+}
+
+/// As [`send_burst`], for a member whose node may die under it: returns
+/// what was acknowledged before the connection broke, and how many
+/// requests were answered at all (a node may refuse what it cannot take in
+/// time with ER_BUSY: answered, not stored).
+fn send_until_cut(member: &mut Member, room: i64, n: usize, tag: &str) -> (Vec<i64>, usize) {
+    let mut lines = String::new();
+    for i in 0..n {
+        lines.push_str(&format!(
+            "{}\n",
+            json!({"type": "RQ_MSG", "room_id": room, "message": format!("{tag} {i}"), "req_id": format!("{tag}-{i}")})
+        ));
+    }
+    let mut acked = Vec::new();
+    let mut answered = 0;
+    if member.client.send_raw(lines.as_bytes()).is_err() {
+        return (acked, answered);
+    }
+    member.client.set_timeout(Duration::from_secs(20)).unwrap();
+    while answered < n {
+        let Ok(msg) = member.client.recv() else { break };
+        match msg["req_id"].as_str() {
+            Some(id) if id.starts_with(&format!("{tag}-")) => {
+                answered += 1;
+                if msg["type"] == "RQ_MSG" {
+                    acked.push(msg["message_id"].as_i64().unwrap());
+                } else {
+                    assert_eq!(msg["error_code"], "ER_BUSY", "{msg}");
+                }
+            }
+            _ => member.note(&msg),
+        }
+    }
+    (acked, answered)
 }
 
 /// Every member joins a new global room made by the first.
@@ -305,5 +375,181 @@ fn users_on_three_nodes_chat_and_every_push_arrives_once_in_order() {
     }
     for i in 0..3 {
         assert!(!cluster.log(i).contains("panicked"), "node {i} panicked");
+    }
+}
+
+#[test]
+fn a_node_killed_mid_traffic_loses_nothing_acknowledged() {
+    if skipped() {
+        return;
+    }
+    let mut cluster = Cluster::start(3, NATS);
+    let mut members: Vec<Member> = (0..6)
+        .map(|i| Member::sign_up(cluster.addr(i % 3), &format!("user{i}")))
+        .collect();
+    let room = shared_room(&mut members);
+    // Everyone sends; node 0 (users 0 and 3) is killed in the middle of it.
+    let per_member = 150;
+    let handles: Vec<_> = members
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut member)| {
+            thread::spawn(move || {
+                let (acked, answered) = send_until_cut(&mut member, room, per_member, &format!("a{i}"));
+                (member, acked.into_iter().collect::<HashSet<i64>>(), answered)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(150));
+    cluster.kill(0);
+    let results: Vec<(Member, HashSet<i64>, usize)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, (member, _, answered)) in results.iter().enumerate() {
+        if i % 3 != 0 && *answered != per_member {
+            panic!(
+                "{} on a live node was answered {answered} of {per_member}; its node's log ends:\n{}",
+                member.login,
+                cluster.log_tail(i % 3, 40)
+            );
+        }
+    }
+    let cut_short = results[0].2 < per_member || results[3].2 < per_member;
+    assert!(cut_short, "the node died while its users were sending");
+    let mut sent: Vec<(Member, HashSet<i64>)> = results.into_iter().map(|(m, a, _)| (m, a)).collect();
+    // Its users come back on node 1 with their tokens.
+    for i in [0, 3] {
+        let member = &mut sent[i].0;
+        member.client = Client::connect(cluster.addr(1)).unwrap();
+        assert_type(&member.client.resume(&member.token).unwrap(), "RQ_TOKEN");
+    }
+    // More traffic from everyone: what node 0 stored but never published
+    // shows up as gaps, filled from the store.
+    let members: Vec<Member> = sent
+        .iter_mut()
+        .map(|(m, _)| std::mem::replace(m, Member::placeholder()))
+        .collect();
+    let second = everyone_sends(members, room, 20, "b");
+    let mut acked_all: HashSet<i64> = sent.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+    acked_all.extend(second.iter().flat_map(|(_, a)| a.iter().copied()));
+    let stored = history(cluster.addr(2), &second[1].0.token, room);
+    let stored_set: HashSet<i64> = stored.iter().copied().collect();
+    assert_eq!(stored_set.len(), stored.len(), "nothing stored twice");
+    let lost: Vec<_> = acked_all.difference(&stored_set).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    // The users who stayed connected heard every stored message but their own.
+    for (i, (mut member, own_second)) in second.into_iter().enumerate() {
+        if i % 3 == 0 {
+            // Reconnected users catch up with history (read above) instead.
+            continue;
+        }
+        let own: HashSet<i64> = sent[i].1.union(&own_second).copied().collect();
+        let others: HashSet<i64> = stored_set.difference(&own).copied().collect();
+        member.read_until(others.len(), Duration::from_secs(20));
+        saw_all_in_order(&member, &others);
+    }
+    for i in 1..3 {
+        assert!(!cluster.log(i).contains("panicked"), "node {i} panicked");
+    }
+}
+
+/// A NATS server of the test's own, to stop and start again.
+struct PrivateBus {
+    port: u16,
+    process: Option<Stop>,
+}
+
+impl PrivateBus {
+    fn start() -> PrivateBus {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut bus = PrivateBus { port, process: None };
+        bus.restart();
+        bus
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (apt install nats-server)");
+        self.process = Some(Stop(child));
+        let up = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                up.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.0.kill().unwrap();
+            process.0.wait().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_bus_restarted_mid_traffic_loses_nothing_and_order_holds() {
+    if skipped() {
+        return;
+    }
+    let mut bus = PrivateBus::start();
+    let cluster = Cluster::start(2, &bus.url());
+    let mut members: Vec<Member> = (0..4)
+        .map(|i| Member::sign_up(cluster.addr(i % 2), &format!("user{i}")))
+        .collect();
+    let room = shared_room(&mut members);
+    let mut own: Vec<HashSet<i64>> = vec![HashSet::new(); 4];
+    let round = |members: Vec<Member>, tag: &str, own: &mut Vec<HashSet<i64>>| -> Vec<Member> {
+        everyone_sends(members, room, 20, tag)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (member, acked))| {
+                own[i].extend(acked);
+                member
+            })
+            .collect()
+    };
+    let members = round(members, "before", &mut own);
+    bus.kill();
+    // The bus is down: each node still stores, and answers its own users.
+    let members = round(members, "down", &mut own);
+    bus.restart();
+    // Once the nodes are back on the bus, a message from node 0 reaches node 1.
+    let mut members = members;
+    let back = Instant::now();
+    loop {
+        let probe = members[0].req(json!({"type": "RQ_MSG", "room_id": room, "message": "probe"}));
+        let probe = probe["message_id"].as_i64().unwrap();
+        own[0].insert(probe);
+        if members[1].heard_within(probe, Duration::from_secs(1)) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "the nodes did not come back on the bus; node 1's log ends:\n{}",
+            cluster.log_tail(1, 30)
+        );
+    }
+    let members = round(members, "after", &mut own);
+    let stored: HashSet<i64> = history(cluster.addr(0), &members[0].token, room)
+        .into_iter()
+        .collect();
+    for (i, mut member) in members.into_iter().enumerate() {
+        let others: HashSet<i64> = stored.difference(&own[i]).copied().collect();
+        member.read_until(others.len(), Duration::from_secs(20));
+        saw_all_in_order(&member, &others);
     }
 }

@@ -11,9 +11,11 @@
 //! over. A number below the room's next has been delivered already (the
 //! store answered before the bus did): it is dropped.
 //!
-//! The first message a node sees of a room sets where that room starts:
-//! a node learns nothing of what was stored before it started listening
-//! (its clients catch up with history cursors when they connect).
+//! Where a room starts is asked of the store too: the first message a node
+//! sees of a room waits while the store is asked for the room's messages
+//! stored since the node started (newer than `start_id`) and numbered
+//! before it. Messages stored before the node started are not pushed (its
+//! clients catch up with history cursors when they connect).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -22,18 +24,21 @@ use std::time::{Duration, Instant};
 pub const GAP_WAIT: Duration = Duration::from_millis(200);
 /// Held messages past which a room's gap is asked of the store at once.
 const MAX_HELD_PER_ROOM: usize = 10_000;
-/// Rooms remembered; past this, rooms holding nothing are forgotten.
-const MAX_ROOMS: usize = 200_000;
 
-/// The messages of rooms, in order.
+/// The messages of rooms, in order. It remembers, for every room with a
+/// message since the node started, the next number (a few dozen bytes a
+/// room): forgetting one would deliver its messages again.
 pub struct Sequencer<T> {
     rooms: HashMap<i64, RoomLine<T>>,
     gap_wait: Duration,
+    /// The newest message id when the node started.
+    start_id: i64,
 }
 
 /// One room: the next number to deliver, and what waits for it.
 struct RoomLine<T> {
-    next: i64,
+    /// `None` until the store said where the room starts.
+    next: Option<i64>,
     held: BTreeMap<i64, T>,
     /// When the oldest gap began; `None` while nothing is held.
     gap_since: Option<Instant>,
@@ -41,40 +46,36 @@ struct RoomLine<T> {
     asked: bool,
 }
 
-/// Numbers a room is missing: `after` < seq < `before`.
+/// Messages a room is missing: numbered `after` < seq < `before`, with
+/// ids above `after_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gap {
     pub room_id: i64,
     pub after: i64,
     pub before: i64,
-}
-
-impl<T> Default for Sequencer<T> {
-    fn default() -> Self {
-        Sequencer::with_wait(GAP_WAIT)
-    }
+    pub after_id: i64,
 }
 
 impl<T> Sequencer<T> {
-    pub fn with_wait(gap_wait: Duration) -> Sequencer<T> {
+    /// A sequencer for a node that started when `start_id` was the newest
+    /// message id.
+    pub fn new(start_id: i64) -> Sequencer<T> {
         Sequencer {
             rooms: HashMap::new(),
-            gap_wait,
+            gap_wait: GAP_WAIT,
+            start_id,
         }
     }
 
     /// Takes message `seq` of a room; returns what may be delivered now, in order.
     pub fn offer(&mut self, room_id: i64, seq: i64, item: T, now: Instant) -> Vec<T> {
-        if !self.rooms.contains_key(&room_id) && self.rooms.len() >= MAX_ROOMS {
-            self.rooms.retain(|_, line| !line.held.is_empty());
-        }
         let line = self.rooms.entry(room_id).or_insert_with(|| RoomLine {
-            next: seq,
+            next: None,
             held: BTreeMap::new(),
             gap_since: None,
             asked: false,
         });
-        if seq < line.next {
+        if line.next.is_some_and(|next| seq < next) {
             return Vec::new();
         }
         line.held.insert(seq, item);
@@ -85,20 +86,31 @@ impl<T> Sequencer<T> {
         ready
     }
 
-    /// The gaps waited for long enough (or holding too much), each asked once.
+    /// The gaps waited for long enough (or holding too much), and the
+    /// rooms whose start is unknown, each asked once.
     pub fn due_gaps(&mut self, now: Instant) -> Vec<Gap> {
         let mut due = Vec::new();
         for (&room_id, line) in &mut self.rooms {
             let Some(since) = line.gap_since else { continue };
-            if line.asked || (now < since + self.gap_wait && line.held.len() < MAX_HELD_PER_ROOM) {
+            let waited = now >= since + self.gap_wait || line.held.len() >= MAX_HELD_PER_ROOM;
+            if line.asked || (line.next.is_some() && !waited) {
                 continue;
             }
             if let Some((&first_held, _)) = line.held.first_key_value() {
                 line.asked = true;
-                due.push(Gap {
-                    room_id,
-                    after: line.next - 1,
-                    before: first_held,
+                due.push(match line.next {
+                    Some(next) => Gap {
+                        room_id,
+                        after: next - 1,
+                        before: first_held,
+                        after_id: 0,
+                    },
+                    None => Gap {
+                        room_id,
+                        after: 0,
+                        before: first_held,
+                        after_id: self.start_id,
+                    },
                 });
             }
         }
@@ -113,15 +125,18 @@ impl<T> Sequencer<T> {
             return Vec::new();
         };
         line.asked = false;
+        let mut next = line.next.unwrap_or(0);
         let mut ready = Vec::new();
         for (seq, item) in found {
-            if seq >= line.next && seq < gap.before {
+            if seq >= next && seq < gap.before {
                 ready.push(item);
-                line.next = seq + 1;
+                next = seq + 1;
             }
         }
-        // What the store no longer has is passed over.
-        line.next = line.next.max(gap.before);
+        // What the store no longer has is passed over, and copies of what
+        // it answered are dropped.
+        line.next = Some(next.max(gap.before));
+        line.held.retain(|&seq, _| seq >= next.max(gap.before));
         ready.extend(line.release());
         line.gap_since = (!line.held.is_empty()).then_some(now);
         ready
@@ -132,9 +147,11 @@ impl<T> Sequencer<T> {
         self.rooms
             .values()
             .filter(|line| !line.asked)
-            .filter_map(|line| line.gap_since)
+            .filter_map(|line| match line.next {
+                Some(_) => line.gap_since.map(|since| since + self.gap_wait),
+                None => line.gap_since,
+            })
             .min()
-            .map(|since| since + self.gap_wait)
     }
 }
 
@@ -142,9 +159,12 @@ impl<T> RoomLine<T> {
     /// Takes out the held messages that now follow without a gap.
     fn release(&mut self) -> Vec<T> {
         let mut ready = Vec::new();
-        while let Some(item) = self.held.remove(&self.next) {
+        let Some(next) = &mut self.next else {
+            return ready;
+        };
+        while let Some(item) = self.held.remove(next) {
             ready.push(item);
-            self.next += 1;
+            *next += 1;
         }
         if self.held.is_empty() {
             self.gap_since = None;
@@ -157,22 +177,60 @@ impl<T> RoomLine<T> {
 mod tests {
     use super::*;
 
+    /// A sequencer whose rooms 1, 2 and 7 start at message 1, 1 and 10.
+    fn started(now: Instant) -> Sequencer<i64> {
+        let mut s = Sequencer::new(100);
+        for (room, first) in [(1, 1), (2, 1), (7, 10)] {
+            assert!(
+                s.offer(room, first, first, now).is_empty(),
+                "the room's start is asked first"
+            );
+        }
+        let gaps = s.due_gaps(now);
+        assert_eq!(gaps.len(), 3, "at once");
+        for gap in gaps {
+            assert_eq!((gap.after, gap.after_id), (0, 100));
+            assert_eq!(s.filled(gap, Vec::new(), now), vec![gap.before]);
+        }
+        s
+    }
+
+    #[test]
+    fn a_room_starts_where_the_store_says() {
+        let now = Instant::now();
+        let mut s = Sequencer::new(100);
+        assert!(s.offer(5, 4, 4, now).is_empty());
+        let gaps = s.due_gaps(now);
+        // An earlier one comes over the bus while the store is asked.
+        assert!(s.offer(5, 3, 3, now).is_empty());
+        assert_eq!(
+            gaps,
+            vec![Gap {
+                room_id: 5,
+                after: 0,
+                before: 4,
+                after_id: 100
+            }]
+        );
+        // The store has 2 and 3 since the node started.
+        assert_eq!(s.filled(gaps[0], vec![(2, 2), (3, 3)], now), vec![2, 3, 4]);
+        assert_eq!(s.offer(5, 5, 5, now), vec![5]);
+    }
+
     #[test]
     fn in_order_passes_through_and_repeats_are_dropped() {
         let now = Instant::now();
-        let mut s = Sequencer::default();
-        assert_eq!(s.offer(1, 5, "a", now), vec!["a"]);
-        assert_eq!(s.offer(1, 6, "b", now), vec!["b"]);
-        assert_eq!(s.offer(1, 6, "b again", now), Vec::<&str>::new());
-        assert_eq!(s.offer(2, 1, "other room", now), vec!["other room"]);
+        let mut s = started(now);
+        assert_eq!(s.offer(1, 2, 2, now), vec![2]);
+        assert_eq!(s.offer(1, 2, 2, now), Vec::<i64>::new());
+        assert_eq!(s.offer(2, 2, 2, now), vec![2]);
         assert_eq!(s.next_due(), None);
     }
 
     #[test]
     fn a_late_message_releases_those_behind_it() {
         let now = Instant::now();
-        let mut s = Sequencer::default();
-        s.offer(1, 1, 1, now);
+        let mut s = started(now);
         assert!(s.offer(1, 3, 3, now).is_empty());
         assert!(s.offer(1, 4, 4, now).is_empty());
         assert_eq!(s.next_due(), Some(now + GAP_WAIT));
@@ -184,8 +242,7 @@ mod tests {
     #[test]
     fn a_gap_is_asked_of_the_store_once_and_filled() {
         let now = Instant::now();
-        let mut s = Sequencer::default();
-        s.offer(7, 10, 10, now);
+        let mut s = started(now);
         s.offer(7, 14, 14, now);
         let later = now + GAP_WAIT;
         let gaps = s.due_gaps(later);
@@ -194,7 +251,8 @@ mod tests {
             vec![Gap {
                 room_id: 7,
                 after: 10,
-                before: 14
+                before: 14,
+                after_id: 0
             }]
         );
         assert!(s.due_gaps(later).is_empty(), "asked once");
@@ -211,8 +269,7 @@ mod tests {
     #[test]
     fn a_flood_behind_a_gap_is_asked_for_at_once() {
         let now = Instant::now();
-        let mut s = Sequencer::default();
-        s.offer(1, 1, 0, now);
+        let mut s = started(now);
         for seq in 3..(3 + MAX_HELD_PER_ROOM as i64) {
             s.offer(1, seq, 0, now);
         }

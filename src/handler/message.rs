@@ -132,7 +132,9 @@ pub fn with_room_power(ctx: &mut Ctx, room_id: i64, mut outcome: Outcome) -> Res
 /// A gap in what this node of a cluster heard of a room: the messages the
 /// store still has, as pushes to the room's members in their order.
 pub fn fill_gap(ctx: &mut Ctx, gap: Gap) -> Result<Outcome> {
-    let found = ctx.store.messages_by_seq(gap.room_id, gap.after, gap.before)?;
+    let found = ctx
+        .store
+        .messages_by_seq(gap.room_id, gap.after, gap.before, gap.after_id)?;
     let audience = super::room::audience(ctx, gap.room_id)?;
     let seqs: Vec<i64> = found.iter().map(|(seq, _)| *seq).collect();
     let msgs: Vec<Message> = found.into_iter().map(|(_, msg)| msg).collect();

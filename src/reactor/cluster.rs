@@ -34,13 +34,14 @@ pub struct NodeLink {
 }
 
 impl NodeLink {
-    /// The link over `bus`, whose other nodes' messages arrive on `events`.
+    /// The link over `bus`, whose other nodes' messages arrive on `events`,
+    /// for a node that started when `start_id` was the newest message id.
     #[cfg(feature = "cluster")]
-    pub fn new(bus: crate::cluster::bus::Bus, events: Receiver<Envelope>) -> NodeLink {
+    pub fn new(bus: crate::cluster::bus::Bus, events: Receiver<Envelope>, start_id: i64) -> NodeLink {
         NodeLink {
             bus,
             events,
-            sequencer: Sequencer::default(),
+            sequencer: Sequencer::new(start_id),
         }
     }
 }

@@ -300,9 +300,18 @@ pub trait MessageStore {
     /// passes over, so each message is counted at most once per member.
     /// Call inside `atomically`.
     /// The stored messages of a room numbered after `after` and before
-    /// `before`, with their numbers, in order (a cluster node fills a gap
-    /// in what it heard with them).
-    fn messages_by_seq(&self, room_id: i64, after: i64, before: i64) -> Result<Vec<(i64, Message)>>;
+    /// `before` with ids above `after_id`, with their numbers, in order (a
+    /// cluster node fills a gap in what it heard with them).
+    fn messages_by_seq(
+        &self,
+        room_id: i64,
+        after: i64,
+        before: i64,
+        after_id: i64,
+    ) -> Result<Vec<(i64, Message)>>;
+
+    /// The newest message's id (0 when there is none).
+    fn newest_message_id(&self) -> Result<i64>;
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64>;
 }

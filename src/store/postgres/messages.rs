@@ -294,18 +294,30 @@ impl MessageStore for PgStore {
         Ok(rows.iter().map(message_from_row).collect())
     }
 
-    fn messages_by_seq(&self, room_id: i64, after: i64, before: i64) -> Result<Vec<(i64, Message)>> {
+    fn messages_by_seq(
+        &self,
+        room_id: i64,
+        after: i64,
+        before: i64,
+        after_id: i64,
+    ) -> Result<Vec<(i64, Message)>> {
         let rows = self.query(
             &format!(
                 "SELECT {MESSAGE_COLUMNS}, m.seq FROM messages m JOIN users u ON u.id = m.user_id
-                 WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3 ORDER BY m.seq"
+                 WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3 AND m.id > $4 ORDER BY m.seq"
             ),
-            &[&room_id, &after, &before],
+            &[&room_id, &after, &before, &after_id],
         )?;
         Ok(rows
             .iter()
             .map(|row| (row.get(MESSAGE_FIELDS), message_from_row(row)))
             .collect())
+    }
+
+    fn newest_message_id(&self) -> Result<i64> {
+        Ok(self
+            .query_one("SELECT coalesce(max(id), 0) FROM messages", &[])?
+            .get(0))
     }
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {

@@ -294,15 +294,28 @@ impl MessageStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn messages_by_seq(&self, room_id: i64, after: i64, before: i64) -> Result<Vec<(i64, Message)>> {
+    fn messages_by_seq(
+        &self,
+        room_id: i64,
+        after: i64,
+        before: i64,
+        after_id: i64,
+    ) -> Result<Vec<(i64, Message)>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS}, m.seq FROM messages m JOIN users u ON u.id = m.user_id
-             WHERE m.room_id = ?1 AND m.seq > ?2 AND m.seq < ?3 ORDER BY m.seq"
+             WHERE m.room_id = ?1 AND m.seq > ?2 AND m.seq < ?3 AND m.id > ?4 ORDER BY m.seq"
         ))?;
-        let rows = stmt.query_map(params![room_id, after, before], |row| {
+        let rows = stmt.query_map(params![room_id, after, before, after_id], |row| {
             Ok((row.get(MESSAGE_FIELDS)?, message_from_row(row)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn newest_message_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
+            .query_row([], |row| row.get(0))?)
     }
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {
