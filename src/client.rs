@@ -252,7 +252,10 @@ pub struct Link {
 
 /// What the reader thread and the requesting side share.
 struct LinkShared {
-    addr: String,
+    /// The server's addresses: several for the nodes of a cluster.
+    addrs: Vec<String>,
+    /// The one connected to last.
+    current: Mutex<usize>,
     connector: Connector,
     writer: Mutex<Option<WriteHalf>>,
     /// The session token, for resuming after a reconnect.
@@ -281,15 +284,48 @@ impl Link {
     /// Connects, and starts the reader thread. `on_event` receives pushes and
     /// connection events; `on_restore` gives the lines to send after a
     /// successful resume (catching up on missed messages).
+    ///
+    /// `addr` may list several addresses, comma-separated (the nodes of a
+    /// cluster): the link starts at one chosen at random, so clients spread
+    /// over the nodes, and when its connection is lost it goes to the next
+    /// at once, backing off only once every one has failed.
     pub fn connect(
         addr: &str,
         connector: Connector,
         mut on_event: impl FnMut(LinkEvent) + Send + 'static,
         on_restore: impl Fn() -> Vec<Value> + Send + 'static,
     ) -> io::Result<Link> {
-        let (reader, writer) = connector.connect(addr)?;
+        let addrs: Vec<String> = addr
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no server address"));
+        }
+        let mut seed = [0u8; 4];
+        let start = match getrandom::fill(&mut seed) {
+            Ok(()) => u32::from_le_bytes(seed) as usize % addrs.len(),
+            Err(_) => 0,
+        };
+        let mut last_error = None;
+        let mut connected = None;
+        for k in 0..addrs.len() {
+            let i = (start + k) % addrs.len();
+            match connector.connect(&addrs[i]) {
+                Ok(halves) => {
+                    connected = Some((halves, i));
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let Some(((reader, writer), current)) = connected else {
+            return Err(last_error.unwrap_or_else(|| io::Error::other("no server address answered")));
+        };
         let shared = Arc::new(LinkShared {
-            addr: addr.to_owned(),
+            addrs,
+            current: Mutex::new(current),
             connector,
             writer: Mutex::new(Some(writer)),
             token: Mutex::new(None),
@@ -364,9 +400,10 @@ impl Link {
         }
     }
 
-    /// The address this link connects to.
-    pub fn addr(&self) -> &str {
-        &self.shared.addr
+    /// The address this link is connected to (or was, last).
+    pub fn addr(&self) -> String {
+        let current = *self.shared.current.lock();
+        self.shared.addrs[current].clone()
     }
 }
 
@@ -418,14 +455,24 @@ fn read_until_closed(stream: ReadHalf, replies: &Sender<Value>, on_event: &mut i
 }
 
 /// Connects again, waiting longer after each failure.
+/// Connects again: to the other addresses at once (the one that went away
+/// last), then, once every one has failed, after a back-off.
 fn reconnect(shared: &LinkShared, on_event: &mut impl FnMut(LinkEvent)) -> (ReadHalf, WriteHalf) {
-    let mut attempt = 0;
+    let n = shared.addrs.len();
+    let mut attempt: u32 = 0;
     loop {
-        let wait = backoff(attempt);
-        on_event(LinkEvent::Retrying(wait.as_secs()));
-        std::thread::sleep(wait);
-        if let Ok(halves) = shared.connector.connect(&shared.addr) {
-            return halves;
+        if n == 1 || attempt > 0 {
+            let wait = backoff(attempt.saturating_sub(u32::from(n > 1)));
+            on_event(LinkEvent::Retrying(wait.as_secs()));
+            std::thread::sleep(wait);
+        }
+        let from = *shared.current.lock();
+        for k in 1..=n {
+            let i = (from + k) % n;
+            if let Ok(halves) = shared.connector.connect(&shared.addrs[i]) {
+                *shared.current.lock() = i;
+                return halves;
+            }
         }
         attempt += 1;
     }

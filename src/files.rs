@@ -79,13 +79,29 @@ pub fn remove_stored(dir: &Path, stored_name: &str) {
 
 /// Deletes everything in the files directory that no message refers to:
 /// leftovers of a crash mid-upload or between a rename and its message.
-pub fn sweep(dir: &Path, referenced: &HashSet<String>) -> io::Result<usize> {
+///
+/// With `older_than`, only files last written longer ago than that go: the
+/// nodes of a cluster share the directory, and another node's upload under
+/// way is referenced by no message yet.
+pub fn sweep(
+    dir: &Path,
+    referenced: &HashSet<String>,
+    older_than: Option<std::time::Duration>,
+) -> io::Result<usize> {
     fs::create_dir_all(dir)?;
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !referenced.contains(&name) && entry.file_type()?.is_file() {
+        let old_enough = match older_than {
+            None => true,
+            Some(age) => entry
+                .metadata()?
+                .modified()?
+                .elapsed()
+                .is_ok_and(|elapsed| elapsed > age),
+        };
+        if !referenced.contains(&name) && old_enough && entry.file_type()?.is_file() {
             fs::remove_file(entry.path())?;
             removed += 1;
         }
@@ -334,7 +350,13 @@ mod tests {
         fs::write(dir.path().join(".upload-1-abc"), b"x").unwrap();
         fs::write(dir.path().join("orphan"), b"x").unwrap();
         let referenced = HashSet::from(["keep".to_owned()]);
-        assert_eq!(sweep(dir.path(), &referenced).unwrap(), 2);
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(
+            sweep(dir.path(), &referenced, Some(hour)).unwrap(),
+            0,
+            "another node's uploads stay"
+        );
+        assert_eq!(sweep(dir.path(), &referenced, None).unwrap(), 2);
         assert!(dir.path().join("keep").exists());
     }
 

@@ -35,6 +35,10 @@ const SPARE_FDS: u64 = 64;
 /// Tasks and events queued between the reactor and the file thread.
 const FILE_TASK_QUEUE: usize = 1024;
 
+/// With a shared files directory, unreferenced files younger than this are
+/// another node's uploads under way, not leftovers.
+const CLUSTER_SWEEP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How often the checkpointer writes the log back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
@@ -104,6 +108,7 @@ fn join_cluster(
     config: &Config,
     waker: Arc<Waker>,
     start_id: i64,
+    shared: &Arc<Shared>,
 ) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
     use crate::cluster::bus::{Bus, BusSettings};
     let Some(url) = &config.cluster_bus else {
@@ -117,7 +122,12 @@ fn join_cluster(
     // (stored messages come back from the store as gaps).
     let (events_tx, events_rx) = crossbeam_channel::bounded(65_536);
     let bus = Bus::start(settings, events_tx, waker)?;
-    Ok(Some(crate::reactor::NodeLink::new(bus, events_rx, start_id)))
+    Ok(Some(crate::reactor::NodeLink::new(
+        bus,
+        events_rx,
+        start_id,
+        shared.clone(),
+    )))
 }
 
 #[cfg(not(feature = "cluster"))]
@@ -125,6 +135,7 @@ fn join_cluster(
     config: &Config,
     _waker: Arc<Waker>,
     _start_id: i64,
+    _shared: &Arc<Shared>,
 ) -> anyhow::Result<Option<crate::reactor::NodeLink>> {
     if config.cluster_bus.is_some() {
         bail!("cluster_bus needs a parleyd built with the cluster feature");
@@ -172,7 +183,11 @@ fn open_postgres_stores(_url: &str, _config: &Config) -> anyhow::Result<Vec<Box<
 fn sweep_files(config: &Config, store: &Store) -> anyhow::Result<()> {
     let dir = files::files_dir(&config.data_dir);
     let referenced = store.all_stored_files()?.into_iter().collect();
-    let removed = files::sweep(&dir, &referenced).with_context(|| format!("sweeping {}", dir.display()))?;
+    // The nodes of a cluster share the files directory: what another node
+    // is receiving right now is no leftover.
+    let older_than = config.cluster_store.as_ref().map(|_| CLUSTER_SWEEP_AGE);
+    let removed =
+        files::sweep(&dir, &referenced, older_than).with_context(|| format!("sweeping {}", dir.display()))?;
     if removed > 0 {
         log::info!("removed {removed} leftover files from {}", dir.display());
     }
@@ -483,7 +498,7 @@ impl Server {
             file_tasks: file_tx,
             file_events: file_event_rx,
             local: self.local_arrivals,
-            cluster: join_cluster(&config, self.waker.clone(), start_id)?,
+            cluster: join_cluster(&config, self.waker.clone(), start_id, &shared)?,
         };
         let files_dir = files::files_dir(&config.data_dir);
         let web = self.web_listener.map(|socket| Listener {

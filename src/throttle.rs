@@ -405,13 +405,20 @@ const KNOWN_ADDRS_PER_LOGIN: usize = 8;
 ///   owner's) are exempt, so a guesser cannot lock the owner out;
 /// - per address over all logins: one address trying many logins.
 ///
-/// Resuming with a valid token is never throttled.
+/// Resuming with a valid token is never throttled. The nodes of a cluster
+/// tell each other their failures ([`LoginThrottle::share_failures`]), so
+/// guesses spread over the nodes count as on one.
 pub struct LoginThrottle {
     by_login_addr: FailureWindow<(String, IpAddr)>,
     by_login: FailureWindow<String>,
     by_addr: FailureWindow<IpAddr>,
     known: Mutex<HashMap<String, Vec<(IpAddr, Instant)>>>,
+    /// Where this node's failures go for the other nodes, in a cluster.
+    peers: std::sync::OnceLock<FailureSink>,
 }
+
+/// Tells the other nodes of a cluster of a failed log-in (login, address).
+pub type FailureSink = Box<dyn Fn(&str, IpAddr) + Send + Sync>;
 
 /// The settings of a [`LoginThrottle`].
 #[derive(Clone, Copy, Debug)]
@@ -429,7 +436,13 @@ impl LoginThrottle {
             by_login: FailureWindow::new(limits.per_login, limits.window),
             by_addr: FailureWindow::new(limits.per_addr, limits.window),
             known: Mutex::new(HashMap::new()),
+            peers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, failures are also told to the other nodes (set once).
+    pub fn share_failures(&self, sink: FailureSink) {
+        let _ = self.peers.set(sink);
     }
 
     fn is_known(&self, login: &str, addr: IpAddr, now: Instant) -> bool {
@@ -457,6 +470,18 @@ impl LoginThrottle {
     }
 
     pub fn record_failure(&self, login: &str, ip: IpAddr) {
+        self.count_failure(login, ip);
+        if let Some(peers) = self.peers.get() {
+            peers(login, ip);
+        }
+    }
+
+    /// A failure another node of the cluster saw.
+    pub fn record_remote_failure(&self, login: &str, ip: IpAddr) {
+        self.count_failure(login, ip);
+    }
+
+    fn count_failure(&self, login: &str, ip: IpAddr) {
         let now = Instant::now();
         let addr = addr_key(ip);
         self.by_login_addr.record((login.to_owned(), addr), now);

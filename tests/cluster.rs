@@ -89,7 +89,10 @@ impl Cluster {
             ),
         )
         .unwrap();
-        let (child, addr) = spawn_parleyd_with(&dir.join("data"), &config, &dir.join("parleyd.log"));
+        // The nodes share one data directory: file bytes live there, for
+        // every node to serve.
+        let (child, addr) =
+            spawn_parleyd_with(&self.dir.path().join("data"), &config, &dir.join("parleyd.log"));
         Node {
             addr,
             process: Stop(child),
@@ -552,4 +555,82 @@ fn a_bus_restarted_mid_traffic_loses_nothing_and_order_holds() {
         member.read_until(others.len(), Duration::from_secs(20));
         saw_all_in_order(&member, &others);
     }
+}
+
+#[test]
+fn a_file_sent_on_one_node_downloads_from_another() {
+    if skipped() {
+        return;
+    }
+    let cluster = Cluster::start(2, NATS);
+    let mut members: Vec<Member> = (0..2)
+        .map(|i| Member::sign_up(cluster.addr(i), &format!("user{i}")))
+        .collect();
+    let room = shared_room(&mut members);
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sent = members[0]
+        .client
+        .upload(room, "notes.bin", &data, None)
+        .unwrap_or_else(|e| panic!("upload: {e}; node 0's log ends:\n{}", cluster.log_tail(0, 40)));
+    assert_type(&sent, "RQ_MSG");
+    let id = sent["message_id"].as_i64().unwrap();
+    // The other node's user hears of it, and fetches it from their node.
+    assert!(
+        members[1].heard_within(id, Duration::from_secs(10)),
+        "the file message came over the bus"
+    );
+    members[1].client.set_timeout(Duration::from_secs(10)).unwrap();
+    let (offer, got) = members[1].client.download(room, id, None).unwrap();
+    assert_type(&offer, "RQ_DOWNLOAD_FILE");
+    assert_eq!(got, data);
+}
+
+#[test]
+fn log_outs_bans_and_log_in_throttles_reach_every_node() {
+    if skipped() {
+        return;
+    }
+    let cluster = Cluster::start(3, NATS);
+    let mut members: Vec<Member> = (0..2)
+        .map(|i| Member::sign_up(cluster.addr(i), &format!("user{i}")))
+        .collect();
+    let room = shared_room(&mut members);
+
+    // The same session on two nodes: logging out on one ends it on both.
+    let mut elsewhere = Client::connect(cluster.addr(2)).unwrap();
+    assert_type(&elsewhere.resume(&members[1].token).unwrap(), "RQ_TOKEN");
+    let token = members[1].token.clone();
+    assert_type(
+        &members[1].req(json!({"type": "RQ_LOG_OUT", "token": token})),
+        "RQ_LOG_OUT",
+    );
+    crate::util::wait_until(Duration::from_secs(5), || {
+        let reply = elsewhere.request(json!({"type": "RQ_GET_ROOMS"})).unwrap();
+        reply["error_code"] == "ER_UNAUTHORIZED"
+    });
+
+    // A ban made on node 0 holds on node 2 at once.
+    let mut banned = Client::connect(cluster.addr(2)).unwrap();
+    let session = banned.log_in("user1", "pw-user1").unwrap();
+    assert_type(&session, "RQ_TOKEN");
+    let user1 = session["user_id"].as_i64().unwrap();
+    let ban = members[0].req(json!({"type": "RQ_BAN_MEMBER", "room_id": room, "user_id": user1}));
+    assert!(ban["type"] != "RQ_ERROR_MSG", "{ban}");
+    let refused = banned
+        .request(json!({"type": "RQ_MSG", "room_id": room, "message": "still here?"}))
+        .unwrap();
+    assert_eq!(refused["type"], "RQ_ERROR_MSG", "{refused}");
+
+    // Failed log-ins spread over the nodes count as on one: five for one
+    // login from one address, and the sixth is refused on any node.
+    for (i, node) in [0, 1, 2, 0, 1].into_iter().enumerate() {
+        let mut guesser = Client::connect(cluster.addr(node)).unwrap();
+        let reply = guesser.log_in("user0", &format!("guess{i}")).unwrap();
+        assert_eq!(reply["error_code"], "ER_AUTH_DATA", "{reply}");
+        // The other nodes hear of it before the next guess.
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut guesser = Client::connect(cluster.addr(2)).unwrap();
+    let reply = guesser.log_in("user0", "pw-user0").unwrap();
+    assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
 }

@@ -49,6 +49,8 @@ pub struct ConnPlan {
     pub login: String,
     pub token: String,
     pub nick: String,
+    /// The node this connection goes to.
+    pub target: SocketAddr,
     pub source: Option<IpAddr>,
 }
 
@@ -56,7 +58,6 @@ pub struct ConnPlan {
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub protocol: Protocol,
-    pub target: SocketAddr,
     pub traffic: Traffic,
     pub payload: usize,
     pub warmup: Duration,
@@ -260,7 +261,7 @@ impl Thread {
     fn open(&mut self, i: usize, now: u64) {
         let conn = &mut self.conns[i];
         conn.started_us = now;
-        let opened = net::connect(self.cfg.target, conn.plan.source).and_then(|socket| {
+        let opened = net::connect(conn.plan.target, conn.plan.source).and_then(|socket| {
             Ok(match self.cfg.connector.session()? {
                 Some(session) => Transport::tls(socket, session),
                 None => Transport::plain(socket),

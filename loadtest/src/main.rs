@@ -53,7 +53,10 @@ SCENARIOS:
 
 OPTIONS:
   --target HOST:PORT   server to load; 'spawn' (default) starts parleyd from
-                       this build with a temporary data directory
+                       this build with a temporary data directory. Several,
+                       comma-separated (the nodes of a cluster): connection i
+                       goes to the i-th modulo their number, so every room
+                       has members on every node
   --protocol P         parley (default), parley-int, irc (fanout only)
   --clients N          connections (default 200)
   --room-size K        members per room (default 20)
@@ -67,7 +70,8 @@ OPTIONS:
                        pages, or searches
   --threads T          engine threads (default 2)
   --connect-rate R     new connections per second during set-up (default 2000)
-  --server-pid PID     sample this process's RSS and CPU (set for 'spawn')
+  --server-pid PID     sample this process's RSS and CPU (set for 'spawn');
+                       several, comma-separated, are summed (a cluster's nodes)
   --parleyd PATH       the server binary for 'spawn' (default: beside this one)
   --tls                connect with TLS ('spawn' gives the server a throwaway
                        certificate; with --target, give --ca)
@@ -127,7 +131,7 @@ struct Options {
     queries: QueryMix,
     threads: usize,
     connect_rate: f64,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     parleyd: Option<PathBuf>,
     /// Connect with TLS (a spawned server gets a throwaway certificate).
     tls: bool,
@@ -155,7 +159,7 @@ fn parse_options() -> Result<Option<Options>> {
         queries: QueryMix::Both,
         threads: 2,
         connect_rate: 2000.0,
-        server_pid: None,
+        server_pids: Vec::new(),
         parleyd: None,
         tls: false,
         ca: None,
@@ -197,7 +201,15 @@ fn parse_options() -> Result<Option<Options>> {
             }
             Long("threads") => o.threads = parser.value()?.parse()?,
             Long("connect-rate") => o.connect_rate = parser.value()?.parse()?,
-            Long("server-pid") => o.server_pid = Some(parser.value()?.parse()?),
+            Long("server-pid") => {
+                for pid in parser.value()?.string()?.split(',') {
+                    o.server_pids.push(
+                        pid.trim()
+                            .parse()
+                            .with_context(|| format!("--server-pid {pid:?}"))?,
+                    );
+                }
+            }
             Long("parleyd") => o.parleyd = Some(parser.value()?.into()),
             Long("tls") => o.tls = true,
             Long("ca") => {
@@ -421,7 +433,7 @@ fn plan_connections(
     o: &Options,
     connector: &Connector,
     target: &str,
-    target_addr: SocketAddr,
+    targets: &[SocketAddr],
 ) -> Result<Vec<ConnPlan>> {
     let run = setup::run_id();
     let first_source = net::first_source();
@@ -442,7 +454,8 @@ fn plan_connections(
                     login: String::new(),
                     token: String::new(),
                     nick: format!("l{run}{i}"),
-                    source: net::source_for(target_addr, i, first_source),
+                    target: targets[i % targets.len()],
+                    source: net::source_for(targets[i % targets.len()], i, first_source),
                 }
             })
             .collect());
@@ -481,7 +494,8 @@ fn plan_connections(
                 login: accounts[user].login.clone(),
                 token: accounts[user].token.clone(),
                 nick: String::new(),
-                source: net::source_for(target_addr, i, first_source),
+                target: targets[i % targets.len()],
+                source: net::source_for(targets[i % targets.len()], i, first_source),
             }
         })
         .collect())
@@ -509,17 +523,28 @@ fn run(o: Options) -> Result<()> {
         (None, None)
     };
     let target = spawned.as_ref().map_or(o.target.clone(), |s| s.addr.clone());
+    // Set-up (accounts, rooms, history) goes to the first; every node of a
+    // cluster sees it.
+    let first_target = target.split(',').next().unwrap_or_default().trim().to_owned();
     let connector = match o.ca.clone().or(spawned_ca) {
-        Some(ca) if o.tls => Connector::tls(&target, &ca)?,
+        Some(ca) if o.tls => Connector::tls(&first_target, &ca)?,
         _ => Connector::plain(),
     };
-    let server_pid = o.server_pid.or(spawned.as_ref().map(|s| s.child.id()));
-    let target_addr = target
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {target}"))?
-        .next()
-        .with_context(|| format!("no address for {target}"))?;
-    let plans = plan_connections(&o, &connector, &target, target_addr)?;
+    let server_pids: Vec<u32> = match &spawned {
+        Some(s) if o.server_pids.is_empty() => vec![s.child.id()],
+        _ => o.server_pids.clone(),
+    };
+    let targets = target
+        .split(',')
+        .map(|t| {
+            let t = t.trim();
+            t.to_socket_addrs()
+                .with_context(|| format!("resolving {t}"))?
+                .next()
+                .with_context(|| format!("no address for {t}"))
+        })
+        .collect::<Result<Vec<SocketAddr>>>()?;
+    let plans = plan_connections(&o, &connector, &first_target, &targets)?;
 
     let traffic = match o.scenario {
         Scenario::Fanout => Traffic::Fanout { rate: o.rate },
@@ -536,7 +561,6 @@ fn run(o: Options) -> Result<()> {
     };
     let cfg = EngineConfig {
         protocol: o.protocol,
-        target: target_addr,
         traffic,
         payload: o.payload,
         warmup: Duration::from_secs_f64(o.warmup),
@@ -546,7 +570,7 @@ fn run(o: Options) -> Result<()> {
         password_digest: parley::client::password_digest(setup::PASSWORD),
         connector: connector.clone(),
     };
-    let rss_before = server_pid.and_then(server_stats::rss_kib);
+    let rss_before = server_stats::rss_kib_of(&server_pids);
     let shared = Arc::new(Shared::new());
     let (progress_tx, progress_rx) = crossbeam_channel::unbounded::<Interval>();
     let total = plans.len();
@@ -588,7 +612,7 @@ fn run(o: Options) -> Result<()> {
             shared.failed.load(Ordering::Relaxed)
         );
     }
-    let cpu_before = server_pid.and_then(server_stats::cpu_seconds);
+    let cpu_before = server_stats::cpu_seconds_of(&server_pids);
     let _ = shared.start_us.set(shared.now_us());
     eprintln!(
         "{ready} ready in {setup_s:.1} s; warm-up {} s, measuring {} s",
@@ -613,7 +637,7 @@ fn run(o: Options) -> Result<()> {
         }
         if last_sample.elapsed() >= sample_every {
             last_sample = Instant::now();
-            if let Some(rss) = server_pid.and_then(server_stats::rss_kib) {
+            if let Some(rss) = server_stats::rss_kib_of(&server_pids) {
                 peak_rss = Some(peak_rss.map_or(rss, |p: u64| p.max(rss)));
             }
         }
@@ -642,7 +666,7 @@ fn run(o: Options) -> Result<()> {
             printed += 1;
         }
     }
-    let cpu_after = server_pid.and_then(server_stats::cpu_seconds);
+    let cpu_after = server_stats::cpu_seconds_of(&server_pids);
     let mut window = Recorder::default();
     let mut setup_rec = Recorder::default();
     for handle in handles {
@@ -653,7 +677,7 @@ fn run(o: Options) -> Result<()> {
         window.merge(&w);
         setup_rec.merge(&s);
     }
-    if let Some(rss) = server_pid.and_then(server_stats::rss_kib) {
+    if let Some(rss) = server_stats::rss_kib_of(&server_pids) {
         peak_rss = Some(peak_rss.map_or(rss, |p: u64| p.max(rss)));
     }
     let mut errors = window.errors.clone();

@@ -26,6 +26,23 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SEC)
 }
 
+/// The resident sizes of several processes (a cluster's nodes), summed;
+/// `None` when there are none or one is gone.
+pub fn rss_kib_of(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| rss_kib(pid)).sum()
+}
+
+/// The CPU times of several processes, summed; `None` as for [`rss_kib_of`].
+pub fn cpu_seconds_of(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +53,8 @@ mod tests {
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert_eq!(rss_kib(u32::MAX), None);
+        assert!(rss_kib_of(&[pid, pid]).unwrap() > rss_kib(pid).unwrap(), "summed");
+        assert_eq!(cpu_seconds_of(&[]), None);
+        assert_eq!(rss_kib_of(&[pid, u32::MAX]), None);
     }
 }

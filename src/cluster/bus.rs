@@ -47,6 +47,10 @@ enum Outbound {
         token_hash: [u8; 32],
         notice: Outgoing,
     },
+    LoginFailure {
+        login: String,
+        addr: std::net::IpAddr,
+    },
 }
 
 /// The bus, as the reactor holds it.
@@ -120,6 +124,22 @@ impl Bus {
             token_hash,
             notice: notice.clone(),
         });
+    }
+
+    /// Where this node's failed log-ins go for the other nodes (for the
+    /// log-in throttle, whose threads call it).
+    pub fn failure_sink(&self) -> crate::throttle::FailureSink {
+        let outbox = self.outbox.clone();
+        let dropped = self.dropped.clone();
+        Box::new(move |login: &str, addr| {
+            let failure = Outbound::LoginFailure {
+                login: login.to_owned(),
+                addr,
+            };
+            if outbox.try_send(failure).is_err() {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        })
     }
 
     fn send(&self, outbound: Outbound) {
@@ -253,5 +273,6 @@ fn to_event(outbound: Outbound) -> Option<Event> {
             token_hash: hex::encode(token_hash),
             notice: WireMessage::from_outgoing(&notice)?,
         },
+        Outbound::LoginFailure { login, addr } => Event::LoginFailure { login, addr },
     })
 }

@@ -29,6 +29,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room_seq: Option<(i64, i64)>,
     },
+    /// A log-in failed: every node counts it against the login and address.
+    LoginFailure { login: String, addr: std::net::IpAddr },
     /// A token was revoked: its connections are told and logged out.
     Revoke {
         user_id: i64,

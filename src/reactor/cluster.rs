@@ -4,6 +4,7 @@
 //! order (the sequencer holds one until those before it were delivered,
 //! and asks the store for those that do not come).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
@@ -14,6 +15,7 @@ use crate::cluster::sequencer::Sequencer;
 use crate::cluster::wire::{Envelope, Event};
 use crate::job::{FilledGap, Push, Revoke, Task, NO_CONN};
 use crate::protocol::ReqId;
+use crate::shared::Shared;
 
 /// Pushes from the bus answer no connection of this node.
 const NO_REQUESTER: Token = Token(NO_CONN as usize);
@@ -31,17 +33,27 @@ pub struct NodeLink {
     bus: crate::cluster::bus::Bus,
     events: Receiver<Envelope>,
     sequencer: Sequencer<Held>,
+    /// Counts the other nodes' failed log-ins.
+    throttle: Arc<Shared>,
 }
 
 impl NodeLink {
     /// The link over `bus`, whose other nodes' messages arrive on `events`,
     /// for a node that started when `start_id` was the newest message id.
+    /// This node's failed log-ins go to the others from now on.
     #[cfg(feature = "cluster")]
-    pub fn new(bus: crate::cluster::bus::Bus, events: Receiver<Envelope>, start_id: i64) -> NodeLink {
+    pub fn new(
+        bus: crate::cluster::bus::Bus,
+        events: Receiver<Envelope>,
+        start_id: i64,
+        shared: Arc<Shared>,
+    ) -> NodeLink {
+        shared.login_throttle.share_failures(bus.failure_sink());
         NodeLink {
             bus,
             events,
             sequencer: Sequencer::new(start_id),
+            throttle: shared,
         }
     }
 }
@@ -115,6 +127,11 @@ impl Reactor {
                         req_id: None,
                     };
                     self.in_room_order(held, &mut touched);
+                }
+                Event::LoginFailure { login, addr } => {
+                    if let Some(link) = &self.cluster {
+                        link.throttle.login_throttle.record_remote_failure(&login, addr);
+                    }
                 }
                 Event::Revoke {
                     user_id,

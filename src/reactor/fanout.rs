@@ -128,6 +128,9 @@ impl Reactor {
                 if push.answers_request && token == requester {
                     requester_reached = true;
                     conn.reply(&push.msg, req_id);
+                    // Held back in a cluster, the answer may come after the
+                    // completion that touched the requester.
+                    touched.push(token);
                     continue;
                 }
                 if !conn.takes_push(code) {
@@ -149,6 +152,7 @@ impl Reactor {
         if push.answers_request && !requester_reached {
             if let Some(conn) = self.conns.get_mut(&requester) {
                 conn.reply(&push.msg, req_id);
+                touched.push(requester);
             }
         }
     }

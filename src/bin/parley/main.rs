@@ -47,7 +47,9 @@ fn parse_args() -> Result<Option<Target>, String> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--server" | "-s" => target.server = args.next().ok_or("--server needs HOST:PORT")?,
+            "--server" | "-s" => {
+                target.server = args.next().ok_or("--server needs HOST:PORT[,HOST:PORT...]")?
+            }
             "--tls" => target.tls = true,
             "--line" => target.line = true,
             "--keep-going" => target.keep_going = true,
@@ -61,8 +63,9 @@ fn parse_args() -> Result<Option<Target>, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "parley [--server HOST:PORT] [--tls [--ca FILE]] [--line] [--keep-going]: chat with a Parley server\n\
-                     (default 127.0.0.1:7700). On a terminal it runs full-screen; --line (or a pipe, or TERM=dumb)\n\
+                    "parley [--server HOST:PORT[,HOST:PORT...]] [--tls [--ca FILE]] [--line] [--keep-going]: chat with a\n\
+                     Parley server (default 127.0.0.1:7700). Several addresses are the nodes of a cluster: parley\n\
+                     starts at one of them at random and moves to the next when its connection is lost. On a terminal it runs full-screen; --line (or a pipe, or TERM=dumb)\n\
                      reads one command per line. Scripted, it stops at the first failed command and exits 1\n\
                      (--keep-going goes on, and still exits 1).\n\
                      --tls connects with TLS; --ca trusts the CA certificate in FILE (a self-signed server's\n\
@@ -92,7 +95,9 @@ fn connector_for(
     match ca {
         None => Ok((Connector::plain(), None)),
         Some(ca) => {
-            let connector = Connector::tls(&target.server, &ca).map_err(|e| format!("{e:#}"))?;
+            // The nodes of a cluster share one certificate name: the first's.
+            let first = target.server.split(',').next().unwrap_or_default().trim();
+            let connector = Connector::tls(first, &ca).map_err(|e| format!("{e:#}"))?;
             Ok((connector, Some(ca)))
         }
     }

@@ -8,7 +8,6 @@ use postgres::Row;
 use super::accounts::user_at;
 use super::{role_from, PgStore};
 use crate::model::{fold_name, Member, Role, Room, RoomListing, RoomType};
-use crate::store::room_cache::load_room_state;
 use crate::store::{Audience, Departure, Result, RoomState, RoomStore};
 
 const ROOM_COLUMNS: &str =
@@ -288,11 +287,31 @@ impl PgStore {
             return Ok(None);
         }
         if self.rooms.get(room_id).is_none() {
-            let Some(state) = load_room_state(self, room_id)? else {
+            let Some(state) = self.load_room_state(room_id)? else {
                 return Ok(None);
             };
             self.rooms.insert(state);
         }
         Ok(self.rooms.get(room_id))
+    }
+
+    /// The room and its members' roles in one round trip. The newest date
+    /// is not kept: dates are drawn from the room's row when storing.
+    fn load_room_state(&self, room_id: i64) -> Result<Option<RoomState>> {
+        let row = self.query_opt(
+            &format!(
+                "SELECT {ROOM_COLUMNS},
+                     coalesce(array_agg(m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{{}}'),
+                     coalesce(array_agg(m.role) FILTER (WHERE m.user_id IS NOT NULL), '{{}}')
+                 FROM rooms r LEFT JOIN members m ON m.room_id = r.id WHERE r.id = $1 GROUP BY r.id"
+            ),
+            &[&room_id],
+        )?;
+        Ok(row.map(|row| {
+            let users: Vec<i64> = row.get(ROOM_FIELDS);
+            let roles: Vec<i64> = row.get(ROOM_FIELDS + 1);
+            let roles = users.into_iter().zip(roles.into_iter().map(role_from)).collect();
+            RoomState::new(room_from_row(&row), 0, roles)
+        }))
     }
 }
