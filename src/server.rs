@@ -185,7 +185,7 @@ fn sweep_files(config: &Config, store: &Store) -> anyhow::Result<()> {
     let referenced = store.all_stored_files()?.into_iter().collect();
     // The nodes of a cluster share the files directory: what another node
     // is receiving right now is no leftover.
-    let older_than = config.cluster_store.as_ref().map(|_| CLUSTER_SWEEP_AGE);
+    let older_than = config.cluster_bus.as_ref().map(|_| CLUSTER_SWEEP_AGE);
     let removed =
         files::sweep(&dir, &referenced, older_than).with_context(|| format!("sweeping {}", dir.display()))?;
     if removed > 0 {
