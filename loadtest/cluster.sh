@@ -87,7 +87,7 @@ start_node() {
     target/release/parleyd --config "$dir/parley.toml" 2> "$dir/parleyd.log" &
     pids+=($!)
     for _ in $(seq 1 100); do
-        grep -q "listening on" "$dir/parleyd.log" 2>/dev/null && return
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
         sleep 0.1
     done
     echo "node $i of $config did not start:" >&2

@@ -338,6 +338,11 @@ fn execute_batch(
     if let Err(e) = store.begin_batch() {
         return fail_all(tasks, &Error::from(e));
     }
+    let rooms: Vec<i64> = tasks.iter().filter_map(room_written).collect();
+    if let Err(e) = store.lock_rooms(&rooms) {
+        store.rollback_all();
+        return fail_all(tasks, &Error::from(e));
+    }
     for task in tasks {
         let (conn, kind) = (task.conn(), task.kind());
         let ran = catch_unwind(AssertUnwindSafe(|| {
@@ -385,6 +390,32 @@ fn execute_batch(
         fail_from(&mut answers[open_from..], &error);
     }
     answers
+}
+
+/// The room whose row a task's write may lock (its messages' counters and
+/// numbers, its members' markers): locked up front, in order, with the
+/// batch's others (`Transactions::lock_rooms`).
+fn room_written(task: &Task) -> Option<i64> {
+    use crate::protocol::Request as R;
+    match task {
+        Task::StoreUpload { upload, .. } => Some(upload.room_id),
+        Task::Request(job) => match &job.request {
+            R::Msg(r) => Some(r.room_id),
+            R::EditMsg(r) => Some(r.room_id),
+            R::DelMsg(r) => Some(r.room_id),
+            R::DelHist(r) | R::DelRoom(r) | R::LeaveRoom(r) | R::JoinRoom(r) => Some(r.room_id),
+            R::UpdRoomName(r) => Some(r.room_id),
+            R::UpdRoomDesc(r) => Some(r.room_id),
+            R::SetRole(r) => Some(r.room_id),
+            R::AddMember(r) => Some(r.room_id),
+            R::BanMember(r) | R::UnbanMember(r) => Some(r.room_id),
+            R::MarkRead(r) => Some(r.room_id),
+            R::React(r) => Some(r.room_id),
+            R::Pin(r) => Some(r.room_id),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// How a task's savepoint ends other than in success.

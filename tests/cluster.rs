@@ -634,3 +634,54 @@ fn log_outs_bans_and_log_in_throttles_reach_every_node() {
     let reply = guesser.log_in("user0", "pw-user0").unwrap();
     assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
 }
+
+#[test]
+fn writers_of_several_nodes_never_wait_on_each_other_in_a_circle() {
+    if skipped() {
+        return;
+    }
+    let cluster = Cluster::start(3, NATS);
+    let mut members: Vec<Member> = (0..6)
+        .map(|i| Member::sign_up(cluster.addr(i % 3), &format!("user{i}")))
+        .collect();
+    let rooms: Vec<i64> = (0..4).map(|_| shared_room(&mut members)).collect();
+    // Every user sends to every room, each in another order: batches on
+    // different nodes touch the same rooms in opposite orders.
+    let handles: Vec<_> = members
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut member)| {
+            let rooms = rooms.clone();
+            thread::spawn(move || {
+                let mut lines = String::new();
+                for k in 0..60 {
+                    let room = if i % 2 == 0 { rooms[k % 4] } else { rooms[3 - k % 4] };
+                    lines.push_str(&format!(
+                        "{}\n",
+                        json!({"type": "RQ_MSG", "room_id": room, "message": format!("{i} {k}"), "req_id": format!("c{k}")})
+                    ));
+                }
+                member.client.send_raw(lines.as_bytes()).unwrap();
+                member.client.set_timeout(Duration::from_secs(30)).unwrap();
+                let mut answers = Vec::new();
+                while answers.len() < 60 {
+                    let msg = member.client.recv().expect("answered");
+                    if msg["req_id"].as_str().is_some_and(|r| r.starts_with('c')) {
+                        answers.push(msg);
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for handle in handles {
+        for answer in handle.join().unwrap() {
+            assert_type(&answer, "RQ_MSG");
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the writers waited on each other"
+    );
+}

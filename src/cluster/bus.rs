@@ -26,6 +26,8 @@ use crate::protocol::Outgoing;
 
 /// What waits for the bus before more is dropped.
 const OUTBOX: usize = 65_536;
+/// How long a stopping node waits to publish what it still holds.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How long the first connection may take before the server gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -58,6 +60,9 @@ pub struct Bus {
     node: String,
     outbox: tokio::sync::mpsc::Sender<Outbound>,
     dropped: Arc<AtomicU64>,
+    /// Tells the thread to publish what is queued and stop (the log-in
+    /// throttle holds a sender of the outbox too, so its closing cannot).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -68,6 +73,7 @@ impl Bus {
     pub fn start(settings: BusSettings, inbox: Sender<Envelope>, waker: Arc<Waker>) -> anyhow::Result<Bus> {
         let node = node_id();
         let (outbox, outgoing) = tokio::sync::mpsc::channel(OUTBOX);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let (started_tx, started_rx) = crossbeam_channel::bounded(1);
         let dropped = Arc::new(AtomicU64::new(0));
         let thread_node = node.clone();
@@ -81,7 +87,15 @@ impl Bus {
                         return;
                     }
                 };
-                runtime.block_on(run(settings, thread_node, outgoing, inbox, waker, started_tx));
+                runtime.block_on(run(
+                    settings,
+                    thread_node,
+                    outgoing,
+                    stopped,
+                    inbox,
+                    waker,
+                    started_tx,
+                ));
             })
             .context("spawning the bus thread")?;
         match started_rx.recv() {
@@ -89,6 +103,7 @@ impl Bus {
                 node,
                 outbox,
                 dropped,
+                stop: Some(stop),
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
@@ -156,9 +171,9 @@ impl Bus {
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        // Closing the outbox ends the thread once it has published the rest.
-        let (closed, _) = tokio::sync::mpsc::channel(1);
-        drop(std::mem::replace(&mut self.outbox, closed));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -184,6 +199,7 @@ async fn run(
     settings: BusSettings,
     node: String,
     mut outgoing: tokio::sync::mpsc::Receiver<Outbound>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
     inbox: Sender<Envelope>,
     waker: Arc<Waker>,
     started: crossbeam_channel::Sender<anyhow::Result<()>>,
@@ -217,15 +233,35 @@ async fn run(
     let _ = started.send(Ok(()));
     log::info!("on the bus at {} as node {node} ({subject})", settings.url);
     let mut inbox_full = false;
+    let publish = |outbound: Outbound| {
+        let client = client.clone();
+        let subject = subject.clone();
+        let node = node.clone();
+        async move {
+            let Some(event) = to_event(outbound) else { return };
+            let payload = wire::encode(&Envelope { node, event });
+            if let Err(e) = client.publish(subject, payload.into()).await {
+                log::debug!("publishing on the bus failed: {e}");
+            }
+        }
+    };
     loop {
         tokio::select! {
+            _ = &mut stopped => {
+                // What the node said before stopping still goes out, unless
+                // the bus is away for longer than a shutdown may wait.
+                let rest = async {
+                    while let Ok(outbound) = outgoing.try_recv() {
+                        publish(outbound).await;
+                    }
+                    let _ = client.flush().await;
+                };
+                let _ = tokio::time::timeout(SHUTDOWN_FLUSH, rest).await;
+                return;
+            }
             outbound = outgoing.recv() => {
                 let Some(outbound) = outbound else { break };
-                let Some(event) = to_event(outbound) else { continue };
-                let payload = wire::encode(&Envelope { node: node.clone(), event });
-                if let Err(e) = client.publish(subject.clone(), payload.into()).await {
-                    log::debug!("publishing on the bus failed: {e}");
-                }
+                publish(outbound).await;
             }
             message = subscription.next() => {
                 let Some(message) = message else {
@@ -254,7 +290,6 @@ async fn run(
             }
         }
     }
-    let _ = client.flush().await;
 }
 
 fn to_event(outbound: Outbound) -> Option<Event> {

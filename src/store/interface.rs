@@ -432,6 +432,14 @@ pub trait Transactions {
     /// Rolls back whatever is open and forgets what the room cache learnt in it.
     fn rollback_all(&mut self);
 
+    /// Takes, at the start of the writer's batch, the locks its writes will
+    /// take on these rooms, in one order (ascending ids): the writers of
+    /// several nodes then never wait on each other in a circle. Nothing to
+    /// do for a store with one writer.
+    fn lock_rooms(&mut self, _rooms: &[i64]) -> Result<()> {
+        Ok(())
+    }
+
     /// Keeps rooms in memory (the writer's store only: any other would not
     /// see the writes that make its copies stale).
     fn keep_room_cache(&mut self);

@@ -317,6 +317,20 @@ impl Transactions for PgStore {
         result
     }
 
+    fn lock_rooms(&mut self, rooms: &[i64]) -> Result<()> {
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        let mut rooms = rooms.to_vec();
+        rooms.sort_unstable();
+        rooms.dedup();
+        self.execute(
+            "SELECT 1 FROM (SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) locked",
+            &[&rooms],
+        )?;
+        Ok(())
+    }
+
     fn batch_open(&self) -> bool {
         self.depth > 0
             && !self.lost
