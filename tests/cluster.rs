@@ -111,6 +111,25 @@ impl Cluster {
         }
     }
 
+    /// Stops node `i` as an operator would (SIGTERM); it must exit in time.
+    fn stop(&mut self, i: usize) {
+        let Some(mut node) = self.nodes[i].take() else {
+            return;
+        };
+        let pid = node.process.0.id() as libc::pid_t;
+        // SAFETY: kill(2) on a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let asked = Instant::now();
+        while node.process.0.try_wait().unwrap().is_none() {
+            assert!(
+                asked.elapsed() < Duration::from_secs(10),
+                "node {i} did not stop on SIGTERM; its log ends:\n{}",
+                self.log_tail(i, 20)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn log_tail(&self, i: usize, lines: usize) -> String {
         let log = self.log(i);
         let all: Vec<&str> = log.lines().collect();
@@ -376,8 +395,10 @@ fn users_on_three_nodes_chat_and_every_push_arrives_once_in_order() {
         let others: HashSet<i64> = all.difference(&own).copied().collect();
         saw_all_in_order(&member, &others);
     }
+    let mut cluster = cluster;
     for i in 0..3 {
         assert!(!cluster.log(i).contains("panicked"), "node {i} panicked");
+        cluster.stop(i);
     }
 }
 
