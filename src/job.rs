@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::cluster::sequencer::Gap;
 use crate::compat::Dialect;
 use crate::disk::QuotaReservation;
 use crate::error::Error;
@@ -259,6 +258,16 @@ pub struct Outcome {
     pub again: bool,
     /// A gap in a room's messages, read from the store (`Task::FillGap`).
     pub gap: Option<FilledGap>,
+}
+
+/// Messages a room is missing on this node of a cluster: numbered `after`
+/// < seq < `before`, with ids above `after_id` (see `cluster::sequencer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub room_id: i64,
+    pub after: i64,
+    pub before: i64,
+    pub after_id: i64,
 }
 
 /// The messages the store still has of a gap, as pushes in their order.

@@ -20,6 +20,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+pub use crate::job::Gap;
+
 /// How long a missing number is waited for before the store is asked.
 pub const GAP_WAIT: Duration = Duration::from_millis(200);
 /// Held messages past which a room's gap is asked of the store at once.
@@ -44,16 +46,6 @@ struct RoomLine<T> {
     gap_since: Option<Instant>,
     /// The store was asked for the gap and has not answered.
     asked: bool,
-}
-
-/// Messages a room is missing: numbered `after` < seq < `before`, with
-/// ids above `after_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gap {
-    pub room_id: i64,
-    pub after: i64,
-    pub before: i64,
-    pub after_id: i64,
 }
 
 impl<T> Sequencer<T> {

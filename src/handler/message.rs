@@ -5,10 +5,9 @@ use std::sync::Arc;
 use super::mentions::mentioned_logins;
 use super::room::{broadcast, broadcast_message, membership};
 use super::{validate, Ctx};
-use crate::cluster::sequencer::Gap;
 use crate::compat;
 use crate::error::{Error, Result};
-use crate::job::{FilledGap, Outcome, Push, RoomOrder};
+use crate::job::{FilledGap, Gap, Outcome, Push, RoomOrder};
 use crate::model::now_ms;
 use crate::model::{Message, MsgType, Room, RoomType, StoredFile};
 use crate::protocol::{
