@@ -33,8 +33,8 @@ pub struct NodeLink {
     bus: crate::cluster::bus::Bus,
     events: Receiver<Envelope>,
     sequencer: Sequencer<Held>,
-    /// Counts the other nodes' failed log-ins.
-    throttle: Arc<Shared>,
+    /// Whose log-in throttle counts the other nodes' failed log-ins.
+    shared: Arc<Shared>,
 }
 
 impl NodeLink {
@@ -53,7 +53,7 @@ impl NodeLink {
             bus,
             events,
             sequencer: Sequencer::new(start_id),
-            throttle: shared,
+            shared,
         }
     }
 }
@@ -130,7 +130,7 @@ impl Reactor {
                 }
                 Event::LoginFailure { login, addr } => {
                     if let Some(link) = &self.cluster {
-                        link.throttle.login_throttle.record_remote_failure(&login, addr);
+                        link.shared.login_throttle.record_remote_failure(&login, addr);
                     }
                 }
                 Event::Revoke {
