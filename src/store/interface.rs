@@ -2,9 +2,9 @@
 //! workers may ask of a store, whichever database is behind it.
 //!
 //! One trait per family of requests, all gathered in [`Storage`]; the
-//! SQLite store (`sqlite`) implements them. Values go in and come out as
-//! domain types (`model`) and the plain types below, never as protocol
-//! types or database rows. Writes run inside [`atomically`](super::atomically)
+//! SQLite store (`sqlite`) and the PostgreSQL one (`postgres`) implement
+//! them. Values go in and come out as domain types (`model`) and the plain
+//! types below, never as protocol types or database rows. Writes run inside [`atomically`](super::atomically)
 //! and, in the writer, inside its batch (see [`Transactions`]).
 
 use std::collections::HashMap;
