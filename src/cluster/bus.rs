@@ -43,7 +43,8 @@ pub struct BusSettings {
 /// What the reactor gives the bus thread to publish (encoded there, off
 /// the reactor's thread).
 enum Outbound {
-    Push(Push),
+    /// What one pass of the reactor pushed, in order: one bus message.
+    Pushes(Vec<Push>),
     Revoke {
         user_id: i64,
         token_hash: [u8; 32],
@@ -122,14 +123,12 @@ impl Bus {
         &self.node
     }
 
-    /// Publishes a push made on this node (never waits).
-    pub fn publish_push(&self, push: &Push) {
-        self.send(Outbound::Push(Push {
-            to: push.to.clone(),
-            msg: push.msg.clone(),
-            answers_request: false,
-            order: push.order,
-        }));
+    /// Publishes, as one bus message, the pushes one pass of the reactor
+    /// made on this node (never waits).
+    pub fn publish_pushes(&self, pushes: Vec<Push>) {
+        if !pushes.is_empty() {
+            self.send(Outbound::Pushes(pushes));
+        }
     }
 
     /// Publishes a revoked token (never waits).
@@ -238,8 +237,11 @@ async fn run(
         let subject = subject.clone();
         let node = node.clone();
         async move {
-            let Some(event) = to_event(outbound) else { return };
-            let payload = wire::encode(&Envelope { node, event });
+            let events = to_events(outbound);
+            if events.is_empty() {
+                return;
+            }
+            let payload = wire::encode(&Envelope { node, events });
             if let Err(e) = client.publish(subject, payload.into()).await {
                 log::debug!("publishing on the bus failed: {e}");
             }
@@ -292,22 +294,30 @@ async fn run(
     }
 }
 
-fn to_event(outbound: Outbound) -> Option<Event> {
-    Some(match outbound {
-        Outbound::Push(push) => Event::Push {
-            to: push.to.to_vec(),
-            msg: WireMessage::from_outgoing(&push.msg)?,
-            room_seq: push.order.map(|o| (o.room_id, o.seq)),
-        },
+fn to_events(outbound: Outbound) -> Vec<Event> {
+    match outbound {
+        Outbound::Pushes(pushes) => pushes
+            .into_iter()
+            .filter_map(|push| {
+                Some(Event::Push {
+                    to: push.to.to_vec(),
+                    msg: WireMessage::from_outgoing(&push.msg)?,
+                    room_seq: push.order.map(|o| (o.room_id, o.seq)),
+                })
+            })
+            .collect(),
         Outbound::Revoke {
             user_id,
             token_hash,
             notice,
-        } => Event::Revoke {
-            user_id,
-            token_hash: hex::encode(token_hash),
-            notice: WireMessage::from_outgoing(&notice)?,
-        },
-        Outbound::LoginFailure { login, addr } => Event::LoginFailure { login, addr },
-    })
+        } => WireMessage::from_outgoing(&notice)
+            .map(|notice| Event::Revoke {
+                user_id,
+                token_hash: hex::encode(token_hash),
+                notice,
+            })
+            .into_iter()
+            .collect(),
+        Outbound::LoginFailure { login, addr } => vec![Event::LoginFailure { login, addr }],
+    }
 }

@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use crate::job::RoomOrder;
 use crate::protocol::{Dialect, Kind, Outgoing};
 
-/// One bus message: which node sent it, and what happened.
+/// One bus message: which node sent it, and what happened there, in
+/// order (a node publishes what one pass of its reactor made at once).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
     /// The sending node's id: a node ignores its own messages.
     pub node: String,
-    pub event: Event,
+    pub events: Vec<Event>,
 }
 
 /// What a node tells the others.
@@ -101,18 +102,18 @@ mod tests {
         let msg = Outgoing::new(Kind::DelRoom, RoomIdBody { room_id: 7 });
         let envelope = Envelope {
             node: "a".into(),
-            event: Event::Push {
+            events: vec![Event::Push {
                 to: vec![1, 2],
                 msg: WireMessage::from_outgoing(&msg).unwrap(),
                 room_seq: Some((7, 3)),
-            },
+            }],
         };
         let back = decode(&encode(&envelope)).unwrap();
         let Event::Push {
             to,
             msg: wire,
             room_seq,
-        } = back.event
+        } = back.events.into_iter().next().unwrap()
         else {
             panic!("a push");
         };

@@ -33,6 +33,10 @@ pub struct NodeLink {
     bus: crate::cluster::bus::Bus,
     events: Receiver<Envelope>,
     sequencer: Sequencer<Held>,
+    /// Pushes made on this node in this pass of the reactor, published
+    /// together at its end ([`Reactor::publish_pushes`]).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    outgoing: Vec<Push>,
     /// Whose log-in throttle counts the other nodes' failed log-ins.
     shared: Arc<Shared>,
 }
@@ -53,6 +57,7 @@ impl NodeLink {
             bus,
             events,
             sequencer: Sequencer::new(start_id),
+            outgoing: Vec::new(),
             shared,
         }
     }
@@ -68,11 +73,15 @@ impl Reactor {
         req_id: Option<&ReqId>,
         touched: &mut Vec<Token>,
     ) {
-        match &self.cluster {
+        match &mut self.cluster {
             None => self.fan_out(requester, push, req_id, touched),
-            Some(_link) => {
-                #[cfg(feature = "cluster")]
-                _link.bus.publish_push(&push);
+            Some(link) => {
+                link.outgoing.push(Push {
+                    to: push.to.clone(),
+                    msg: push.msg.clone(),
+                    answers_request: false,
+                    order: push.order,
+                });
                 let held = Held {
                     push,
                     requester,
@@ -80,6 +89,14 @@ impl Reactor {
                 };
                 self.in_room_order(held, touched);
             }
+        }
+    }
+
+    /// Publishes the pushes this pass made, as one bus message.
+    pub(super) fn publish_pushes(&mut self) {
+        #[cfg(feature = "cluster")]
+        if let Some(link) = &mut self.cluster {
+            link.bus.publish_pushes(std::mem::take(&mut link.outgoing));
         }
     }
 
@@ -115,8 +132,8 @@ impl Reactor {
             return;
         }
         let mut touched = Vec::new();
-        for envelope in envelopes {
-            match envelope.event {
+        for event in envelopes.into_iter().flat_map(|envelope| envelope.events) {
+            match event {
                 Event::Push { to, msg, room_seq } => {
                     let Some(msg) = msg.to_outgoing() else { continue };
                     let mut push = Push::notice(to.into(), msg);

@@ -19,6 +19,7 @@ impl Reactor {
             self.jobs_out = self.jobs_out.saturating_sub(1);
             self.complete(completion, &mut touched);
         }
+        self.publish_pushes();
         self.serve_touched(touched);
     }
 
