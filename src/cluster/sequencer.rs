@@ -17,7 +17,7 @@
 //! before it. Messages stored before the node started are not pushed (its
 //! clients catch up with history cursors when they connect).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 pub use crate::job::Gap;
@@ -32,6 +32,9 @@ const MAX_HELD_PER_ROOM: usize = 10_000;
 /// room): forgetting one would deliver its messages again.
 pub struct Sequencer<T> {
     rooms: HashMap<i64, RoomLine<T>>,
+    /// The rooms holding messages: the only ones the reactor's every pass
+    /// looks at for gaps (a node may know many rooms).
+    holding: HashSet<i64>,
     gap_wait: Duration,
     /// The newest message id when the node started.
     start_id: i64,
@@ -54,6 +57,7 @@ impl<T> Sequencer<T> {
     pub fn new(start_id: i64) -> Sequencer<T> {
         Sequencer {
             rooms: HashMap::new(),
+            holding: HashSet::new(),
             gap_wait: GAP_WAIT,
             start_id,
         }
@@ -72,8 +76,11 @@ impl<T> Sequencer<T> {
         }
         line.held.insert(seq, item);
         let ready = line.release();
-        if !line.held.is_empty() && line.gap_since.is_none() {
-            line.gap_since = Some(now);
+        if line.held.is_empty() {
+            self.holding.remove(&room_id);
+        } else {
+            line.gap_since.get_or_insert(now);
+            self.holding.insert(room_id);
         }
         ready
     }
@@ -82,7 +89,8 @@ impl<T> Sequencer<T> {
     /// rooms whose start is unknown, each asked once.
     pub fn due_gaps(&mut self, now: Instant) -> Vec<Gap> {
         let mut due = Vec::new();
-        for (&room_id, line) in &mut self.rooms {
+        for &room_id in &self.holding {
+            let Some(line) = self.rooms.get_mut(&room_id) else { continue };
             let Some(since) = line.gap_since else { continue };
             let waited = now >= since + self.gap_wait || line.held.len() >= MAX_HELD_PER_ROOM;
             if line.asked || (line.next.is_some() && !waited) {
@@ -131,13 +139,17 @@ impl<T> Sequencer<T> {
         line.held.retain(|&seq, _| seq >= next.max(gap.before));
         ready.extend(line.release());
         line.gap_since = (!line.held.is_empty()).then_some(now);
+        if line.held.is_empty() {
+            self.holding.remove(&gap.room_id);
+        }
         ready
     }
 
     /// When the next gap falls due, if one is waiting.
     pub fn next_due(&self) -> Option<Instant> {
-        self.rooms
-            .values()
+        self.holding
+            .iter()
+            .filter_map(|room_id| self.rooms.get(room_id))
             .filter(|line| !line.asked)
             .filter_map(|line| match line.next {
                 Some(_) => line.gap_since.map(|since| since + self.gap_wait),
