@@ -90,7 +90,9 @@ impl<T> Sequencer<T> {
     pub fn due_gaps(&mut self, now: Instant) -> Vec<Gap> {
         let mut due = Vec::new();
         for &room_id in &self.holding {
-            let Some(line) = self.rooms.get_mut(&room_id) else { continue };
+            let Some(line) = self.rooms.get_mut(&room_id) else {
+                continue;
+            };
             let Some(since) = line.gap_since else { continue };
             let waited = now >= since + self.gap_wait || line.held.len() >= MAX_HELD_PER_ROOM;
             if line.asked || (line.next.is_some() && !waited) {

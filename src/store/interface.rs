@@ -196,7 +196,7 @@ pub trait ConversationStore {
 }
 
 /// Friends and direct-message rooms.
-pub trait FriendStore {
+pub trait FriendStore: RoomStore {
     /// Whether `refuser` removed `user` as a friend and has not added them back.
     fn refuses_friend(&self, refuser: i64, user: i64) -> Result<bool>;
 
@@ -222,7 +222,22 @@ pub trait FriendStore {
     /// Creates the direct-message room of two users (both members, the
     /// creator as owner of record). Call inside `atomically`, after
     /// `direct_room` found none: the write lock makes the pair unique.
-    fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> Result<i64>;
+    fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> Result<i64> {
+        let (low, high) = if creator.login < peer.login {
+            (creator, peer)
+        } else {
+            (peer, creator)
+        };
+        let name = format!("{} & {}", low.login, high.login);
+        let room = self.create_room(creator.id, &name, "", RoomType::Direct, now)?;
+        self.set_role(room.id, creator.id, Role::Simple)?;
+        self.add_member(room.id, peer.id, Role::Simple, now)?;
+        self.record_direct_room(creator.id, peer.id, room.id)?;
+        Ok(room.id)
+    }
+
+    /// Records `room_id` as the direct-message room of users `a` and `b`.
+    fn record_direct_room(&mut self, a: i64, b: i64, room_id: i64) -> Result<()>;
 
     /// The other member of a direct-message room.
     fn direct_peer(&self, room_id: i64, user_id: i64) -> Result<Option<User>>;

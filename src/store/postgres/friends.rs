@@ -2,8 +2,8 @@
 
 use super::accounts::user_at;
 use super::PgStore;
-use crate::model::{Role, RoomType, User};
-use crate::store::{FriendStore, Result, RoomStore};
+use crate::model::User;
+use crate::store::{FriendStore, Result};
 
 impl FriendStore for PgStore {
     fn refuses_friend(&self, refuser: i64, user: i64) -> Result<bool> {
@@ -72,21 +72,12 @@ impl FriendStore for PgStore {
         Ok(row.map(|row| row.get(0)))
     }
 
-    fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> Result<i64> {
-        let (low, high) = if creator.login < peer.login {
-            (creator, peer)
-        } else {
-            (peer, creator)
-        };
-        let name = format!("{} & {}", low.login, high.login);
-        let room = self.create_room(creator.id, &name, "", RoomType::Direct, now)?;
-        self.set_role(room.id, creator.id, Role::Simple)?;
-        self.add_member(room.id, peer.id, Role::Simple, now)?;
+    fn record_direct_room(&mut self, a: i64, b: i64, room_id: i64) -> Result<()> {
         self.execute(
             "INSERT INTO direct_rooms (low_user, high_user, room_id) VALUES ($1, $2, $3)",
-            &[&creator.id.min(peer.id), &creator.id.max(peer.id), &room.id],
+            &[&a.min(b), &a.max(b), &room_id],
         )?;
-        Ok(room.id)
+        Ok(())
     }
 
     fn direct_peer(&self, room_id: i64, user_id: i64) -> Result<Option<User>> {

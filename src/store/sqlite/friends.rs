@@ -4,8 +4,8 @@ use rusqlite::{params, OptionalExtension};
 
 use super::accounts::user_from_row;
 use super::SqliteStore;
-use crate::model::{Role, RoomType, User};
-use crate::store::{FriendStore, Result, RoomStore};
+use crate::model::User;
+use crate::store::{FriendStore, Result};
 
 impl FriendStore for SqliteStore {
     fn refuses_friend(&self, refuser: i64, user: i64) -> Result<bool> {
@@ -81,20 +81,11 @@ impl FriendStore for SqliteStore {
             .map_err(Into::into)
     }
 
-    fn create_direct_room(&mut self, creator: &User, peer: &User, now: i64) -> Result<i64> {
-        let (low, high) = if creator.login < peer.login {
-            (creator, peer)
-        } else {
-            (peer, creator)
-        };
-        let name = format!("{} & {}", low.login, high.login);
-        let room = self.create_room(creator.id, &name, "", RoomType::Direct, now)?;
-        self.set_role(room.id, creator.id, Role::Simple)?;
-        self.add_member(room.id, peer.id, Role::Simple, now)?;
+    fn record_direct_room(&mut self, a: i64, b: i64, room_id: i64) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO direct_rooms (low_user, high_user, room_id) VALUES (?1, ?2, ?3)")?
-            .execute(params![creator.id.min(peer.id), creator.id.max(peer.id), room.id])?;
-        Ok(room.id)
+            .execute(params![a.min(b), a.max(b), room_id])?;
+        Ok(())
     }
 
     fn direct_peer(&self, room_id: i64, user_id: i64) -> Result<Option<User>> {
