@@ -99,6 +99,13 @@ impl Cluster {
         }
     }
 
+    /// `n` new users, user i on node i modulo the number of nodes.
+    fn members(&self, n: usize) -> Vec<Member> {
+        (0..n)
+            .map(|i| Member::sign_up(self.addr(i % self.nodes.len()), &format!("user{i}")))
+            .collect()
+    }
+
     fn addr(&self, i: usize) -> &str {
         &self.nodes[i].as_ref().expect("node running").addr
     }
@@ -182,26 +189,20 @@ impl Member {
 
     /// Reads pushes until `want` messages were seen or `within` passed.
     fn read_until(&mut self, want: usize, within: Duration) {
-        let start = Instant::now();
-        self.client.set_timeout(Duration::from_millis(200)).unwrap();
-        while self.seen.len() < want && start.elapsed() < within {
-            match self.client.recv() {
-                Ok(msg) => self.note(&msg),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("{}: {e}", self.login),
-            }
-        }
+        self.read_while(within, |member| member.seen.len() < want);
     }
 
     /// Reads pushes until message `id` was among them, or `within` passed.
     fn heard_within(&mut self, id: i64, within: Duration) -> bool {
+        self.read_while(within, |member| !member.seen.contains(&id));
+        self.seen.contains(&id)
+    }
+
+    /// Reads pushes while `more` holds, for at most `within`.
+    fn read_while(&mut self, within: Duration, more: impl Fn(&Member) -> bool) {
         let start = Instant::now();
         self.client.set_timeout(Duration::from_millis(100)).unwrap();
-        while !self.seen.contains(&id) && start.elapsed() < within {
+        while more(self) && start.elapsed() < within {
             match self.client.recv() {
                 Ok(msg) => self.note(&msg),
                 Err(e)
@@ -212,7 +213,6 @@ impl Member {
                 Err(e) => panic!("{}: {e}", self.login),
             }
         }
-        self.seen.contains(&id)
     }
 
     fn note(&mut self, msg: &Value) {
@@ -225,30 +225,13 @@ impl Member {
 /// Sends `n` messages from `member` into `room`, pipelined; returns the ids
 /// acknowledged, in order. Pushes read meanwhile are noted.
 fn send_burst(member: &mut Member, room: i64, n: usize, tag: &str) -> Vec<i64> {
-    let mut lines = String::new();
-    for i in 0..n {
-        lines.push_str(&format!(
-            "{}\n",
-            json!({"type": "RQ_MSG", "room_id": room, "message": format!("{tag} {i}"), "req_id": format!("{tag}-{i}")})
-        ));
-    }
-    member.client.send_raw(lines.as_bytes()).unwrap();
-    let mut acked = Vec::new();
-    member.client.set_timeout(Duration::from_secs(20)).unwrap();
-    while acked.len() < n {
-        let msg = member.client.recv().expect("every message answered");
-        match msg["req_id"].as_str() {
-            Some(id) if id.starts_with(&format!("{tag}-")) => {
-                assert_type(&msg, "RQ_MSG");
-                acked.push(msg["message_id"].as_i64().unwrap());
-            }
-            _ => member.note(&msg),
-        }
-    }
+    let (acked, answered) = send_until_cut(member, room, n, tag);
+    assert_eq!(answered, n, "{}: every message answered", member.login);
+    assert_eq!(acked.len(), n, "{}: every message stored", member.login);
     acked
 }
 
-/// As [`send_burst`], for a member whose node may die under it: returns
+/// Sends `n` messages pipelined, for a member whose node may die under it: returns
 /// what was acknowledged before the connection broke, and how many
 /// requests were answered at all (a node may refuse what it cannot take in
 /// time with ER_BUSY: answered, not stored).
@@ -377,9 +360,7 @@ fn users_on_three_nodes_chat_and_every_push_arrives_once_in_order() {
         return;
     }
     let cluster = Cluster::start(3, NATS);
-    let mut members: Vec<Member> = (0..6)
-        .map(|i| Member::sign_up(cluster.addr(i % 3), &format!("user{i}")))
-        .collect();
+    let mut members = cluster.members(6);
     let room = shared_room(&mut members);
     let per_member = 40;
     let sent = everyone_sends(members, room, per_member, "a");
@@ -408,9 +389,7 @@ fn a_node_killed_mid_traffic_loses_nothing_acknowledged() {
         return;
     }
     let mut cluster = Cluster::start(3, NATS);
-    let mut members: Vec<Member> = (0..6)
-        .map(|i| Member::sign_up(cluster.addr(i % 3), &format!("user{i}")))
-        .collect();
+    let mut members = cluster.members(6);
     let room = shared_room(&mut members);
     // Everyone sends; node 0 (users 0 and 3) is killed in the middle of it.
     let per_member = 150;
@@ -531,9 +510,7 @@ fn a_bus_restarted_mid_traffic_loses_nothing_and_order_holds() {
     }
     let mut bus = PrivateBus::start();
     let cluster = Cluster::start(2, &bus.url());
-    let mut members: Vec<Member> = (0..4)
-        .map(|i| Member::sign_up(cluster.addr(i % 2), &format!("user{i}")))
-        .collect();
+    let mut members = cluster.members(4);
     let room = shared_room(&mut members);
     let mut own: Vec<HashSet<i64>> = vec![HashSet::new(); 4];
     let round = |members: Vec<Member>, tag: &str, own: &mut Vec<HashSet<i64>>| -> Vec<Member> {
@@ -584,9 +561,7 @@ fn a_file_sent_on_one_node_downloads_from_another() {
         return;
     }
     let cluster = Cluster::start(2, NATS);
-    let mut members: Vec<Member> = (0..2)
-        .map(|i| Member::sign_up(cluster.addr(i), &format!("user{i}")))
-        .collect();
+    let mut members = cluster.members(2);
     let room = shared_room(&mut members);
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let sent = members[0]
@@ -612,9 +587,7 @@ fn log_outs_bans_and_log_in_throttles_reach_every_node() {
         return;
     }
     let cluster = Cluster::start(3, NATS);
-    let mut members: Vec<Member> = (0..2)
-        .map(|i| Member::sign_up(cluster.addr(i), &format!("user{i}")))
-        .collect();
+    let mut members = cluster.members(2);
     let room = shared_room(&mut members);
 
     // The same session on two nodes: logging out on one ends it on both.
@@ -662,9 +635,7 @@ fn writers_of_several_nodes_never_wait_on_each_other_in_a_circle() {
         return;
     }
     let cluster = Cluster::start(3, NATS);
-    let mut members: Vec<Member> = (0..6)
-        .map(|i| Member::sign_up(cluster.addr(i % 3), &format!("user{i}")))
-        .collect();
+    let mut members = cluster.members(6);
     let rooms: Vec<i64> = (0..4).map(|_| shared_room(&mut members)).collect();
     // Every user sends to every room, each in another order: batches on
     // different nodes touch the same rooms in opposite orders.
