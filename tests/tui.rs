@@ -51,14 +51,28 @@ impl Tmux {
     /// Waits until the screen holds `needle`; returns the screen.
     #[track_caller]
     fn wait_for(&self, needle: &str) -> String {
+        self.wait_until(needle, true)
+    }
+
+    /// Waits until the screen no longer holds `needle` (a key took effect
+    /// before the next is sent: an Escape followed at once by another key
+    /// can be read as one Alt+key).
+    #[track_caller]
+    fn wait_gone(&self, needle: &str) -> String {
+        self.wait_until(needle, false)
+    }
+
+    #[track_caller]
+    fn wait_until(&self, needle: &str, shown: bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let screen = self.screen();
-            if screen.contains(needle) {
+            if screen.contains(needle) == shown {
                 return screen;
             }
             if Instant::now() > deadline {
-                panic!("the screen never showed {needle:?}:\n{screen}");
+                let never = if shown { "never showed" } else { "kept showing" };
+                panic!("the screen {never} {needle:?}:\n{screen}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -177,6 +191,7 @@ fn the_full_screen_client_shows_rooms_unread_and_switches() {
         (Some("zoe"), Some(general))
     );
     tmux.keys(&["Escape"]);
+    tmux.wait_gone("#general> hel");
 
     // Ctrl+N goes on to the next room; Tab completes commands.
     tmux.keys(&["C-n"]);
@@ -185,6 +200,7 @@ fn the_full_screen_client_shows_rooms_unread_and_switches() {
     tmux.keys(&["Tab"]);
     tmux.wait_for("#random> /help");
     tmux.keys(&["Escape"]);
+    tmux.wait_gone("#random> /help");
 
     // PageUp scrolls back, loading older pages from the server at the top.
     tmux.keys(&["M-1"]);
