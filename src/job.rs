@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 use crate::compat::Dialect;
 use crate::disk::QuotaReservation;
 use crate::error::Error;
-use crate::model::User;
+use crate::model::{RoomTail, User};
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 
 /// Identifies a connection for as long as the server runs (never reused).
@@ -68,6 +68,9 @@ pub enum Task {
     /// Stored messages of a room that this node of a cluster did not hear
     /// of: read them from the store for delivery in their place.
     FillGap(Gap),
+    /// Which rooms have messages with ids above this: a cluster node's way
+    /// to see a room's last message whose bus copy was lost.
+    RoomTails { after_id: i64 },
     /// A search is about to run: index every stored message now, then say
     /// so on the channel (see [`WriteQueue::catch_up_search`]).
     IndexSearch(Sender<()>),
@@ -85,6 +88,7 @@ impl Task {
             Task::Presence { .. }
             | Task::Maintenance
             | Task::FillGap(_)
+            | Task::RoomTails { .. }
             | Task::IndexSearch(_)
             | Task::Stop => NO_CONN,
         }
@@ -99,7 +103,7 @@ impl Task {
             Task::Presence { .. } => Kind::Presence,
             Task::StoreUpload { .. } => Kind::UploadFile,
             Task::IndexSearch(_) => Kind::SearchMsgs,
-            Task::FillGap(_) => Kind::Msg,
+            Task::FillGap(_) | Task::RoomTails { .. } => Kind::Msg,
             Task::Maintenance | Task::Stop => Kind::Token,
         }
     }
@@ -256,8 +260,17 @@ pub struct Outcome {
     pub remove_files: Vec<String>,
     /// The upkeep has more to do: ask for it again soon.
     pub again: bool,
+    /// What the store told of rooms' messages, for the cluster's order.
+    pub rooms_news: Option<RoomsNews>,
+}
+
+/// The store's answers a cluster node asks for its rooms' order.
+#[derive(Debug)]
+pub enum RoomsNews {
     /// A gap in a room's messages, read from the store (`Task::FillGap`).
-    pub gap: Option<FilledGap>,
+    Filled(FilledGap),
+    /// The rooms with new messages (`Task::RoomTails`).
+    Tails(Vec<RoomTail>),
 }
 
 /// Messages a room is missing on this node of a cluster: numbered `after`

@@ -190,3 +190,11 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A room's newest stored message: its number in the room and its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomTail {
+    pub room_id: i64,
+    pub seq: i64,
+    pub id: i64,
+}

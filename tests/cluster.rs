@@ -74,6 +74,18 @@ impl Cluster {
     }
 
     fn spawn(&self, i: usize) -> Node {
+        self.spawn_on(i, &self.subject)
+    }
+
+    /// Adds a node that listens on a subject of its own: it hears nothing
+    /// the others publish, as if the bus lost all of it.
+    fn add_deaf_node(&mut self) {
+        let node = self.spawn_on(self.nodes.len(), &format!("{}_deaf", self.subject));
+        self.nodes.push(Some(node));
+    }
+
+    /// Node `i`, on bus subject prefix `subject`.
+    fn spawn_on(&self, i: usize, subject: &str) -> Node {
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("parley.toml");
@@ -85,7 +97,7 @@ impl Cluster {
                  sign_ups_per_min = 1000000.0\nlog_ins_per_addr_per_min = 1000000.0\n\
                  log_in_burst_per_addr = 1000000\nlog_ins_per_min = 1000000.0\nrooms_burst = 1000000\n\
                  msg_rate_per_sec = 1000000.0\nmsg_burst = 1000000\nlog_level = \"debug\"\n",
-                self.store, self.bus, self.subject
+                self.store, self.bus, subject
             ),
         )
         .unwrap();
@@ -553,6 +565,35 @@ fn a_bus_restarted_mid_traffic_loses_nothing_and_order_holds() {
         member.read_until(others.len(), Duration::from_secs(20));
         saw_all_in_order(&member, &others);
     }
+}
+
+#[test]
+fn messages_whose_bus_copies_never_come_still_arrive_in_order() {
+    if skipped() {
+        return;
+    }
+    // Nothing node 0 publishes reaches node 1: as if the bus lost each
+    // message, or node 0 died after each commit. No later message shows
+    // node 1 a gap; it finds them by asking the store.
+    let mut cluster = Cluster::start(1, NATS);
+    cluster.add_deaf_node();
+    let mut members = cluster.members(2);
+    let room = shared_room(&mut members);
+    let mut sent = HashSet::new();
+    for i in 0..3 {
+        let reply =
+            members[0].req(json!({"type": "RQ_MSG", "room_id": room, "message": format!("unheard {i}")}));
+        sent.insert(reply["message_id"].as_i64().unwrap());
+        thread::sleep(Duration::from_millis(400));
+    }
+    let last = *sent.iter().max().unwrap();
+    assert!(
+        members[1].heard_within(last, Duration::from_secs(10)),
+        "node 1 never delivered the room's last message; its log ends:\n{}",
+        cluster.log_tail(1, 20)
+    );
+    members[1].read_while(Duration::from_millis(500), |_| true);
+    saw_all_in_order(&members[1], &sent);
 }
 
 #[test]

@@ -11,6 +11,12 @@
 //! over. A number below the room's next has been delivered already (the
 //! store answered before the bus did): it is dropped.
 //!
+//! A message whose bus copy is lost with no later message in its room
+//! would leave no gap to see: so the node asks the store, every
+//! [`TAIL_POLL`], which rooms have messages newer than the last it knew of
+//! ([`Sequencer::expect`]); a number told that way is waited for like one
+//! behind a held message.
+//!
 //! Where a room starts is asked of the store too: the first message a node
 //! sees of a room waits while the store is asked for the room's messages
 //! stored since the node started (newer than `start_id`) and numbered
@@ -24,6 +30,8 @@ pub use crate::job::Gap;
 
 /// How long a missing number is waited for before the store is asked.
 pub const GAP_WAIT: Duration = Duration::from_millis(200);
+/// How often the store is asked for the rooms' newest numbers.
+pub const TAIL_POLL: Duration = Duration::from_secs(1);
 /// Held messages past which a room's gap is asked of the store at once.
 const MAX_HELD_PER_ROOM: usize = 10_000;
 
@@ -45,7 +53,9 @@ struct RoomLine<T> {
     /// `None` until the store said where the room starts.
     next: Option<i64>,
     held: BTreeMap<i64, T>,
-    /// When the oldest gap began; `None` while nothing is held.
+    /// The newest number the store said the room has (0: none told).
+    expected: i64,
+    /// When the oldest gap began; `None` while nothing is waited for.
     gap_since: Option<Instant>,
     /// The store was asked for the gap and has not answered.
     asked: bool,
@@ -65,24 +75,40 @@ impl<T> Sequencer<T> {
 
     /// Takes message `seq` of a room; returns what may be delivered now, in order.
     pub fn offer(&mut self, room_id: i64, seq: i64, item: T, now: Instant) -> Vec<T> {
-        let line = self.rooms.entry(room_id).or_insert_with(|| RoomLine {
-            next: None,
-            held: BTreeMap::new(),
-            gap_since: None,
-            asked: false,
-        });
+        let line = self.rooms.entry(room_id).or_insert_with(RoomLine::new);
         if line.next.is_some_and(|next| seq < next) {
             return Vec::new();
         }
         line.held.insert(seq, item);
         let ready = line.release();
-        if line.held.is_empty() {
-            self.holding.remove(&room_id);
-        } else {
+        self.note_waiting(room_id, now);
+        ready
+    }
+
+    /// The store says a room's newest message is number `seq`: if this node
+    /// has not delivered it, it is waited for like a gap (its bus copy may
+    /// still come) and then asked of the store.
+    pub fn expect(&mut self, room_id: i64, seq: i64, now: Instant) {
+        let line = self.rooms.entry(room_id).or_insert_with(RoomLine::new);
+        if line.next.is_some_and(|next| seq < next) || seq <= line.expected {
+            return;
+        }
+        line.expected = seq;
+        self.note_waiting(room_id, now);
+    }
+
+    /// Keeps `holding` and the room's gap clock true to what it waits for.
+    fn note_waiting(&mut self, room_id: i64, now: Instant) {
+        let Some(line) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if line.waiting() {
             line.gap_since.get_or_insert(now);
             self.holding.insert(room_id);
+        } else {
+            line.gap_since = None;
+            self.holding.remove(&room_id);
         }
-        ready
     }
 
     /// The gaps waited for long enough (or holding too much), and the
@@ -98,23 +124,26 @@ impl<T> Sequencer<T> {
             if line.asked || (line.next.is_some() && !waited) {
                 continue;
             }
-            if let Some((&first_held, _)) = line.held.first_key_value() {
-                line.asked = true;
-                due.push(match line.next {
-                    Some(next) => Gap {
-                        room_id,
-                        after: next - 1,
-                        before: first_held,
-                        after_id: 0,
-                    },
-                    None => Gap {
-                        room_id,
-                        after: 0,
-                        before: first_held,
-                        after_id: self.start_id,
-                    },
-                });
-            }
+            // Up to the first held message, or past the newest the store told.
+            let before = match line.held.first_key_value() {
+                Some((&first_held, _)) => first_held,
+                None => line.expected + 1,
+            };
+            line.asked = true;
+            due.push(match line.next {
+                Some(next) => Gap {
+                    room_id,
+                    after: next - 1,
+                    before,
+                    after_id: 0,
+                },
+                None => Gap {
+                    room_id,
+                    after: 0,
+                    before,
+                    after_id: self.start_id,
+                },
+            });
         }
         due
     }
@@ -140,10 +169,9 @@ impl<T> Sequencer<T> {
         line.next = Some(next.max(gap.before));
         line.held.retain(|&seq, _| seq >= next.max(gap.before));
         ready.extend(line.release());
-        line.gap_since = (!line.held.is_empty()).then_some(now);
-        if line.held.is_empty() {
-            self.holding.remove(&gap.room_id);
-        }
+        // What is still waited for waits anew.
+        line.gap_since = None;
+        self.note_waiting(gap.room_id, now);
         ready
     }
 
@@ -162,6 +190,21 @@ impl<T> Sequencer<T> {
 }
 
 impl<T> RoomLine<T> {
+    fn new() -> RoomLine<T> {
+        RoomLine {
+            next: None,
+            held: BTreeMap::new(),
+            expected: 0,
+            gap_since: None,
+            asked: false,
+        }
+    }
+
+    /// Whether a message is held, or one the store told of is not delivered.
+    fn waiting(&self) -> bool {
+        !self.held.is_empty() || self.next.map_or(self.expected > 0, |next| self.expected >= next)
+    }
+
     /// Takes out the held messages that now follow without a gap.
     fn release(&mut self) -> Vec<T> {
         let mut ready = Vec::new();
@@ -171,9 +214,6 @@ impl<T> RoomLine<T> {
         while let Some(item) = self.held.remove(next) {
             ready.push(item);
             *next += 1;
-        }
-        if self.held.is_empty() {
-            self.gap_since = None;
         }
         ready
     }
@@ -270,6 +310,65 @@ mod tests {
         // The bus's late copies are dropped.
         assert!(s.offer(7, 12, 12, later).is_empty());
         assert_eq!(s.offer(7, 15, 15, later), vec![15]);
+    }
+
+    #[test]
+    fn a_lost_last_message_is_found_by_the_rooms_newest_number() {
+        let now = Instant::now();
+        let mut s = started(now);
+        // Room 1 delivered 1; the store says it has 3: nothing more came.
+        s.expect(1, 3, now);
+        s.expect(1, 3, now);
+        assert_eq!(s.next_due(), Some(now + GAP_WAIT));
+        assert!(s.due_gaps(now).is_empty(), "its bus copy may still come");
+        let later = now + GAP_WAIT;
+        let gaps = s.due_gaps(later);
+        assert_eq!(
+            gaps,
+            vec![Gap {
+                room_id: 1,
+                after: 1,
+                before: 4,
+                after_id: 0
+            }]
+        );
+        assert_eq!(s.filled(gaps[0], vec![(2, 2), (3, 3)], later), vec![2, 3]);
+        assert_eq!(s.next_due(), None, "nothing more is waited for");
+        // A number already delivered is no news.
+        s.expect(1, 3, later);
+        s.expect(2, 1, later);
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_told_number_that_comes_over_the_bus_is_not_asked_for() {
+        let now = Instant::now();
+        let mut s = started(now);
+        s.expect(2, 2, now);
+        assert_eq!(s.offer(2, 2, 2, now), vec![2]);
+        assert_eq!(s.next_due(), None);
+        assert!(s.due_gaps(now + GAP_WAIT).is_empty());
+    }
+
+    #[test]
+    fn a_room_first_heard_of_from_the_store_starts_where_the_store_says() {
+        let now = Instant::now();
+        let mut s = Sequencer::new(100);
+        s.expect(9, 6, now);
+        let gaps = s.due_gaps(now);
+        assert_eq!(
+            gaps,
+            vec![Gap {
+                room_id: 9,
+                after: 0,
+                before: 7,
+                after_id: 100
+            }],
+            "asked at once, for what came since the node started"
+        );
+        assert_eq!(s.filled(gaps[0], vec![(6, 6)], now), vec![6]);
+        assert_eq!(s.offer(9, 7, 7, now), vec![7]);
+        assert_eq!(s.next_due(), None);
     }
 
     #[test]

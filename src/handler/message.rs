@@ -7,7 +7,7 @@ use super::room::{broadcast, broadcast_message, membership};
 use super::{validate, Ctx};
 use crate::compat;
 use crate::error::{Error, Result};
-use crate::job::{FilledGap, Gap, Outcome, Push, RoomOrder};
+use crate::job::{FilledGap, Gap, Outcome, Push, RoomOrder, RoomsNews};
 use crate::model::now_ms;
 use crate::model::{Message, MsgType, Room, RoomType, StoredFile};
 use crate::protocol::{
@@ -155,7 +155,16 @@ pub fn fill_gap(ctx: &mut Ctx, gap: Gap) -> Result<Outcome> {
         })
         .collect();
     Ok(Outcome {
-        gap: Some(FilledGap { gap, pushes }),
+        rooms_news: Some(RoomsNews::Filled(FilledGap { gap, pushes })),
+        ..Outcome::default()
+    })
+}
+
+/// The rooms with messages whose ids are above `after_id`, and the newest
+/// of each (a cluster node's check for messages the bus did not bring).
+pub fn room_tails(ctx: &mut Ctx, after_id: i64) -> Result<Outcome> {
+    Ok(Outcome {
+        rooms_news: Some(RoomsNews::Tails(ctx.store.room_tails(after_id)?)),
         ..Outcome::default()
     })
 }

@@ -180,6 +180,7 @@ pub fn handle_task(task: Task, store: &mut Store, shared: &Shared) -> Outcome {
         Task::StoreUpload { upload, .. } => file::store_upload(&mut ctx, upload),
         Task::Maintenance => maintenance(&mut ctx),
         Task::FillGap(gap) => message::fill_gap(&mut ctx, gap),
+        Task::RoomTails { after_id } => message::room_tails(&mut ctx, after_id),
         // The writer answers these itself (it indexes for search).
         Task::IndexSearch(_) | Task::Stop => Ok(Outcome::default()),
     };

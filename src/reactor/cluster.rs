@@ -2,23 +2,33 @@
 //! the other nodes too, what the other nodes tell theirs reaches this
 //! node's, and stored messages reach every connection in their room's
 //! order (the sequencer holds one until those before it were delivered,
-//! and asks the store for those that do not come).
+//! and asks the store for those that do not come, and every second which
+//! rooms have new messages, for a room's last message lost on the bus).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::Token;
 
 use super::Reactor;
-use crate::cluster::sequencer::Sequencer;
+use crate::cluster::sequencer::{Sequencer, TAIL_POLL};
 use crate::cluster::wire::{Envelope, Event};
-use crate::job::{FilledGap, Push, Revoke, Task, NO_CONN};
+use crate::job::{FilledGap, Push, Revoke, RoomsNews, Task, NO_CONN};
+use crate::model::RoomTail;
 use crate::protocol::ReqId;
 use crate::shared::Shared;
 
 /// Pushes from the bus answer no connection of this node.
 const NO_REQUESTER: Token = Token(NO_CONN as usize);
+
+/// How many polls back the next poll for rooms' newest messages starts:
+/// a message whose id was drawn before a later one's may commit after it,
+/// so each poll looks again at what the last few saw.
+const TAIL_POLLS_OVERLAP: usize = 3;
+/// A poll unanswered this long (the writer failed it) is asked again.
+const TAIL_POLL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A push held until its room's earlier messages were delivered.
 pub(super) struct Held {
@@ -39,6 +49,13 @@ pub struct NodeLink {
     outgoing: Vec<Push>,
     /// Whose log-in throttle counts the other nodes' failed log-ins.
     shared: Arc<Shared>,
+    /// The store's rooms' newest messages are asked for at this time...
+    next_tail_poll: Instant,
+    /// ...unless the last poll, asked at this time, is unanswered.
+    tail_poll_asked: Option<Instant>,
+    /// The newest message id each recent poll knew of, oldest first: the
+    /// next poll asks for ids above the front.
+    tail_marks: VecDeque<i64>,
 }
 
 impl NodeLink {
@@ -59,6 +76,19 @@ impl NodeLink {
             sequencer: Sequencer::new(start_id),
             outgoing: Vec::new(),
             shared,
+            next_tail_poll: Instant::now() + TAIL_POLL,
+            tail_poll_asked: None,
+            tail_marks: VecDeque::from([start_id]),
+        }
+    }
+}
+
+impl NodeLink {
+    /// When the store is next asked for rooms' newest messages.
+    fn next_tail_poll(&self, now: Instant) -> Instant {
+        match self.tail_poll_asked {
+            Some(asked) if now < asked + TAIL_POLL_TIMEOUT => asked + TAIL_POLL_TIMEOUT,
+            _ => self.next_tail_poll,
         }
     }
 }
@@ -187,8 +217,46 @@ impl Reactor {
         }
     }
 
+    /// Every [`TAIL_POLL`], asks the store which rooms have new messages.
+    pub(super) fn poll_room_tails(&mut self) {
+        let Some(link) = &mut self.cluster else { return };
+        let now = Instant::now();
+        if now < link.next_tail_poll(now) {
+            return;
+        }
+        link.tail_poll_asked = Some(now);
+        link.next_tail_poll = now + TAIL_POLL;
+        let after_id = link.tail_marks.front().copied().unwrap_or(0);
+        self.write(Task::RoomTails { after_id });
+    }
+
+    /// The store's answers about rooms' messages.
+    pub(super) fn rooms_news(&mut self, news: RoomsNews, touched: &mut Vec<Token>) {
+        match news {
+            RoomsNews::Filled(filled) => self.gap_filled(filled, touched),
+            RoomsNews::Tails(tails) => self.room_tails(tails),
+        }
+    }
+
+    /// Rooms' newest messages: those this node has not delivered are
+    /// waited for, then read from the store.
+    fn room_tails(&mut self, tails: Vec<RoomTail>) {
+        let Some(link) = &mut self.cluster else { return };
+        link.tail_poll_asked = None;
+        let now = Instant::now();
+        let newest = tails.iter().map(|t| t.id).max();
+        for tail in tails {
+            link.sequencer.expect(tail.room_id, tail.seq, now);
+        }
+        let last = link.tail_marks.back().copied().unwrap_or(0);
+        link.tail_marks.push_back(newest.unwrap_or(last).max(last));
+        while link.tail_marks.len() > TAIL_POLLS_OVERLAP {
+            link.tail_marks.pop_front();
+        }
+    }
+
     /// The store's answer to a gap: delivered in place of what did not come.
-    pub(super) fn gap_filled(&mut self, filled: FilledGap, touched: &mut Vec<Token>) {
+    fn gap_filled(&mut self, filled: FilledGap, touched: &mut Vec<Token>) {
         let Some(link) = &mut self.cluster else { return };
         let found = filled
             .pushes
@@ -211,8 +279,14 @@ impl Reactor {
         }
     }
 
-    /// When the next gap falls due.
+    /// When the next gap falls due, or the store is next asked for rooms'
+    /// newest messages.
     pub(super) fn next_gap_due(&self) -> Option<Instant> {
-        self.cluster.as_ref().and_then(|link| link.sequencer.next_due())
+        let link = self.cluster.as_ref()?;
+        let poll = link.next_tail_poll(Instant::now());
+        [link.sequencer.next_due(), Some(poll)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -46,7 +46,7 @@ impl Reactor {
             deferred: _,
             remove_files: _,
             again,
-            gap,
+            rooms_news,
         } = completion.outcome;
         if again {
             self.maintain_soon();
@@ -96,8 +96,8 @@ impl Reactor {
         for push in pushes {
             self.route_push(token, push, req_id.as_ref(), touched);
         }
-        if let Some(filled) = gap {
-            self.gap_filled(filled, touched);
+        if let Some(news) = rooms_news {
+            self.rooms_news(news, touched);
         }
     }
 

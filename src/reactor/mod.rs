@@ -313,6 +313,7 @@ impl Reactor {
             self.drain_completions();
             self.drain_bus();
             self.ask_for_gaps();
+            self.poll_room_tails();
             self.drain_file_events();
             // A connection may have used up several turns this pass (its
             // event, a completion): it comes back once, not once per turn.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Member, Message, MsgType, Role, Room, RoomListing, RoomType, StoredFile, User};
+use crate::model::{Member, Message, MsgType, Role, Room, RoomListing, RoomTail, RoomType, StoredFile, User};
 
 use super::{Audience, Result};
 
@@ -327,6 +327,10 @@ pub trait MessageStore {
 
     /// The newest message's id (0 when there is none).
     fn newest_message_id(&self) -> Result<i64>;
+
+    /// The rooms with messages whose ids are above `after_id`, each with
+    /// its newest message's number and the newest id among them.
+    fn room_tails(&self, after_id: i64) -> Result<Vec<RoomTail>>;
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64>;
 }

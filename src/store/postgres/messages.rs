@@ -5,7 +5,7 @@ use postgres::types::ToSql;
 use postgres::Row;
 
 use super::PgStore;
-use crate::model::{Message, MsgType, Role, StoredFile};
+use crate::model::{Message, MsgType, Role, RoomTail, StoredFile};
 use crate::store::{Error, HistoryQuery, MessageStore, Result, SearchScope, Stored, MAX_SEARCH_WORDS};
 
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -318,6 +318,21 @@ impl MessageStore for PgStore {
         Ok(self
             .query_one("SELECT coalesce(max(id), 0) FROM messages", &[])?
             .get(0))
+    }
+
+    fn room_tails(&self, after_id: i64) -> Result<Vec<RoomTail>> {
+        let rows = self.query(
+            "SELECT room_id, max(seq), max(id) FROM messages WHERE id > $1 GROUP BY room_id",
+            &[&after_id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| RoomTail {
+                room_id: row.get(0),
+                seq: row.get(1),
+                id: row.get(2),
+            })
+            .collect())
     }
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {

@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::SqliteStore;
-use crate::model::{Message, MsgType, Role, StoredFile};
+use crate::model::{Message, MsgType, Role, RoomTail, StoredFile};
 use crate::store::{
     HistoryQuery, MessageStore, Result, SearchIndexStore, SearchScope, Stored, MAX_SEARCH_WORDS,
 };
@@ -316,6 +316,20 @@ impl MessageStore for SqliteStore {
             .conn
             .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
             .query_row([], |row| row.get(0))?)
+    }
+
+    fn room_tails(&self, after_id: i64) -> Result<Vec<RoomTail>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT room_id, max(seq), max(id) FROM messages WHERE id > ?1 GROUP BY room_id",
+        )?;
+        let rows = stmt.query_map(params![after_id], |row| {
+            Ok(RoomTail {
+                room_id: row.get(0)?,
+                seq: row.get(1)?,
+                id: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn mark_read(&mut self, room_id: i64, user_id: i64, msg_id: i64) -> Result<i64> {
