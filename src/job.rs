@@ -180,6 +180,9 @@ pub struct Push {
     /// For a stored message: its room and number there. The nodes of a
     /// cluster deliver a room's messages in that order.
     pub order: Option<RoomOrder>,
+    /// For this node's connections only: the nodes of a cluster each tell
+    /// their own (presence, which each node judges from all of them).
+    pub this_node_only: bool,
 }
 
 /// A stored message's place in its room.
@@ -198,6 +201,7 @@ impl Push {
             msg,
             answers_request: true,
             order: None,
+            this_node_only: false,
         }
     }
 
@@ -208,6 +212,7 @@ impl Push {
             msg,
             answers_request: false,
             order: None,
+            this_node_only: false,
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Who is online: the number of logged-in connections per user, and the
-//! coalescing of the announcements friends get.
+//! Who is online: the number of logged-in connections per user on this
+//! node, the number of other nodes of a cluster where the user is online,
+//! and the coalescing of the announcements friends get.
 //!
-//! Written only by the reactor (which sees connections log in and close),
-//! read by workers to fill `online` fields.
+//! Written only by the reactor (which sees connections log in and close,
+//! and hears the other nodes), read by workers to fill `online` fields.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,42 +12,98 @@ use parking_lot::RwLock;
 
 #[derive(Default)]
 pub struct Presence {
-    connections: RwLock<HashMap<i64, u32>>,
+    users: RwLock<Online>,
+}
+
+#[derive(Default)]
+struct Online {
+    /// Logged-in connections on this node, per user.
+    here: HashMap<i64, u32>,
+    /// Other nodes where the user is online, per user.
+    elsewhere: HashMap<i64, u32>,
 }
 
 impl Presence {
-    /// Counts one more connection for `user_id`; true if it is the first.
+    /// Counts one more connection for `user_id`; true if it is the first
+    /// on this node.
     pub fn connect(&self, user_id: i64) -> bool {
-        let mut map = self.connections.write();
-        let n = map.entry(user_id).or_insert(0);
+        let mut users = self.users.write();
+        let n = users.here.entry(user_id).or_insert(0);
         *n += 1;
         *n == 1
     }
 
-    /// Counts one connection less; true if it was the last.
+    /// Counts one connection less; true if it was the last on this node.
     pub fn disconnect(&self, user_id: i64) -> bool {
-        let mut map = self.connections.write();
-        match map.get_mut(&user_id) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                map.remove(&user_id);
-                true
-            }
-            None => false,
-        }
+        count_down(&mut self.users.write().here, user_id)
     }
 
-    /// Users with at least one logged-in connection.
+    /// Another node now has the user online (`online`) or no longer has.
+    /// True if that made the user come or go for the whole cluster.
+    pub fn elsewhere(&self, user_id: i64, online: bool) -> bool {
+        let mut users = self.users.write();
+        let here = users.here.contains_key(&user_id);
+        let changed = if online {
+            let n = users.elsewhere.entry(user_id).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            count_down(&mut users.elsewhere, user_id)
+        };
+        changed && !here
+    }
+
+    /// Whether another node has the user online.
+    pub fn online_elsewhere(&self, user_id: i64) -> bool {
+        self.users.read().elsewhere.contains_key(&user_id)
+    }
+
+    /// Users with at least one logged-in connection on this node.
     pub fn online_users(&self) -> usize {
-        self.connections.read().len()
+        self.users.read().here.len()
     }
 
-    pub fn is_online(&self, user_id: i64) -> bool {
-        self.connections.read().contains_key(&user_id)
+    /// The users online on this node, and their [`digest`].
+    pub fn here(&self) -> (Vec<i64>, u64) {
+        let users: Vec<i64> = self.users.read().here.keys().copied().collect();
+        let digest = digest(users.iter().copied());
+        (users, digest)
     }
+
+    /// Online on this node or on another.
+    pub fn is_online(&self, user_id: i64) -> bool {
+        let users = self.users.read();
+        users.here.contains_key(&user_id) || users.elsewhere.contains_key(&user_id)
+    }
+}
+
+/// One less for `user_id`; true if it was the last.
+fn count_down(counts: &mut HashMap<i64, u32>, user_id: i64) -> bool {
+    match counts.get_mut(&user_id) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            false
+        }
+        Some(_) => {
+            counts.remove(&user_id);
+            true
+        }
+        None => false,
+    }
+}
+
+/// A digest of a set of users, the same whatever their order: nodes of a
+/// cluster compare theirs to see that they agree on who is online where.
+pub fn digest(users: impl IntoIterator<Item = i64>) -> u64 {
+    users.into_iter().fold(0, |acc, u| acc ^ user_digest(u))
+}
+
+/// One user's part of a digest (splitmix64: ids close together spread).
+pub fn user_digest(user_id: i64) -> u64 {
+    let mut z = (user_id as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The shortest time between two presence announcements of one user.
@@ -168,5 +225,22 @@ mod tests {
         assert!(p.disconnect(1));
         assert!(!p.is_online(1));
         assert!(!p.disconnect(1));
+    }
+
+    #[test]
+    fn a_user_online_on_another_node_comes_and_goes_once() {
+        let p = Presence::default();
+        assert!(p.elsewhere(1, true), "came, on node b");
+        assert!(!p.elsewhere(1, true), "also on node c");
+        assert!(p.is_online(1) && p.online_elsewhere(1));
+        assert!(p.connect(1), "first here, though online already");
+        assert!(!p.elsewhere(1, false));
+        assert!(!p.elsewhere(1, false), "still here");
+        assert!(!p.online_elsewhere(1) && p.is_online(1));
+        assert!(p.disconnect(1));
+        assert!(!p.is_online(1));
+        assert!(!p.elsewhere(7, false), "never heard of");
+        assert_eq!(digest([1, 2]), digest([2, 1]));
+        assert_ne!(digest([1, 2]), digest([1, 3]));
     }
 }

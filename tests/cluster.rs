@@ -596,6 +596,105 @@ fn messages_whose_bus_copies_never_come_still_arrive_in_order() {
     saw_all_in_order(&members[1], &sent);
 }
 
+/// The RQ_PRESENCE pushes `client` gets within `within` (stopping at the
+/// first that `wanted` accepts).
+fn presence_within(client: &mut Client, within: Duration, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    client.set_timeout(Duration::from_millis(100)).unwrap();
+    while start.elapsed() < within {
+        match client.recv() {
+            Ok(msg) if msg["type"] == "RQ_PRESENCE" => {
+                let done = wanted(&msg);
+                seen.push(msg);
+                if done {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    seen
+}
+
+/// Whether `friend` shows online in `client`'s friend list.
+fn friend_online(client: &mut Client, friend: &str) -> bool {
+    client.set_timeout(Duration::from_secs(10)).unwrap();
+    let reply = client.request(json!({"type": "RQ_GET_FRIENDS"})).unwrap();
+    let friends = reply["friends"].as_array().unwrap_or_else(|| panic!("{reply}"));
+    friends
+        .iter()
+        .find(|f| f["login"] == friend)
+        .unwrap_or_else(|| panic!("{friend} in {reply}"))["online"]
+        .as_bool()
+        .unwrap()
+}
+
+#[test]
+fn presence_is_the_whole_clusters() {
+    if skipped() {
+        return;
+    }
+    let mut cluster = Cluster::start(3, NATS);
+    // user0 on node 0, user1 on node 1.
+    let mut members = cluster.members(2);
+    let reply = members[0].req(json!({"type": "RQ_ADD_FRIEND", "login": "user1"}));
+    assert_type(&reply, "RQ_ADD_FRIEND");
+    let friends = members[1].req(json!({"type": "RQ_GET_FRIENDS"}));
+    let user0 = friends["friends"][0]["user_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{friends}"));
+    let token0 = members[0].token.clone();
+    let went = |online: bool| move |m: &Value| m["user_id"] == user0 && m["online"] == online;
+    assert!(
+        friend_online(&mut members[1].client, "user0"),
+        "online on node 0, seen from node 1"
+    );
+
+    // user0 also connects on node 2, then leaves node 0: online throughout,
+    // so user1 is told nothing.
+    let mut second = Client::connect(cluster.addr(2)).unwrap();
+    assert_type(&second.resume(&token0).unwrap(), "RQ_TOKEN");
+    thread::sleep(Duration::from_millis(300));
+    members[0] = Member::placeholder();
+    let told = presence_within(&mut members[1].client, Duration::from_millis(2500), |_| false);
+    assert!(
+        told.is_empty(),
+        "user0 never left the cluster, yet user1 heard {told:?}"
+    );
+    assert!(friend_online(&mut members[1].client, "user0"), "online on node 2");
+
+    // Node 2 dies with user0's only connection: the others count user0 gone
+    // once the node has been silent long enough.
+    cluster.kill(2);
+    let told = presence_within(&mut members[1].client, Duration::from_secs(10), went(false));
+    assert!(
+        told.last().is_some_and(went(false)),
+        "user1 never heard that user0 went with node 2: {told:?}; node 1's log ends:\n{}",
+        cluster.log_tail(1, 20)
+    );
+    assert!(!friend_online(&mut members[1].client, "user0"));
+
+    // user0 comes back on node 0, and then node 0 stops: each is told at once.
+    let mut back = Client::connect(cluster.addr(0)).unwrap();
+    assert_type(&back.resume(&token0).unwrap(), "RQ_TOKEN");
+    let told = presence_within(&mut members[1].client, Duration::from_secs(3), went(true));
+    assert!(told.last().is_some_and(went(true)), "user0 came back: {told:?}");
+    assert!(friend_online(&mut members[1].client, "user0"));
+    cluster.stop(0);
+    let told = presence_within(&mut members[1].client, Duration::from_secs(3), went(false));
+    assert!(
+        told.last().is_some_and(went(false)),
+        "node 0 stopped, taking user0: {told:?}"
+    );
+}
+
 #[test]
 fn a_file_sent_on_one_node_downloads_from_another() {
     if skipped() {

@@ -54,6 +54,8 @@ enum Outbound {
         login: String,
         addr: std::net::IpAddr,
     },
+    /// An event made whole on the reactor's side (presence, heartbeats).
+    Event(Event),
 }
 
 /// The bus, as the reactor holds it.
@@ -138,6 +140,11 @@ impl Bus {
             token_hash,
             notice: notice.clone(),
         });
+    }
+
+    /// Publishes an event as it is (never waits).
+    pub fn publish(&self, event: Event) {
+        self.send(Outbound::Event(event));
     }
 
     /// Where this node's failed log-ins go for the other nodes (for the
@@ -319,5 +326,6 @@ fn to_events(outbound: Outbound) -> Vec<Event> {
             .into_iter()
             .collect(),
         Outbound::LoginFailure { login, addr } => vec![Event::LoginFailure { login, addr }],
+        Outbound::Event(event) => vec![event],
     }
 }

@@ -6,9 +6,11 @@
 //! `wire` is what travels on the bus, `bus` the NATS connection on a thread
 //! of its own, and `sequencer` the per-room order in which a node delivers
 //! stored messages, whichever node stored them (a gap is filled from the
-//! store).
+//! store). `roster` is who is online on the other nodes, so that presence
+//! is the cluster's, not one node's.
 
 #[cfg(feature = "cluster")]
 pub mod bus;
+pub mod roster;
 pub mod sequencer;
 pub mod wire;

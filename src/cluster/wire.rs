@@ -1,11 +1,14 @@
 //! What nodes tell each other: pushes (with a stored message's place in its
-//! room) and revoked tokens, as JSON. A push carries its body written for
+//! room), revoked tokens, failed log-ins and who is online, as JSON. A push carries its body written for
 //! both dialects, so the receiving node sends exactly what the first did.
 
 use serde::{Deserialize, Serialize};
 
 use crate::job::RoomOrder;
 use crate::protocol::{Dialect, Kind, Outgoing};
+
+/// The most users in one part of a node's roster (about 200 KB of JSON).
+pub const ROSTER_PART: usize = 10_000;
 
 /// One bus message: which node sent it, and what happened there, in
 /// order (a node publishes what one pass of its reactor made at once).
@@ -39,6 +42,20 @@ pub enum Event {
         token_hash: String,
         notice: WireMessage,
     },
+    /// A user's first connection on the sending node logged in (online),
+    /// or its last one went.
+    Presence { user_id: i64, online: bool },
+    /// The sending node is alive, has `users` users online, and this
+    /// digest of them (`presence::digest`).
+    Heartbeat { users: u64, digest: u64 },
+    /// Asks `node` for its whole list of online users.
+    RosterWanted { node: String },
+    /// The sending node's online users, all of them, in parts of at most
+    /// [`ROSTER_PART`] (NATS bounds a message's size): the first part
+    /// replaces what the receiver held, the others add to it.
+    Roster { users: Vec<i64>, first: bool },
+    /// The sending node is stopping: its users are gone from it.
+    Leaving,
 }
 
 /// A message from the server, written once per dialect.

@@ -133,15 +133,16 @@ pub fn open_dm(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     Ok(Outcome::pushes(pushes))
 }
 
-/// Tells a user's friends that the user came online or went offline.
+/// Tells a user's friends that the user came online or went offline (on
+/// this node: each node of a cluster tells its own connections, as it sees
+/// the user come and go across the nodes).
 pub fn announce_presence(ctx: &mut Ctx, user_id: i64, online: bool) -> Result<Outcome> {
     let friends = ctx.store.friend_ids(user_id)?;
     if friends.is_empty() {
         return Ok(Outcome::default());
     }
     let body = PresenceBody { user_id, online };
-    Ok(Outcome::pushes(vec![Push::notice(
-        Arc::new(friends),
-        Outgoing::new(Kind::Presence, body),
-    )]))
+    let mut push = Push::notice(Arc::new(friends), Outgoing::new(Kind::Presence, body));
+    push.this_node_only = true;
+    Ok(Outcome::pushes(vec![push]))
 }

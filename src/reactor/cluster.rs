@@ -4,6 +4,9 @@
 //! order (the sequencer holds one until those before it were delivered,
 //! and asks the store for those that do not come, and every second which
 //! rooms have new messages, for a room's last message lost on the bus).
+//! Presence is the cluster's: a node tells the others who comes and goes
+//! on it, and each node tells its own connections when a user comes or
+//! goes across all of them (`cluster::roster`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,8 +16,9 @@ use crossbeam_channel::Receiver;
 use mio::Token;
 
 use super::Reactor;
+use crate::cluster::roster::{Heard, Roster, HEARTBEAT};
 use crate::cluster::sequencer::{Sequencer, TAIL_POLL};
-use crate::cluster::wire::{Envelope, Event};
+use crate::cluster::wire::{Envelope, Event, ROSTER_PART};
 use crate::job::{FilledGap, Push, Revoke, RoomsNews, Task, NO_CONN};
 use crate::model::RoomTail;
 use crate::protocol::ReqId;
@@ -56,6 +60,10 @@ pub struct NodeLink {
     /// The newest message id each recent poll knew of, oldest first: the
     /// next poll asks for ids above the front.
     tail_marks: VecDeque<i64>,
+    /// Who is online on the other nodes.
+    roster: Roster,
+    /// When this node next tells the others it is alive.
+    next_heartbeat: Instant,
 }
 
 impl NodeLink {
@@ -79,11 +87,28 @@ impl NodeLink {
             next_tail_poll: Instant::now() + TAIL_POLL,
             tail_poll_asked: None,
             tail_marks: VecDeque::from([start_id]),
+            roster: Roster::default(),
+            // At once: the other nodes learn of this one, and it of them.
+            next_heartbeat: Instant::now(),
         }
     }
 }
 
 impl NodeLink {
+    /// Publishes an event for the other nodes (never waits).
+    fn publish(&self, _event: Event) {
+        #[cfg(feature = "cluster")]
+        self.bus.publish(_event);
+    }
+
+    /// This node's id on the bus.
+    fn node(&self) -> &str {
+        #[cfg(feature = "cluster")]
+        return self.bus.node();
+        #[cfg(not(feature = "cluster"))]
+        ""
+    }
+
     /// When the store is next asked for rooms' newest messages.
     fn next_tail_poll(&self, now: Instant) -> Instant {
         match self.tail_poll_asked {
@@ -106,12 +131,15 @@ impl Reactor {
         match &mut self.cluster {
             None => self.fan_out(requester, push, req_id, touched),
             Some(link) => {
-                link.outgoing.push(Push {
-                    to: push.to.clone(),
-                    msg: push.msg.clone(),
-                    answers_request: false,
-                    order: push.order,
-                });
+                if !push.this_node_only {
+                    link.outgoing.push(Push {
+                        to: push.to.clone(),
+                        msg: push.msg.clone(),
+                        answers_request: false,
+                        order: push.order,
+                        this_node_only: false,
+                    });
+                }
                 let held = Held {
                     push,
                     requester,
@@ -162,45 +190,144 @@ impl Reactor {
             return;
         }
         let mut touched = Vec::new();
-        for event in envelopes.into_iter().flat_map(|envelope| envelope.events) {
-            match event {
-                Event::Push { to, msg, room_seq } => {
-                    let Some(msg) = msg.to_outgoing() else { continue };
-                    let mut push = Push::notice(to.into(), msg);
-                    push.order = Event::order(room_seq);
-                    let held = Held {
-                        push,
-                        requester: NO_REQUESTER,
-                        req_id: None,
-                    };
-                    self.in_room_order(held, &mut touched);
-                }
-                Event::LoginFailure { login, addr } => {
-                    if let Some(link) = &self.cluster {
-                        link.shared.login_throttle.record_remote_failure(&login, addr);
-                    }
-                }
-                Event::Revoke {
-                    user_id,
-                    token_hash,
-                    notice,
-                } => {
-                    let (Some(notice), Ok(hash)) = (notice.to_outgoing(), hex::decode(&token_hash)) else {
-                        continue;
-                    };
-                    let Ok(token_hash) = <[u8; 32]>::try_from(hash) else {
-                        continue;
-                    };
-                    let revoke = Revoke {
-                        user_id,
-                        token_hash,
-                        notice,
-                    };
-                    self.revoke(NO_REQUESTER, revoke, &mut touched);
-                }
+        let now = Instant::now();
+        for Envelope { node, events } in envelopes {
+            for event in events {
+                self.bus_event(&node, event, now, &mut touched);
             }
         }
         self.serve_touched(touched);
+    }
+
+    /// One event another node (`node`) published.
+    fn bus_event(&mut self, node: &str, event: Event, now: Instant, touched: &mut Vec<Token>) {
+        match event {
+            Event::Push { to, msg, room_seq } => {
+                let Some(msg) = msg.to_outgoing() else { return };
+                let mut push = Push::notice(to.into(), msg);
+                push.order = Event::order(room_seq);
+                let held = Held {
+                    push,
+                    requester: NO_REQUESTER,
+                    req_id: None,
+                };
+                self.in_room_order(held, touched);
+            }
+            Event::LoginFailure { login, addr } => {
+                if let Some(link) = &self.cluster {
+                    link.shared.login_throttle.record_remote_failure(&login, addr);
+                }
+            }
+            Event::Revoke {
+                user_id,
+                token_hash,
+                notice,
+            } => {
+                let (Some(notice), Ok(hash)) = (notice.to_outgoing(), hex::decode(&token_hash)) else {
+                    return;
+                };
+                let Ok(token_hash) = <[u8; 32]>::try_from(hash) else {
+                    return;
+                };
+                let revoke = Revoke {
+                    user_id,
+                    token_hash,
+                    notice,
+                };
+                self.revoke(NO_REQUESTER, revoke, touched);
+            }
+            Event::Presence { user_id, online } => {
+                let Some(link) = &mut self.cluster else { return };
+                if let Some(change) = link.roster.user(node, user_id, online, now) {
+                    self.presence_elsewhere(vec![change]);
+                }
+            }
+            Event::Heartbeat { users, digest } => {
+                let Some(link) = &mut self.cluster else { return };
+                if link.roster.heartbeat(node, users, digest, now) == Heard::OutOfStep {
+                    log::debug!("asking node {node} who is online there");
+                    link.publish(Event::RosterWanted {
+                        node: node.to_owned(),
+                    });
+                }
+            }
+            Event::RosterWanted { node: asked } => {
+                let Some(link) = &self.cluster else { return };
+                if asked == link.node() {
+                    let (users, _) = self.presence.here();
+                    let mut parts = users.chunks(ROSTER_PART);
+                    let first = parts.next().unwrap_or_default().to_vec();
+                    link.publish(Event::Roster {
+                        users: first,
+                        first: true,
+                    });
+                    for part in parts {
+                        link.publish(Event::Roster {
+                            users: part.to_vec(),
+                            first: false,
+                        });
+                    }
+                }
+            }
+            Event::Roster { users, first } => {
+                let Some(link) = &mut self.cluster else { return };
+                let changes = if first {
+                    link.roster.replace(node, users, now)
+                } else {
+                    link.roster.add(node, users, now)
+                };
+                self.presence_elsewhere(changes);
+            }
+            Event::Leaving => {
+                let Some(link) = &mut self.cluster else { return };
+                log::info!("node {node} is stopping");
+                let changes = link.roster.forget(node);
+                self.presence_elsewhere(changes);
+            }
+        }
+    }
+
+    /// Users came or went on other nodes: where that makes them come or go
+    /// for the whole cluster, this node's connections are told.
+    fn presence_elsewhere(&mut self, changes: Vec<(i64, bool)>) {
+        for (user_id, online) in changes {
+            if self.presence.elsewhere(user_id, online) {
+                self.announce_presence(user_id, online);
+            }
+        }
+    }
+
+    /// A user's first connection on this node logged in, or the last went:
+    /// the other nodes are told.
+    pub(super) fn tell_nodes_presence(&self, user_id: i64, online: bool) {
+        if let Some(link) = &self.cluster {
+            link.publish(Event::Presence { user_id, online });
+        }
+    }
+
+    /// Every [`HEARTBEAT`], tells the other nodes this one is alive (with a
+    /// digest of its online users) and forgets those silent too long.
+    pub(super) fn heartbeat(&mut self) {
+        let Some(link) = &mut self.cluster else { return };
+        let now = Instant::now();
+        if now < link.next_heartbeat {
+            return;
+        }
+        link.next_heartbeat = now + HEARTBEAT;
+        let (users, digest) = self.presence.here();
+        link.publish(Event::Heartbeat {
+            users: users.len() as u64,
+            digest,
+        });
+        let gone = link.roster.expire(now);
+        self.presence_elsewhere(gone);
+    }
+
+    /// This node is stopping: the others forget its users at once.
+    pub(super) fn leave_cluster(&self) {
+        if let Some(link) = &self.cluster {
+            link.publish(Event::Leaving);
+        }
     }
 
     /// Asks the store for the gaps that waited long enough.
@@ -279,12 +406,12 @@ impl Reactor {
         }
     }
 
-    /// When the next gap falls due, or the store is next asked for rooms'
-    /// newest messages.
+    /// When the next gap falls due, the store is next asked for rooms'
+    /// newest messages, or the next heartbeat is due.
     pub(super) fn next_gap_due(&self) -> Option<Instant> {
         let link = self.cluster.as_ref()?;
         let poll = link.next_tail_poll(Instant::now());
-        [link.sequencer.next_due(), Some(poll)]
+        [link.sequencer.next_due(), Some(poll), Some(link.next_heartbeat)]
             .into_iter()
             .flatten()
             .min()

@@ -314,6 +314,7 @@ impl Reactor {
             self.drain_bus();
             self.ask_for_gaps();
             self.poll_room_tails();
+            self.heartbeat();
             self.drain_file_events();
             // A connection may have used up several turns this pass (its
             // event, a completion): it comes back once, not once per turn.
@@ -339,6 +340,7 @@ impl Reactor {
                         self.conns.len(),
                         self.jobs_out
                     );
+                    self.leave_cluster();
                     return Ok(());
                 }
             }

@@ -40,7 +40,10 @@ impl Reactor {
             self.old_clients.insert(token);
         }
         if self.presence.connect(user_id) {
-            self.announce_presence(user_id, true);
+            self.tell_nodes_presence(user_id, true);
+            if !self.presence.online_elsewhere(user_id) {
+                self.announce_presence(user_id, true);
+            }
         }
     }
 
@@ -54,13 +57,16 @@ impl Reactor {
             }
         }
         if self.presence.disconnect(user_id) {
-            self.announce_presence(user_id, false);
+            self.tell_nodes_presence(user_id, false);
+            if !self.presence.online_elsewhere(user_id) {
+                self.announce_presence(user_id, false);
+            }
         }
     }
 
     /// The user came or went: friends are told now, or, if they were told
     /// less than a second ago, once the second is over (of the latest state).
-    fn announce_presence(&mut self, user_id: i64, online: bool) {
+    pub(super) fn announce_presence(&mut self, user_id: i64, online: bool) {
         if self.presence_out.changed(user_id, online, Instant::now()) {
             self.send_presence(user_id, online);
         }
