@@ -53,6 +53,13 @@ impl Presence {
         changed && !here
     }
 
+    /// How many nodes the user is online on (at least 1: the asker's).
+    pub fn nodes_online(&self, user_id: i64) -> u32 {
+        let users = self.users.read();
+        let here = u32::from(users.here.contains_key(&user_id));
+        (here + users.elsewhere.get(&user_id).copied().unwrap_or(0)).max(1)
+    }
+
     /// Whether another node has the user online.
     pub fn online_elsewhere(&self, user_id: i64) -> bool {
         self.users.read().elsewhere.contains_key(&user_id)
@@ -237,6 +244,10 @@ mod tests {
         assert!(!p.elsewhere(1, false));
         assert!(!p.elsewhere(1, false), "still here");
         assert!(!p.online_elsewhere(1) && p.is_online(1));
+        assert_eq!(p.nodes_online(1), 1);
+        assert!(!p.elsewhere(1, true));
+        assert_eq!(p.nodes_online(1), 2);
+        assert!(!p.elsewhere(1, false));
         assert!(p.disconnect(1));
         assert!(!p.is_online(1));
         assert!(!p.elsewhere(7, false), "never heard of");

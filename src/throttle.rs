@@ -44,6 +44,18 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// A `share`-th of this rate and burst (at least one token of burst).
+    pub fn share(self, share: u32) -> Rate {
+        if share <= 1 {
+            return self;
+        }
+        let n = f64::from(share);
+        Rate {
+            per_sec: self.per_sec / n,
+            burst: (self.burst / n).max(1.0),
+        }
+    }
+
     pub fn new(per_sec: f64, burst: u32) -> Rate {
         Rate {
             per_sec: per_sec.max(f64::MIN_POSITIVE),
@@ -168,8 +180,15 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
     }
 
     pub fn take(&mut self, key: K, now: Instant) -> Result<(), Refused> {
+        self.take_share(key, 1, now)
+    }
+
+    /// Takes one token for `key` from a bucket holding a `share`-th of the
+    /// rate and burst: a user on `share` nodes of a cluster has that share
+    /// of the allowance on each, so the whole allowance across them all.
+    pub fn take_share(&mut self, key: K, share: u32, now: Instant) -> Result<(), Refused> {
         self.sweep(now);
-        let rate = self.rate;
+        let rate = self.rate.share(share);
         if let Some(bucket) = self.buckets.get_mut(&key) {
             return bucket.take(rate, now);
         }
@@ -214,7 +233,13 @@ impl RateLimiter {
 
     /// Takes one token for `user_id`, or says when to retry.
     pub fn check(&self, user_id: i64) -> Result<(), Refused> {
-        self.buckets.lock().take(user_id, Instant::now())
+        self.check_share(user_id, 1)
+    }
+
+    /// Takes one token for a user online on `nodes` nodes of a cluster,
+    /// each of which allows a `nodes`-th of the rate.
+    pub fn check_share(&self, user_id: i64, nodes: u32) -> Result<(), Refused> {
+        self.buckets.lock().take_share(user_id, nodes, Instant::now())
     }
 
     /// Changes the rate while the server runs (SIGHUP).
@@ -326,6 +351,19 @@ impl AuthGate {
         }
         by_addr.take(key, now)?;
         all.take(*rate, now)
+    }
+
+    /// An attempt another node of the cluster admitted: it counts here
+    /// too, so an address spread over the nodes has one allowance.
+    pub fn record(&mut self, attempt: AuthAttempt, ip: IpAddr) {
+        let now = Instant::now();
+        let (by_addr, (rate, all)) = match attempt {
+            AuthAttempt::SignUp => (&mut self.sign_ups_by_addr, &mut self.sign_ups_all),
+            AuthAttempt::LogIn => (&mut self.log_ins_by_addr, &mut self.log_ins_all),
+        };
+        // Refused or not, the tokens are spent: the attempt happened.
+        let _ = by_addr.take(addr_key(ip), now);
+        let _ = all.take(*rate, now);
     }
 }
 
@@ -711,5 +749,34 @@ mod tests {
             gate.admit(AuthAttempt::LogIn, c).is_ok(),
             "log-ins have their own budget"
         );
+    }
+
+    #[test]
+    fn attempts_admitted_on_other_nodes_spend_this_nodes_allowance() {
+        let mut gate = AuthGate::new(AuthRates {
+            sign_ups_per_addr: Rate::new(0.001, 3),
+            log_ins_per_addr: Rate::new(0.001, 3),
+            sign_ups_all: Rate::new(0.001, 100),
+            log_ins_all: Rate::new(0.001, 100),
+        });
+        let a: IpAddr = [10, 0, 0, 1].into();
+        gate.record(AuthAttempt::SignUp, a);
+        gate.record(AuthAttempt::SignUp, a);
+        assert!(gate.admit(AuthAttempt::SignUp, a).is_ok());
+        assert!(
+            gate.admit(AuthAttempt::SignUp, a).is_err(),
+            "3 in all, 2 of them elsewhere"
+        );
+        assert!(gate.admit(AuthAttempt::LogIn, a).is_ok());
+    }
+
+    #[test]
+    fn a_user_on_several_nodes_has_a_share_of_the_allowance_on_each() {
+        let limiter = RateLimiter::new(0.001, 6);
+        let ok = |nodes| (0..10).filter(|_| limiter.check_share(1, nodes).is_ok()).count();
+        assert_eq!(ok(3), 2, "a third of the burst of 6");
+        let alone = RateLimiter::new(0.001, 6);
+        assert_eq!((0..10).filter(|_| alone.check(1).is_ok()).count(), 6);
+        assert_eq!(Rate::new(1.0, 2).share(5).burst, 1.0, "never below one token");
     }
 }

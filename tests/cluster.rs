@@ -34,8 +34,16 @@ struct Cluster {
     store: String,
     bus: String,
     subject: String,
+    /// The rate limits in every node's configuration.
+    limits: String,
     nodes: Vec<Option<Node>>,
 }
+
+/// Limits no test reaches, but for those of the test about limits.
+const NO_LIMITS: &str = "sign_ups_per_addr_per_min = 1000000.0\nsign_up_burst_per_addr = 1000000\n\
+     sign_ups_per_min = 1000000.0\nlog_ins_per_addr_per_min = 1000000.0\n\
+     log_in_burst_per_addr = 1000000\nlog_ins_per_min = 1000000.0\nrooms_burst = 1000000\n\
+     msg_rate_per_sec = 1000000.0\nmsg_burst = 1000000\n";
 
 struct Node {
     addr: String,
@@ -44,6 +52,10 @@ struct Node {
 
 impl Cluster {
     fn start(nodes: usize, bus: &str) -> Cluster {
+        Cluster::start_with_limits(nodes, bus, NO_LIMITS)
+    }
+
+    fn start_with_limits(nodes: usize, bus: &str, limits: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let store = postgres_database(POSTGRES, dir.path());
         // A subject of the test's own: tests run in parallel on one bus.
@@ -60,6 +72,7 @@ impl Cluster {
             store,
             bus: bus.to_owned(),
             subject,
+            limits: limits.to_owned(),
             nodes: Vec::new(),
         };
         for i in 0..nodes {
@@ -93,11 +106,8 @@ impl Cluster {
             &config,
             format!(
                 "cluster_store = {:?}\ncluster_bus = {:?}\ncluster_subject = {:?}\nweb = \"off\"\n\
-                 sign_ups_per_addr_per_min = 1000000.0\nsign_up_burst_per_addr = 1000000\n\
-                 sign_ups_per_min = 1000000.0\nlog_ins_per_addr_per_min = 1000000.0\n\
-                 log_in_burst_per_addr = 1000000\nlog_ins_per_min = 1000000.0\nrooms_burst = 1000000\n\
-                 msg_rate_per_sec = 1000000.0\nmsg_burst = 1000000\nlog_level = \"debug\"\n",
-                self.store, self.bus, subject
+                 log_level = \"debug\"\n{}",
+                self.store, self.bus, subject, self.limits
             ),
         )
         .unwrap();
@@ -693,6 +703,101 @@ fn presence_is_the_whole_clusters() {
         told.last().is_some_and(went(false)),
         "node 0 stopped, taking user0: {told:?}"
     );
+}
+
+/// Sends `n` messages pipelined on `client`; returns how many were stored
+/// (the rest must be refused with ER_RATE_LIMITED).
+fn stored_of(client: &mut Client, room: i64, n: usize, tag: &str) -> usize {
+    let mut lines = String::new();
+    for i in 0..n {
+        lines.push_str(&format!(
+            "{}\n",
+            json!({"type": "RQ_MSG", "room_id": room, "message": format!("{tag} {i}"), "req_id": format!("{tag}-{i}")})
+        ));
+    }
+    client.send_raw(lines.as_bytes()).unwrap();
+    client.set_timeout(Duration::from_secs(10)).unwrap();
+    let (mut answered, mut stored) = (0, 0);
+    while answered < n {
+        let msg = client.recv().unwrap();
+        if !msg["req_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("{tag}-")))
+        {
+            continue;
+        }
+        answered += 1;
+        if msg["type"] == "RQ_MSG" {
+            stored += 1;
+        } else {
+            assert_eq!(msg["error_code"], "ER_RATE_LIMITED", "{msg}");
+        }
+    }
+    stored
+}
+
+#[test]
+fn rate_limits_hold_across_nodes() {
+    if skipped() {
+        return;
+    }
+    // Three sign-ups per address, and a burst of six messages per user,
+    // hardly refilled during the test.
+    let cluster = Cluster::start_with_limits(
+        3,
+        NATS,
+        "sign_ups_per_addr_per_min = 0.001\nsign_up_burst_per_addr = 3\n\
+         msg_rate_per_sec = 0.001\nmsg_burst = 6\n",
+    );
+    // Sign-ups from one address, spread over the three nodes.
+    let mut admitted = Vec::new();
+    for i in 0..9 {
+        let mut client = Client::connect(cluster.addr(i % 3)).unwrap();
+        let reply = client.sign_up(&format!("user{i}"), "pw-rates").unwrap();
+        if reply["type"] == "RQ_TOKEN" {
+            admitted.push((client, reply["token"].as_str().unwrap().to_owned()));
+        } else {
+            assert_eq!(reply["error_code"], "ER_RATE_LIMITED", "{reply}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        admitted.len(),
+        3,
+        "one address's three sign-ups count on every node"
+    );
+
+    // user0 (node 0) and user1 (node 1) share a room.
+    let (mut user0, token0) = admitted.remove(0);
+    let (mut user1, _) = admitted.remove(0);
+    user0.set_timeout(Duration::from_secs(10)).unwrap();
+    user1.set_timeout(Duration::from_secs(10)).unwrap();
+    let reply = user0
+        .request(json!({"type": "RQ_NEW_ROOM", "name": "rates", "room_type": "DB_GLOBAL_CHAT"}))
+        .unwrap();
+    let room = reply["id"].as_i64().unwrap_or_else(|| panic!("{reply}"));
+    assert_type(
+        &user1
+            .request(json!({"type": "RQ_JOIN_ROOM", "room_id": room}))
+            .unwrap(),
+        "RQ_JOIN_ROOM",
+    );
+    // On one node, a user has the whole burst.
+    assert_eq!(stored_of(&mut user1, room, 10, "alone"), 6);
+    // user0 connects to every node: the burst is shared among them.
+    let mut user0_elsewhere: Vec<Client> = (1..3)
+        .map(|i| {
+            let mut c = Client::connect(cluster.addr(i)).unwrap();
+            assert_type(&c.resume(&token0).unwrap(), "RQ_TOKEN");
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let mut stored = stored_of(&mut user0, room, 10, "n0");
+    for (i, c) in user0_elsewhere.iter_mut().enumerate() {
+        stored += stored_of(c, room, 10, &format!("n{}", i + 1));
+    }
+    assert_eq!(stored, 6, "one user's burst on three nodes is one burst");
 }
 
 #[test]

@@ -236,6 +236,12 @@ async fn run(
             return;
         }
     };
+    // The server has taken the subscription once it answers a ping: from
+    // then on, nothing another node publishes passes this one by.
+    if let Err(e) = client.flush().await {
+        let _ = started.send(Err(anyhow::anyhow!("subscribing to {subject}: {e}")));
+        return;
+    }
     let _ = started.send(Ok(()));
     log::info!("on the bus at {} as node {node} ({subject})", settings.url);
     let mut inbox_full = false;

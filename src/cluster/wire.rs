@@ -35,6 +35,9 @@ pub enum Event {
     },
     /// A log-in failed: every node counts it against the login and address.
     LoginFailure { login: String, addr: std::net::IpAddr },
+    /// A sign-up (or else a password log-in) from `addr` was admitted:
+    /// every node counts it against the address's allowance.
+    AuthAttempt { sign_up: bool, addr: std::net::IpAddr },
     /// A token was revoked: its connections are told and logged out.
     Revoke {
         user_id: i64,

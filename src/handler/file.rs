@@ -53,6 +53,7 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
     let (room, _) = membership(ctx.store, req.room_id, user_id)?;
     may_post(ctx.store, &room, user_id)?;
     super::limit(
+        ctx.shared,
         &ctx.shared.rates.msg,
         user_id,
         "you are sending messages too fast",

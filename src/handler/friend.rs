@@ -46,7 +46,12 @@ fn me(ctx: &Ctx) -> Result<User> {
 pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     let friend = other_user(ctx, &req.login)?;
     let me = me(ctx)?;
-    super::limit(&ctx.shared.rates.friend, me.id, "you are adding friends too fast")?;
+    super::limit(
+        ctx.shared,
+        &ctx.shared.rates.friend,
+        me.id,
+        "you are adding friends too fast",
+    )?;
     let added = ctx.store.atomically(|s| {
         if s.refuses_friend(friend.id, me.id)? {
             return Err(Error::forbidden(format!(

@@ -50,9 +50,11 @@ impl Ctx<'_> {
 }
 
 /// Takes one of the user's tokens from `limiter`, or refuses with ER_RATE_LIMITED
-/// and when to retry (`what` says what went too fast).
-fn limit(limiter: &RateLimiter, user_id: i64, what: &str) -> Result<()> {
-    limiter.check(user_id).map_err(|refused| {
+/// and when to retry (`what` says what went too fast). A user online on
+/// several nodes of a cluster has a share of the allowance on each.
+fn limit(shared: &Shared, limiter: &RateLimiter, user_id: i64, what: &str) -> Result<()> {
+    let nodes = shared.presence.nodes_online(user_id);
+    limiter.check_share(user_id, nodes).map_err(|refused| {
         if refused.first {
             log::info!("user {user_id} rate-limited: {what}");
         }

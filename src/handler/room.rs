@@ -118,7 +118,12 @@ pub fn new_room(ctx: &mut Ctx, req: NewRoom) -> Result<Outcome> {
             "direct-message rooms are opened with RQ_OPEN_DM",
         ));
     }
-    super::limit(&ctx.shared.rates.room, user_id, "you are creating rooms too fast")?;
+    super::limit(
+        ctx.shared,
+        &ctx.shared.rates.room,
+        user_id,
+        "you are creating rooms too fast",
+    )?;
     let room = ctx
         .store
         .atomically(|s| s.create_room(user_id, name, desc, room_type, now_ms()))?;

@@ -9,6 +9,7 @@
 //! goes across all of them (`cluster::roster`).
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use crate::job::{FilledGap, Push, Revoke, RoomsNews, Task, NO_CONN};
 use crate::model::RoomTail;
 use crate::protocol::ReqId;
 use crate::shared::Shared;
+use crate::throttle::AuthAttempt;
 
 /// Pushes from the bus answer no connection of this node.
 const NO_REQUESTER: Token = Token(NO_CONN as usize);
@@ -99,6 +101,12 @@ impl NodeLink {
     fn publish(&self, _event: Event) {
         #[cfg(feature = "cluster")]
         self.bus.publish(_event);
+    }
+
+    /// An attempt this node admitted counts on the others too.
+    pub(super) fn share_auth_attempt(&self, attempt: AuthAttempt, addr: IpAddr) {
+        let sign_up = matches!(attempt, AuthAttempt::SignUp);
+        self.publish(Event::AuthAttempt { sign_up, addr });
     }
 
     /// This node's id on the bus.
@@ -235,6 +243,14 @@ impl Reactor {
                     notice,
                 };
                 self.revoke(NO_REQUESTER, revoke, touched);
+            }
+            Event::AuthAttempt { sign_up, addr } => {
+                let attempt = if sign_up {
+                    AuthAttempt::SignUp
+                } else {
+                    AuthAttempt::LogIn
+                };
+                self.auth_gate.record(attempt, addr);
             }
             Event::Presence { user_id, online } => {
                 let Some(link) = &mut self.cluster else { return };

@@ -267,6 +267,9 @@ impl Reactor {
                     conn.reply(&err.to_outgoing(Some(env.kind)), env.req_id.as_ref());
                     continue;
                 }
+                if let Some(link) = &self.cluster {
+                    link.share_auth_attempt(attempt, conn.peer().ip());
+                }
             }
             let job = Job {
                 conn: conn_id(token),
