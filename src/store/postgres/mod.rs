@@ -324,6 +324,10 @@ impl Transactions for PgStore {
         let mut rooms = rooms.to_vec();
         rooms.sort_unstable();
         rooms.dedup();
+        if self.rooms.kept() {
+            // The writer's batch: the same round trip loads them for it.
+            return self.lock_and_cache_rooms(&rooms);
+        }
         self.execute(
             "SELECT 1 FROM (SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) locked",
             &[&rooms],

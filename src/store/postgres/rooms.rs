@@ -295,6 +295,24 @@ impl PgStore {
         Ok(self.rooms.get(room_id))
     }
 
+    /// Locks `rooms` (sorted) in id order and puts them in the batch's
+    /// cache, in one round trip.
+    pub(super) fn lock_and_cache_rooms(&mut self, rooms: &[i64]) -> Result<()> {
+        let rows = self.query(
+            &format!(
+                "SELECT {ROOM_COLUMNS}, coalesce(m.users, '{{}}'), coalesce(m.roles, '{{}}')
+                 FROM (SELECT * FROM rooms WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) r
+                 LEFT JOIN LATERAL (SELECT array_agg(user_id) AS users, array_agg(role) AS roles
+                                    FROM members WHERE room_id = r.id) m ON true"
+            ),
+            &[&rooms],
+        )?;
+        for row in &rows {
+            self.rooms.insert(room_state_from_row(row));
+        }
+        Ok(())
+    }
+
     /// The room and its members' roles in one round trip. The newest date
     /// is not kept: dates are drawn from the room's row when storing.
     fn load_room_state(&self, room_id: i64) -> Result<Option<RoomState>> {
@@ -307,11 +325,16 @@ impl PgStore {
             ),
             &[&room_id],
         )?;
-        Ok(row.map(|row| {
-            let users: Vec<i64> = row.get(ROOM_FIELDS);
-            let roles: Vec<i64> = row.get(ROOM_FIELDS + 1);
-            let roles = users.into_iter().zip(roles.into_iter().map(role_from)).collect();
-            RoomState::new(room_from_row(&row), 0, roles)
-        }))
+        Ok(row.as_ref().map(room_state_from_row))
     }
+}
+
+/// A room with its members' ids and roles (as two arrays after the room's
+/// columns). The newest date is not kept: dates are drawn from the room's
+/// row when storing.
+fn room_state_from_row(row: &Row) -> RoomState {
+    let users: Vec<i64> = row.get(ROOM_FIELDS);
+    let roles: Vec<i64> = row.get(ROOM_FIELDS + 1);
+    let roles = users.into_iter().zip(roles.into_iter().map(role_from)).collect();
+    RoomState::new(room_from_row(row), 0, roles)
 }
