@@ -573,15 +573,17 @@ pub const TYPING_EVERY: Duration = Duration::from_secs(3);
 const MAX_TYPING_ENTRIES: usize = 100_000;
 
 impl TypingGate {
-    /// Whether this notice is passed on (and counts as the latest).
-    pub fn pass(&self, user_id: i64, room_id: i64) -> bool {
-        self.pass_at(user_id, room_id, Instant::now())
+    /// Whether this notice is passed on (and counts as the latest), from a
+    /// user online on `nodes` nodes of a cluster: each node passes one per
+    /// `nodes` times the interval, so the room hears one per interval.
+    pub fn pass(&self, user_id: i64, room_id: i64, nodes: u32) -> bool {
+        self.pass_at(user_id, room_id, nodes, Instant::now())
     }
 
-    fn pass_at(&self, user_id: i64, room_id: i64, now: Instant) -> bool {
+    fn pass_at(&self, user_id: i64, room_id: i64, nodes: u32, now: Instant) -> bool {
         let mut last = self.last.lock();
         if let Some(at) = last.get(&(user_id, room_id)) {
-            if now.saturating_duration_since(*at) < TYPING_EVERY {
+            if now.saturating_duration_since(*at) < TYPING_EVERY * nodes.max(1) {
                 return false;
             }
         }
@@ -602,11 +604,17 @@ mod tests {
     fn typing_passes_once_every_three_seconds_per_user_and_room() {
         let gate = super::TypingGate::default();
         let t0 = std::time::Instant::now();
-        assert!(gate.pass_at(1, 1, t0));
-        assert!(!gate.pass_at(1, 1, t0 + std::time::Duration::from_secs(2)));
-        assert!(gate.pass_at(1, 2, t0), "another room");
-        assert!(gate.pass_at(2, 1, t0), "another user");
-        assert!(gate.pass_at(1, 1, t0 + super::TYPING_EVERY));
+        assert!(gate.pass_at(9, 9, 2, t0));
+        assert!(
+            !gate.pass_at(9, 9, 2, t0 + std::time::Duration::from_secs(4)),
+            "on two nodes, each passes one per six seconds"
+        );
+        assert!(gate.pass_at(9, 9, 2, t0 + std::time::Duration::from_secs(6)));
+        assert!(gate.pass_at(1, 1, 1, t0));
+        assert!(!gate.pass_at(1, 1, 1, t0 + std::time::Duration::from_secs(2)));
+        assert!(gate.pass_at(1, 2, 1, t0), "another room");
+        assert!(gate.pass_at(2, 1, 1, t0), "another user");
+        assert!(gate.pass_at(1, 1, 1, t0 + super::TYPING_EVERY));
     }
 
     use super::*;

@@ -157,7 +157,8 @@ pub fn typing(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
         },
     );
     let mut outcome = Outcome::reply(answer);
-    if ctx.shared.typing.pass(session.user_id, req.room_id) {
+    let nodes = ctx.shared.presence.nodes_online(session.user_id);
+    if ctx.shared.typing.pass(session.user_id, req.room_id, nodes) {
         let others: Vec<i64> = audience(ctx, req.room_id)?
             .iter()
             .copied()
