@@ -40,7 +40,7 @@ pub fn react(ctx: &mut Ctx, req: React) -> Result<Outcome> {
     check_emoji(&req.emoji)?;
     super::limit(
         ctx.shared,
-        &ctx.shared.rates.msg,
+        |r| &r.msg,
         session.user_id,
         "you are reacting too fast",
     )?;
@@ -103,12 +103,7 @@ pub fn pin(ctx: &mut Ctx, req: Pin) -> Result<Outcome> {
 /// RQ_GET_PINS: a room's pinned messages, most recently pinned first.
 pub fn get_pins(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    super::limit(
-        ctx.shared,
-        &ctx.shared.rates.read,
-        user_id,
-        "you are reading too fast",
-    )?;
+    super::limit(ctx.shared, |r| &r.read, user_id, "you are reading too fast")?;
     membership(ctx.store, req.room_id, user_id)?;
     let pinned = ctx.store.pinned(req.room_id)?;
     let msgs = bodies(ctx.store, pinned, user_id)?;
@@ -124,12 +119,7 @@ pub fn get_pins(ctx: &mut Ctx, req: RoomRef) -> Result<Outcome> {
 /// RQ_GET_MENTIONS: messages that name the caller, across their rooms.
 pub fn get_mentions(ctx: &mut Ctx, req: GetMentions) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    super::limit(
-        ctx.shared,
-        &ctx.shared.rates.read,
-        user_id,
-        "you are reading too fast",
-    )?;
+    super::limit(ctx.shared, |r| &r.read, user_id, "you are reading too fast")?;
     let count = match req.count {
         None => DEFAULT_MENTIONS,
         Some(n) if n >= 1 => n.min(MAX_MENTIONS_PAGE),

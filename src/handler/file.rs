@@ -54,7 +54,7 @@ pub fn upload(ctx: &mut Ctx, req: UploadFile) -> Result<Outcome> {
     may_post(ctx.store, &room, user_id)?;
     super::limit(
         ctx.shared,
-        &ctx.shared.rates.msg,
+        |r| &r.msg,
         user_id,
         "you are sending messages too fast",
     )?;

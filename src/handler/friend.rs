@@ -48,7 +48,7 @@ pub fn add_friend(ctx: &mut Ctx, req: UserRef) -> Result<Outcome> {
     let me = me(ctx)?;
     super::limit(
         ctx.shared,
-        &ctx.shared.rates.friend,
+        |r| &r.friend,
         me.id,
         "you are adding friends too fast",
     )?;

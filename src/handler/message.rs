@@ -243,7 +243,7 @@ pub fn send(ctx: &mut Ctx, req: SendMsg) -> Result<Outcome> {
     let text = message_text(ctx, &req.message)?;
     super::limit(
         ctx.shared,
-        &ctx.shared.rates.msg,
+        |r| &r.msg,
         session.user_id,
         "you are sending messages too fast",
     )?;
@@ -386,7 +386,7 @@ fn history_reply(ctx: &mut Ctx, kind: Kind, room_id: i64, query: HistoryQuery) -
     let user_id = ctx.user()?.user_id;
     super::limit(
         ctx.shared,
-        &ctx.shared.rates.read,
+        |r| &r.read,
         user_id,
         "you are reading history too fast",
     )?;
@@ -433,12 +433,7 @@ pub fn get_old(ctx: &mut Ctx, req: HistoryPage) -> Result<Outcome> {
 
 pub fn search(ctx: &mut Ctx, req: SearchMsgs) -> Result<Outcome> {
     let user_id = ctx.user()?.user_id;
-    super::limit(
-        ctx.shared,
-        &ctx.shared.rates.read,
-        user_id,
-        "you are searching too fast",
-    )?;
+    super::limit(ctx.shared, |r| &r.read, user_id, "you are searching too fast")?;
     if req.msg.chars().count() > ctx.shared.config.max_message_chars {
         return Err(Error::client(ErrorCode::TooLarge, "search text too long"));
     }

@@ -24,7 +24,7 @@ use crate::job::{ConnId, Job, Outcome, Session, Task};
 use crate::protocol::{ErrorCode, Kind, Outgoing, Request};
 use crate::shared::Shared;
 use crate::store::Store;
-use crate::throttle::RateLimiter;
+use crate::throttle::{RateLimiter, UserRates};
 
 /// What a handler works with.
 pub struct Ctx<'a> {
@@ -49,17 +49,20 @@ impl Ctx<'_> {
     }
 }
 
-/// Takes one of the user's tokens from `limiter`, or refuses with ER_RATE_LIMITED
-/// and when to retry (`what` says what went too fast). A user online on
-/// several nodes of a cluster has a share of the allowance on each.
-fn limit(shared: &Shared, limiter: &RateLimiter, user_id: i64, what: &str) -> Result<()> {
+/// Takes one of the user's tokens from the limiter `which` picks, or
+/// refuses with ER_RATE_LIMITED and when to retry (`what` says what went
+/// too fast). A user online on several nodes of a cluster has a share of
+/// the allowance on each.
+fn limit(shared: &Shared, which: fn(&UserRates) -> &RateLimiter, user_id: i64, what: &str) -> Result<()> {
     let nodes = shared.presence.nodes_online(user_id);
-    limiter.check_share(user_id, nodes).map_err(|refused| {
-        if refused.first {
-            log::info!("user {user_id} rate-limited: {what}");
-        }
-        Error::rate_limited(what, refused.retry_after)
-    })
+    which(&shared.rates)
+        .check_share(user_id, nodes)
+        .map_err(|refused| {
+            if refused.first {
+                log::info!("user {user_id} rate-limited: {what}");
+            }
+            Error::rate_limited(what, refused.retry_after)
+        })
 }
 
 /// Periodic upkeep the reactor asks for: expired tokens go, and the disk's

@@ -120,7 +120,7 @@ pub fn new_room(ctx: &mut Ctx, req: NewRoom) -> Result<Outcome> {
     }
     super::limit(
         ctx.shared,
-        &ctx.shared.rates.room,
+        |r| &r.room,
         user_id,
         "you are creating rooms too fast",
     )?;
