@@ -441,6 +441,9 @@ impl Server {
             transfer_idle: Duration::from_millis(config.transfer_idle_timeout_ms),
             trace_lines: config.trace_lines,
         };
+        // On the bus before the node says it listens (and serves anyone):
+        // what other nodes publish from then on reaches it.
+        let cluster = join_cluster(&config, self.waker.clone(), start_id, &shared)?;
         let plain = match &self.plain_listener {
             Some(l) => format!(
                 " and {} (plaintext)",
@@ -498,7 +501,7 @@ impl Server {
             file_tasks: file_tx,
             file_events: file_event_rx,
             local: self.local_arrivals,
-            cluster: join_cluster(&config, self.waker.clone(), start_id, &shared)?,
+            cluster,
         };
         let files_dir = files::files_dir(&config.data_dir);
         let web = self.web_listener.map(|socket| Listener {

@@ -113,6 +113,7 @@ impl Cluster {
         .unwrap();
         // The nodes share one data directory: file bytes live there, for
         // every node to serve.
+        // A node says it listens once it is on the bus.
         let (child, addr) =
             spawn_parleyd_with(&self.dir.path().join("data"), &config, &dir.join("parleyd.log"));
         Node {
