@@ -102,6 +102,26 @@ impl Event {
     }
 }
 
+/// A node's online users as [`Event::Roster`] parts of at most
+/// [`ROSTER_PART`] (one, empty, for none: the receiver still forgets what
+/// it held).
+pub fn roster(users: &[i64]) -> Vec<Event> {
+    if users.is_empty() {
+        return vec![Event::Roster {
+            users: Vec::new(),
+            first: true,
+        }];
+    }
+    users
+        .chunks(ROSTER_PART)
+        .enumerate()
+        .map(|(i, part)| Event::Roster {
+            users: part.to_vec(),
+            first: i == 0,
+        })
+        .collect()
+}
+
 /// Encodes an envelope for the bus.
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
     serde_json::to_vec(envelope).unwrap_or_default()
@@ -143,5 +163,21 @@ mod tests {
             assert_eq!(again.encode(dialect, None), msg.encode(dialect, None));
         }
         assert!(decode(b"not json").is_none());
+    }
+
+    #[test]
+    fn a_roster_goes_in_parts_the_first_of_which_replaces() {
+        let parts = |users: &[i64]| -> Vec<(usize, bool)> {
+            roster(users)
+                .into_iter()
+                .map(|event| match event {
+                    Event::Roster { users, first } => (users.len(), first),
+                    _ => panic!("a roster part"),
+                })
+                .collect()
+        };
+        assert_eq!(parts(&[]), vec![(0, true)]);
+        let many: Vec<i64> = (0..(ROSTER_PART as i64 + 1)).collect();
+        assert_eq!(parts(&many), vec![(ROSTER_PART, true), (1, false)]);
     }
 }

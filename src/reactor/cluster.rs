@@ -19,7 +19,7 @@ use mio::Token;
 use super::Reactor;
 use crate::cluster::roster::{Heard, Roster, HEARTBEAT};
 use crate::cluster::sequencer::{Sequencer, TAIL_POLL};
-use crate::cluster::wire::{Envelope, Event, ROSTER_PART};
+use crate::cluster::wire::{self, Envelope, Event};
 use crate::job::{FilledGap, Push, Revoke, RoomsNews, Task, NO_CONN};
 use crate::model::RoomTail;
 use crate::protocol::ReqId;
@@ -271,17 +271,8 @@ impl Reactor {
                 let Some(link) = &self.cluster else { return };
                 if asked == link.node() {
                     let (users, _) = self.presence.here();
-                    let mut parts = users.chunks(ROSTER_PART);
-                    let first = parts.next().unwrap_or_default().to_vec();
-                    link.publish(Event::Roster {
-                        users: first,
-                        first: true,
-                    });
-                    for part in parts {
-                        link.publish(Event::Roster {
-                            users: part.to_vec(),
-                            first: false,
-                        });
+                    for part in wire::roster(&users) {
+                        link.publish(part);
                     }
                 }
             }
@@ -424,7 +415,7 @@ impl Reactor {
 
     /// When the next gap falls due, the store is next asked for rooms'
     /// newest messages, or the next heartbeat is due.
-    pub(super) fn next_gap_due(&self) -> Option<Instant> {
+    pub(super) fn next_cluster_due(&self) -> Option<Instant> {
         let link = self.cluster.as_ref()?;
         let poll = link.next_tail_poll(Instant::now());
         [link.sequencer.next_due(), Some(poll), Some(link.next_heartbeat)]

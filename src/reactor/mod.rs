@@ -361,7 +361,7 @@ impl Reactor {
             .then(|| now + Duration::from_millis(100));
         let purge = Some(self.next_maintenance);
         let presence = self.presence_out.next_due();
-        let gap = self.next_gap_due();
+        let cluster = self.next_cluster_due();
         [
             login,
             drain,
@@ -369,7 +369,7 @@ impl Reactor {
             self.accept_retry_at,
             purge,
             presence,
-            gap,
+            cluster,
         ]
         .into_iter()
         .flatten()
